@@ -1,0 +1,1 @@
+"""The `ciml` command line. One module per sub-command, each with `add_parser` and `run`."""

@@ -1,0 +1,242 @@
+"""The model card: a validated, JSON-serialisable description of a CIML model.
+
+A card says which modalities a model reads, which targets it segments, how the task is
+decomposed into sub-tasks (each with a primary and auxiliary modalities), and every network,
+inference and training hyperparameter. Like nnU-Net's plans, the card drives everything: no
+hyperparameter lives in code. Every field is documented in ``docs/model-card.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ciml.errors import CardError
+
+MODALITY_KINDS = ("MR", "CT", "PET")
+NORMALIZATIONS = ("zscore_nonzero", "zscore", "window", "suv_clip")
+DEFAULT_NORMALIZATION = {"MR": "zscore_nonzero", "CT": "window", "PET": "suv_clip"}
+DEFAULT_WINDOW = {"CT": (-1000.0, 1000.0), "PET": (0.0, 20.0)}
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class Modality:
+    """One input image of a case.
+
+    Args:
+        name: identifier used on the command line and in file names (``cam_<name>``).
+        kind: ``MR``, ``CT`` or ``PET``.
+        normalization: ``zscore_nonzero`` (z-score inside the non-zero region, for MR),
+            ``zscore`` (over the whole image), ``window`` (clip to ``window`` and scale to 0..1,
+            for CT in HU) or ``suv_clip`` (clip SUV to ``window`` and scale to 0..1, for PET).
+        window: ``(low, high)`` for ``window`` and ``suv_clip``; defaults by kind.
+    """
+
+    name: str
+    kind: str = "MR"
+    normalization: str = ""
+    window: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One structure the model segments (one sigmoid output channel).
+
+    Args:
+        name: identifier, e.g. ``WT``.
+        label: value written for this target in the output label map.
+        includes: label values of a reference label map that make up this target's region
+            (targets may nest: BraTS WT includes 1, 2 and 4). Defaults to ``[label]``.
+        color: RGB in 0..1, used for the segment in Slicer.
+        terminology: optional coded meaning, ``{"scheme": "SCT", "code": ..., "meaning": ...}``.
+    """
+
+    name: str
+    label: int
+    includes: tuple[int, ...] = ()
+    color: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    terminology: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class SubTask:
+    """One decomposed sub-task: one decoder fed by its primary modality's encoder.
+
+    Args:
+        name: identifier.
+        targets: names of the targets this sub-task's decoder predicts.
+        primary: the modality that carries the main signal for these targets.
+        auxiliaries: modalities whose complementary information reaches the primary through
+            Cross-modality Information Gates. May be empty (a primary-only sub-task).
+    """
+
+    name: str
+    targets: tuple[str, ...]
+    primary: str
+    auxiliaries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Network hyperparameters shared by CIML and its baselines.
+
+    Args:
+        spatial_dims: 3 (volumes) or 2 (slices).
+        features: channels per encoder level, shallowest first; each deeper level halves the
+            resolution, so the number of levels is ``len(features)``.
+        kernel_size: convolution kernel size of every block.
+        norm: MONAI normalisation name (``instance``, ``batch``, ``group``...).
+        dropout: dropout rate inside the blocks.
+        gate_levels: encoder levels that receive gate messages; negative values count from the
+            deepest (the default, ``[-2, -1]``, is the two deepest).
+        gate_bottleneck: use the variational bottleneck in each gate (ablation switch).
+        gate_attention: use the cross-modal spatial attention in each gate (ablation switch).
+    """
+
+    spatial_dims: int = 3
+    features: tuple[int, ...] = (16, 32, 64, 128)
+    kernel_size: int = 3
+    norm: str = "instance"
+    dropout: float = 0.0
+    gate_levels: tuple[int, ...] = (-2, -1)
+    gate_bottleneck: bool = True
+    gate_attention: bool = True
+
+    def resolved_gate_levels(self) -> tuple[int, ...]:
+        """Gate levels as non-negative indices, shallowest first."""
+        levels = len(self.features)
+        return tuple(sorted({lv % levels for lv in self.gate_levels}))
+
+
+@dataclass(frozen=True)
+class InferenceSpec:
+    """Sliding-window inference settings.
+
+    Args:
+        roi_size: window size in voxels (each a multiple of ``2 ** (levels - 1)``).
+        overlap: fraction of overlap between windows, in [0, 1).
+        sw_batch_size: windows evaluated together.
+        blend: MONAI blending mode, ``gaussian`` or ``constant``.
+        threshold: probability above which a voxel belongs to a target.
+    """
+
+    roi_size: tuple[int, ...] = (96, 96, 96)
+    overlap: float = 0.5
+    sw_batch_size: int = 1
+    blend: str = "gaussian"
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Training hyperparameters (the defaults ``ciml train`` uses).
+
+    Args:
+        patch_size: training crop size in voxels (each a multiple of ``2 ** (levels - 1)``).
+        batch_size: crops per optimiser step.
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        max_steps: optimiser steps of a run.
+        beta: weight of the gates' mean KL divergence in the loss.
+        seed: random seed.
+    """
+
+    patch_size: tuple[int, ...] = (96, 96, 96)
+    batch_size: int = 2
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    max_steps: int = 1000
+    beta: float = 1e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The whole description of a model. Build it with :func:`card_from_dict` to validate.
+
+    Args:
+        name: short model name.
+        description: one or two sentences for users.
+        modalities: the inputs, in the channel order of the network.
+        targets: the outputs, in the channel order of the network.
+        subtasks: the task decomposition; every target belongs to exactly one sub-task.
+        reference: the modality whose grid (origin, spacing, direction, size) outputs use.
+        spacing: working spacing in mm that images are resampled to, or ``None`` for native.
+        network, inference, training: hyperparameters.
+    """
+
+    name: str
+    modalities: tuple[Modality, ...]
+    targets: tuple[Target, ...]
+    subtasks: tuple[SubTask, ...]
+    reference: str
+    description: str = ""
+    spacing: tuple[float, ...] | None = None
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    inference: InferenceSpec = field(default_factory=InferenceSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.modalities)
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.targets)
+
+    def modality_index(self, name: str) -> int:
+        return self.modality_names.index(name)
+
+    def target_index(self, name: str) -> int:
+        return self.target_names.index(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively, so that a card round-trips through JSON unchanged."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def load_card(path: str | Path) -> ModelCard:
+    """Read and validate a card from a JSON (or YAML) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CardError(str(path), "file not found")
+    try:
+        text = path.read_text()
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any read or syntax error becomes one message
+        raise CardError(str(path), f"cannot be parsed: {exc}") from None
+    return card_from_dict(data)
+
+
+def card_from_dict(data: Any) -> ModelCard:
+    """Build a :class:`ModelCard` from plain data, raising :class:`CardError` naming the field."""
+    from ciml.config.validate import build_card
+
+    return build_card(data)
+
+
+def spec_fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))

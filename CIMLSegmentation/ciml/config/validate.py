@@ -1,0 +1,255 @@
+"""Parsing plain data into a :class:`ModelCard`, with one clear message per problem.
+
+Every message names the field by its path in the card (``subtasks[1].primary``), so that a user
+editing a JSON file can find it. Unknown keys are refused too: a misspelt key would otherwise
+silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from ciml.config.card import (
+    _NAME,
+    DEFAULT_NORMALIZATION,
+    DEFAULT_WINDOW,
+    MODALITY_KINDS,
+    NORMALIZATIONS,
+    InferenceSpec,
+    Modality,
+    ModelCard,
+    NetworkSpec,
+    SubTask,
+    Target,
+    TrainingSpec,
+)
+from ciml.errors import CardError
+
+
+def _mapping(value: Any, path: str, cls: type | None = None) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CardError(path, f"expected an object, got {type(value).__name__}")
+    if cls is not None:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise CardError(f"{path}.{unknown[0]}" if path else unknown[0],
+                            f"unknown field (known: {', '.join(sorted(known))})")
+    return value
+
+
+def _list(value: Any, path: str, min_len: int = 0) -> list[Any]:
+    if not isinstance(value, (list, tuple)):
+        raise CardError(path, f"expected a list, got {type(value).__name__}")
+    if len(value) < min_len:
+        raise CardError(path, f"needs at least {min_len} entr{'y' if min_len == 1 else 'ies'}")
+    return list(value)
+
+
+def _name(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise CardError(path, f"{value!r} is not a valid name (a letter, then letters, digits, _ or -)")
+    return value
+
+
+def _int(value: Any, path: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CardError(path, f"expected an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise CardError(path, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(value: Any, path: str, low: float | None = None, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CardError(path, f"expected a number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise CardError(path, f"must lie in [{low}, {high}], got {value}")
+    return float(value)
+
+
+def _unique(names: list[str], path: str) -> None:
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        if n in seen:
+            raise CardError(f"{path}[{i}]", f"duplicate {n!r}")
+        seen.add(n)
+
+
+def _known(name: Any, known: tuple[str, ...], path: str, what: str) -> str:
+    if name not in known:
+        raise CardError(path, f"{name!r} is not a {what} of this card (known: {', '.join(known)})")
+    return name
+
+
+def _modality(raw: Any, path: str) -> Modality:
+    d = _mapping(raw, path, Modality)
+    name = _name(d.get("name"), f"{path}.name")
+    kind = d.get("kind", "MR")
+    if kind not in MODALITY_KINDS:
+        raise CardError(f"{path}.kind", f"{kind!r} is not one of {', '.join(MODALITY_KINDS)}")
+    norm = d.get("normalization") or DEFAULT_NORMALIZATION[kind]
+    if norm not in NORMALIZATIONS:
+        raise CardError(f"{path}.normalization", f"{norm!r} is not one of {', '.join(NORMALIZATIONS)}")
+    window = d.get("window")
+    if window is None and norm in ("window", "suv_clip"):
+        window = DEFAULT_WINDOW.get(kind, DEFAULT_WINDOW["CT"] if norm == "window" else DEFAULT_WINDOW["PET"])
+    if window is not None:
+        w = _list(window, f"{path}.window")
+        if len(w) != 2 or _float(w[0], f"{path}.window[0]") >= _float(w[1], f"{path}.window[1]"):
+            raise CardError(f"{path}.window", f"expected [low, high] with low < high, got {window!r}")
+        window = (float(w[0]), float(w[1]))
+    return Modality(name=name, kind=kind, normalization=norm, window=window)
+
+
+def _target(raw: Any, path: str) -> Target:
+    d = _mapping(raw, path, Target)
+    label = _int(d.get("label"), f"{path}.label", minimum=1)
+    includes = tuple(_int(v, f"{path}.includes[{i}]", minimum=1)
+                     for i, v in enumerate(_list(d.get("includes", [label]), f"{path}.includes", 1)))
+    if label not in includes:
+        raise CardError(f"{path}.includes", f"must contain the target's own label {label}")
+    color = _list(d.get("color", [1.0, 0.0, 0.0]), f"{path}.color")
+    if len(color) != 3:
+        raise CardError(f"{path}.color", f"expected [r, g, b] in 0..1, got {color!r}")
+    color = tuple(_float(c, f"{path}.color[{i}]", 0.0, 1.0) for i, c in enumerate(color))
+    term = d.get("terminology")
+    if term is not None:
+        term = _mapping(term, f"{path}.terminology")
+        missing = {"scheme", "code", "meaning"} - set(term)
+        if missing:
+            raise CardError(f"{path}.terminology", f"missing {', '.join(sorted(missing))}")
+        term = {k: str(v) for k, v in term.items()}
+    return Target(name=_name(d.get("name"), f"{path}.name"), label=label, includes=includes,
+                  color=color, terminology=term)
+
+
+def _subtask(raw: Any, path: str, modalities: tuple[str, ...], targets: tuple[str, ...]) -> SubTask:
+    d = _mapping(raw, path, SubTask)
+    name = _name(d.get("name"), f"{path}.name")
+    tnames = _list(d.get("targets"), f"{path}.targets", 1)
+    for i, t in enumerate(tnames):
+        _known(t, targets, f"{path}.targets[{i}]", "target")
+    _unique(tnames, f"{path}.targets")
+    if d.get("primary") is None:
+        raise CardError(f"{path}.primary", "missing: every sub-task needs a primary modality")
+    primary = _known(d["primary"], modalities, f"{path}.primary", "modality")
+    aux = _list(d.get("auxiliaries", []), f"{path}.auxiliaries")
+    for i, a in enumerate(aux):
+        _known(a, modalities, f"{path}.auxiliaries[{i}]", "modality")
+        if a == primary:
+            raise CardError(f"{path}.auxiliaries[{i}]", f"{a!r} is this sub-task's primary; "
+                            "a modality cannot be its own auxiliary")
+    _unique(aux, f"{path}.auxiliaries")
+    return SubTask(name=name, targets=tuple(tnames), primary=primary, auxiliaries=tuple(aux))
+
+
+def _shape(raw: Any, path: str, dims: int, multiple: int) -> tuple[int, ...]:
+    values = _list(raw, path)
+    if len(values) != dims:
+        raise CardError(path, f"needs {dims} sizes (network.spatial_dims), got {len(values)}")
+    out = tuple(_int(v, f"{path}[{i}]", minimum=1) for i, v in enumerate(values))
+    for i, v in enumerate(out):
+        if v % multiple:
+            raise CardError(f"{path}[{i}]", f"{v} is not a multiple of {multiple} "
+                            "(2 ** (levels - 1), so that every level divides it)")
+    return out
+
+
+def _network(raw: Any) -> NetworkSpec:
+    d = _mapping(raw, "network", NetworkSpec)
+    dims = _int(d.get("spatial_dims", 3), "network.spatial_dims")
+    if dims not in (2, 3):
+        raise CardError("network.spatial_dims", f"must be 2 or 3, got {dims}")
+    feats = tuple(_int(f, f"network.features[{i}]", minimum=1)
+                  for i, f in enumerate(_list(d.get("features", [16, 32, 64, 128]), "network.features", 2)))
+    levels = [_int(v, f"network.gate_levels[{i}]")
+              for i, v in enumerate(_list(d.get("gate_levels", [-2, -1]), "network.gate_levels"))]
+    for i, lv in enumerate(levels):
+        if not -len(feats) <= lv < len(feats):
+            raise CardError(f"network.gate_levels[{i}]", f"{lv} is outside the {len(feats)} levels")
+    spec = NetworkSpec(
+        spatial_dims=dims, features=feats, gate_levels=tuple(levels),
+        kernel_size=_int(d.get("kernel_size", 3), "network.kernel_size", minimum=1),
+        norm=str(d.get("norm", "instance")),
+        dropout=_float(d.get("dropout", 0.0), "network.dropout", 0.0, 1.0),
+        gate_bottleneck=bool(d.get("gate_bottleneck", True)),
+        gate_attention=bool(d.get("gate_attention", True)))
+    if len(spec.resolved_gate_levels()) != len(levels):
+        raise CardError("network.gate_levels", f"{levels} names the same level twice")
+    return spec
+
+
+def _inference(raw: Any, dims: int, multiple: int) -> InferenceSpec:
+    d = _mapping(raw, "inference", InferenceSpec)
+    blend = d.get("blend", "gaussian")
+    if blend not in ("gaussian", "constant"):
+        raise CardError("inference.blend", f"{blend!r} is not gaussian or constant")
+    return InferenceSpec(
+        roi_size=_shape(d.get("roi_size", [96] * dims), "inference.roi_size", dims, multiple),
+        overlap=_float(d.get("overlap", 0.5), "inference.overlap", 0.0, 0.95),
+        sw_batch_size=_int(d.get("sw_batch_size", 1), "inference.sw_batch_size", minimum=1),
+        blend=blend, threshold=_float(d.get("threshold", 0.5), "inference.threshold", 0.0, 1.0))
+
+
+def _training(raw: Any, dims: int, multiple: int) -> TrainingSpec:
+    d = _mapping(raw, "training", TrainingSpec)
+    return TrainingSpec(
+        patch_size=_shape(d.get("patch_size", [96] * dims), "training.patch_size", dims, multiple),
+        batch_size=_int(d.get("batch_size", 2), "training.batch_size", minimum=1),
+        learning_rate=_float(d.get("learning_rate", 1e-3), "training.learning_rate", 0.0, 10.0),
+        weight_decay=_float(d.get("weight_decay", 1e-5), "training.weight_decay", 0.0, 10.0),
+        max_steps=_int(d.get("max_steps", 1000), "training.max_steps", minimum=1),
+        beta=_float(d.get("beta", 1e-3), "training.beta", 0.0, 1e6),
+        seed=_int(d.get("seed", 0), "training.seed", minimum=0))
+
+
+def build_card(data: Any) -> ModelCard:
+    d = _mapping(data, "", ModelCard)
+    for key in ("name", "modalities", "targets", "subtasks", "reference"):
+        if key not in d:
+            raise CardError(key, "missing")
+    modalities = tuple(_modality(m, f"modalities[{i}]")
+                       for i, m in enumerate(_list(d["modalities"], "modalities", 1)))
+    mnames = tuple(m.name for m in modalities)
+    _unique(list(mnames), "modalities")
+    targets = tuple(_target(t, f"targets[{i}]") for i, t in enumerate(_list(d["targets"], "targets", 1)))
+    tnames = tuple(t.name for t in targets)
+    _unique(list(tnames), "targets")
+    seen_labels: dict[int, str] = {}
+    for i, t in enumerate(targets):
+        if t.label in seen_labels:
+            raise CardError(f"targets[{i}].label", f"label value {t.label} is already used by "
+                            f"target {seen_labels[t.label]!r}")
+        seen_labels[t.label] = t.name
+    subtasks = tuple(_subtask(s, f"subtasks[{i}]", mnames, tnames)
+                     for i, s in enumerate(_list(d["subtasks"], "subtasks", 1)))
+    _unique([s.name for s in subtasks], "subtasks")
+    owner: dict[str, str] = {}
+    for i, s in enumerate(subtasks):
+        for t in s.targets:
+            if t in owner:
+                raise CardError(f"subtasks[{i}].targets", f"target {t!r} is already predicted by "
+                                f"sub-task {owner[t]!r}; each target belongs to one sub-task")
+            owner[t] = s.name
+    orphans = [t for t in tnames if t not in owner]
+    if orphans:
+        raise CardError("subtasks", f"no sub-task predicts target(s) {', '.join(orphans)}")
+    reference = _known(d["reference"], mnames, "reference", "modality")
+    network = _network(d.get("network", {}))
+    dims, multiple = network.spatial_dims, 2 ** (len(network.features) - 1)
+    spacing = d.get("spacing")
+    if spacing is not None:
+        values = _list(spacing, "spacing")
+        if len(values) != dims:
+            raise CardError("spacing", f"needs {dims} values (network.spatial_dims), got {len(values)}")
+        spacing = tuple(_float(v, f"spacing[{i}]", 1e-3, 1e3) for i, v in enumerate(values))
+    name = d["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise CardError("name", "must be a non-empty string")
+    return ModelCard(
+        name=name, description=str(d.get("description", "")), modalities=modalities,
+        targets=targets, subtasks=subtasks, reference=reference, spacing=spacing, network=network,
+        inference=_inference(d.get("inference", {}), dims, multiple),
+        training=_training(d.get("training", {}), dims, multiple))

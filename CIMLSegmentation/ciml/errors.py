@@ -1,0 +1,19 @@
+"""Errors that reach the user as one clear message (never a traceback)."""
+
+
+class CIMLError(Exception):
+    """Base class of every error the command line reports as a plain message and exit code."""
+
+    exit_code = 2
+
+
+class CardError(CIMLError, ValueError):
+    """A model card is invalid; the message names the offending field."""
+
+    def __init__(self, field: str, problem: str):
+        self.field = field
+        super().__init__(f"model card: {field}: {problem}")
+
+
+class BundleError(CIMLError):
+    """A model bundle is missing, corrupted, tampered with, or does not fit its card."""
