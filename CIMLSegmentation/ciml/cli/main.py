@@ -19,7 +19,8 @@ from ciml.errors import CIMLError
 # Sub-command name -> module of this package that implements it.
 COMMANDS = {
     "card": "ciml.cli.card",
-
+    "info": "ciml.cli.info",
+    "init": "ciml.cli.init",
 }
 
 

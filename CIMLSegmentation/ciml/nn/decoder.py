@@ -1,0 +1,37 @@
+"""One sub-task's decoder: MONAI U-Net up-blocks from the deepest level back to full size."""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.blocks.dynunet_block import UnetOutBlock, UnetUpBlock
+from torch import nn
+
+
+class SubTaskDecoder(nn.Module):
+    """Decodes a primary modality's (message-enriched) features into its targets' logits.
+
+    Args:
+        spatial_dims: 2 or 3.
+        features: channels per level, shallowest first (as the encoders').
+        out_channels: number of targets of the sub-task (one sigmoid logit each).
+        kernel_size: convolution kernel size.
+        norm: MONAI normalisation name.
+        dropout: dropout rate.
+
+    Shapes: ``forward([ (B, features[i], *S / 2**i) ]) -> (B, out_channels, *S)``.
+    """
+
+    def __init__(self, spatial_dims: int, features: tuple[int, ...], out_channels: int,
+                 kernel_size: int = 3, norm: str = "instance", dropout: float = 0.0):
+        super().__init__()
+        self.up = nn.ModuleList(
+            UnetUpBlock(spatial_dims, features[i], features[i - 1], kernel_size=kernel_size, stride=1,
+                        upsample_kernel_size=2, norm_name=norm, dropout=dropout or None)
+            for i in range(len(features) - 1, 0, -1))
+        self.head = UnetOutBlock(spatial_dims, features[0], out_channels)
+
+    def forward(self, skips: list[torch.Tensor]) -> torch.Tensor:
+        x = skips[-1]
+        for up, skip in zip(self.up, reversed(skips[:-1])):
+            x = up(x, skip)
+        return self.head(x)

@@ -1,0 +1,74 @@
+"""The early-fusion baseline: every modality a channel of one MONAI DynUNet."""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.nets import DynUNet
+from torch import nn
+
+from ciml.config import ModelCard
+from ciml.nn.output import NetOutput
+
+
+def _dynunet(card: ModelCard, features: tuple[int, ...]) -> DynUNet:
+    net = card.network
+    levels = len(features)
+    return DynUNet(
+        spatial_dims=net.spatial_dims, in_channels=len(card.modalities), out_channels=len(card.targets),
+        kernel_size=[net.kernel_size] * levels, strides=[1] + [2] * (levels - 1),
+        upsample_kernel_size=[2] * (levels - 1), filters=list(features), norm_name=net.norm,
+        dropout=net.dropout or None)
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def matched_features(card: ModelCard, parameter_count: int) -> tuple[int, ...]:
+    """The card's feature widths scaled so that the DynUNet has about ``parameter_count`` weights.
+
+    Bisects the width multiplier, building candidates on the meta device (no memory, no time).
+    """
+    base = card.network.features
+    low, high = 0.05, 16.0
+    for _ in range(30):
+        mid = (low + high) / 2
+        with torch.device("meta"):
+            n = _count(_dynunet(card, tuple(max(1, round(f * mid)) for f in base)))
+        low, high = (mid, high) if n < parameter_count else (low, mid)
+    return tuple(max(1, round(f * (low + high) / 2)) for f in base)
+
+
+class EarlyFusionNet(nn.Module):
+    """All modalities stacked as input channels of one DynUNet, with CIML's outputs.
+
+    Args:
+        card: the model card (modalities, targets and the ``network`` section).
+        features: channels per level; by default the card's widths scaled to match the
+            parameter count of the CIML network of the same card (see :func:`matched_features`).
+
+    Shapes: ``forward((B, M, *S)) -> (B, T, *S)`` logits.
+    """
+
+    def __init__(self, card: ModelCard, features: tuple[int, ...] | None = None):
+        super().__init__()
+        if features is None:
+            from ciml.nn.ciml_net import CIMLNet
+
+            with torch.device("meta"):
+                features = matched_features(card, _count(CIMLNet(card)))
+        self.card = card
+        self.features = tuple(features)
+        self.net = _dynunet(card, self.features)
+
+    @property
+    def options(self) -> dict:
+        """What a bundle records to rebuild exactly this network."""
+        return {"features": list(self.features)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def forward_features(self, x: torch.Tensor) -> NetOutput:
+        logits = self.net(x)
+        return NetOutput(logits=logits, kl=logits.new_zeros(()))

@@ -1,0 +1,36 @@
+"""Building a network by architecture name from a model card."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ciml.config import ModelCard
+from ciml.errors import CIMLError
+
+ARCHITECTURES = ("ciml", "early-fusion")
+
+
+def build_network(card: ModelCard, arch: str = "ciml", options: dict | None = None) -> nn.Module:
+    """The network of architecture ``arch`` for ``card`` (weights freshly initialised).
+
+    Args:
+        card: the model card.
+        arch: one of :data:`ARCHITECTURES`.
+        options: the network's ``options`` as a bundle recorded them (e.g. the early-fusion
+            widths), so that a loaded network is exactly the saved one.
+    """
+    options = dict(options or {})
+    if arch == "ciml":
+        from ciml.nn.ciml_net import CIMLNet
+
+        return CIMLNet(card, **options)
+    if arch == "early-fusion":
+        from ciml.nn.early_fusion import EarlyFusionNet
+
+        features = options.pop("features", None)
+        return EarlyFusionNet(card, tuple(features) if features else None, **options)
+    raise CIMLError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,76 @@
+"""The Cross-modality Information Gate (CIG): how an auxiliary modality talks to a primary.
+
+The project's interpretation of CIML (Shen et al., 2024; see README): an auxiliary's features
+pass a variational information bottleneck, which under the KL pressure keeps only what helps the
+primary's sub-task (the complementary information), and are weighted by a spatial attention map
+computed from both modalities, which says where the auxiliary should speak. The product is the
+*message* that is added to the primary's features.
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.layers.factories import Act, Conv
+from torch import nn
+
+from ciml.nn.output import GateOutput
+
+# Keeps exp(log_var) finite in float16 autocast; far outside what training reaches.
+_LOG_VAR_LIMIT = 10.0
+
+
+class CrossModalityInformationGate(nn.Module):
+    """Message from one auxiliary modality to one primary modality at one encoder level.
+
+    Args:
+        spatial_dims: 2 or 3.
+        channels: feature channels C of both modalities at this level.
+        bottleneck: use the variational bottleneck (mean and log-variance 1x1 convolutions,
+            reparameterised sample in training, the mean in eval); otherwise a plain 1x1
+            projection with zero KL (the "attention only" ablation).
+        attention: weight the message by a sigmoid spatial attention map computed from the
+            primary and auxiliary features; otherwise the map is all ones (the "bottleneck
+            only" ablation).
+
+    Shapes: ``forward(primary (B, C, *S), auxiliary (B, C, *S)) -> GateOutput`` with a message
+    of shape (B, C, *S) and an attention map of shape (B, 1, *S).
+    """
+
+    def __init__(self, spatial_dims: int, channels: int, bottleneck: bool = True, attention: bool = True):
+        super().__init__()
+        conv = Conv[Conv.CONV, spatial_dims]
+        self.use_bottleneck = bottleneck
+        self.use_attention = attention
+        self.mean = conv(channels, channels, kernel_size=1)
+        self.log_var = conv(channels, channels, kernel_size=1) if bottleneck else None
+        if attention:
+            hidden = max(channels // 2, 1)
+            self.attention = nn.Sequential(
+                conv(2 * channels, hidden, kernel_size=1), Act[Act.RELU](),
+                conv(hidden, 1, kernel_size=1), Act[Act.SIGMOID]())
+        else:
+            self.attention = None
+
+    def forward(self, primary: torch.Tensor, auxiliary: torch.Tensor) -> GateOutput:
+        mean = self.mean(auxiliary)
+        if self.log_var is not None:
+            log_var = self.log_var(auxiliary).clamp(-_LOG_VAR_LIMIT, _LOG_VAR_LIMIT)
+            latent = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var) if self.training else mean
+            kl = gaussian_kl(mean, log_var)
+        else:
+            latent, kl = mean, mean.new_zeros(())
+        if self.attention is not None:
+            attention = self.attention(torch.cat([primary, auxiliary], dim=1))
+        else:
+            attention = torch.ones_like(latent[:, :1])
+        return GateOutput(message=attention * latent, attention=attention, kl=kl)
+
+
+def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(log_var)) || N(0, I)), summed over channels, averaged over batch and space.
+
+    Args:
+        mean, log_var: (B, C, *S).
+    """
+    per_voxel = 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(dim=1)
+    return per_voxel.mean()

@@ -1,0 +1,40 @@
+"""What every network of the project returns from ``forward_features``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class GateOutput:
+    """One Cross-modality Information Gate's view of a forward pass.
+
+    Attributes:
+        message: (B, C, *S) what the auxiliary adds to the primary's features.
+        attention: (B, 1, *S) the cross-modal spatial attention map in 0..1.
+        kl: () mean KL divergence of the bottleneck to N(0, I) (zero without a bottleneck).
+    """
+
+    message: torch.Tensor
+    attention: torch.Tensor
+    kl: torch.Tensor
+
+
+@dataclass
+class NetOutput:
+    """A forward pass: the logits plus what the losses and Grad-CAM need.
+
+    Attributes:
+        logits: (B, T, *S) one sigmoid logit channel per target, in the card's target order.
+        kl: () mean KL over all gates (zero for networks without gates).
+        gates: (sub-task, auxiliary, level) -> that gate's output.
+        encoder_features: modality -> its deepest encoder features (B, C, *S'), the layer
+            Grad-CAM uses for a primary modality.
+    """
+
+    logits: torch.Tensor
+    kl: torch.Tensor
+    gates: dict[tuple[str, str, int], GateOutput] = field(default_factory=dict)
+    encoder_features: dict[str, torch.Tensor] = field(default_factory=dict)
