@@ -36,6 +36,12 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_text_new(path: str | Path, text: str) -> None:
     """Write a text file that must not exist yet."""
     with atomic_path(path, overwrite=False) as tmp:
@@ -61,6 +67,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
         raise CIMLError(f"{path} already exists and is not empty; choose another folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
     try:
         yield tmp
         old = None

@@ -19,6 +19,7 @@ from ciml.errors import CIMLError
 # Sub-command name -> module of this package that implements it.
 COMMANDS = {
     "card": "ciml.cli.card",
+    "sample-data": "ciml.cli.sample_data",
     "info": "ciml.cli.info",
     "init": "ciml.cli.init",
 }

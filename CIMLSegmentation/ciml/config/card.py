@@ -95,6 +95,10 @@ class NetworkSpec:
             deepest (the default, ``[-2, -1]``, is the two deepest).
         gate_bottleneck: use the variational bottleneck in each gate (ablation switch).
         gate_attention: use the cross-modal spatial attention in each gate (ablation switch).
+        modality_heads: give every modality's encoder a head that predicts all targets from
+            that modality alone (PASSION's unimodal outputs).
+        level_set_head: give every sub-task's decoder a second head regressing each target's
+            signed distance map (DTC).
     """
 
     spatial_dims: int = 3
@@ -105,6 +109,8 @@ class NetworkSpec:
     gate_levels: tuple[int, ...] = (-2, -1)
     gate_bottleneck: bool = True
     gate_attention: bool = True
+    modality_heads: bool = False
+    level_set_head: bool = False
 
     def resolved_gate_levels(self) -> tuple[int, ...]:
         """Gate levels as non-negative indices, shallowest first."""
@@ -143,6 +149,17 @@ class TrainingSpec:
         max_steps: optimiser steps of a run.
         beta: weight of the gates' mean KL divergence in the loss.
         seed: random seed.
+        validation_interval: optimiser steps between validations (and checkpoints).
+        patience: stop after this many validations without a better mean Dice (0: never).
+        warmup_steps: linear learning-rate warm-up before the cosine decay.
+        deep_supervision_weight: weight of the per-modality branch losses (MAML).
+        missing_rates: modality -> probability that a training case lacks it (PASSION).
+        distill_weight: weight of PASSION's pixel-wise self-distillation.
+        prototype_weight: weight of PASSION's prototype (semantic) self-distillation.
+        level_set_weight: weight of DTC's signed-distance regression loss.
+        consistency_weight: final weight of DTC's dual-task consistency loss.
+        consistency_ramp_steps: steps over which that weight ramps up (sigmoid ramp).
+        level_set_k: DTC's k in sigmoid(-k * level set).
     """
 
     patch_size: tuple[int, ...] = (96, 96, 96)
@@ -152,6 +169,17 @@ class TrainingSpec:
     max_steps: int = 1000
     beta: float = 1e-3
     seed: int = 0
+    validation_interval: int = 100
+    patience: int = 0
+    warmup_steps: int = 0
+    deep_supervision_weight: float = 0.5
+    missing_rates: dict[str, float] = field(default_factory=dict)
+    distill_weight: float = 0.5
+    prototype_weight: float = 0.1
+    level_set_weight: float = 0.3
+    consistency_weight: float = 0.1
+    consistency_ramp_steps: int = 200
+    level_set_k: float = 1500.0
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ HECKTOR: dict[str, Any] = {
     "inference": {"roi_size": [96, 96, 96], "overlap": 0.25},
 }
 
-# The synthetic demonstration task (see docs/data.md): `shapes` shows every candidate shape,
+# The synthetic demonstration task (see docs/sample-data.md): `shapes` shows every candidate shape,
 # `cue` marks which candidates are targets (absent from `shapes`), `echo` repeats `shapes`.
 SHAPES: dict[str, Any] = {
     "name": "shapes",

@@ -175,7 +175,9 @@ def _network(raw: Any) -> NetworkSpec:
         norm=str(d.get("norm", "instance")),
         dropout=_float(d.get("dropout", 0.0), "network.dropout", 0.0, 1.0),
         gate_bottleneck=bool(d.get("gate_bottleneck", True)),
-        gate_attention=bool(d.get("gate_attention", True)))
+        gate_attention=bool(d.get("gate_attention", True)),
+        modality_heads=bool(d.get("modality_heads", False)),
+        level_set_head=bool(d.get("level_set_head", False)))
     if len(spec.resolved_gate_levels()) != len(levels):
         raise CardError("network.gate_levels", f"{levels} names the same level twice")
     return spec
@@ -193,8 +195,21 @@ def _inference(raw: Any, dims: int, multiple: int) -> InferenceSpec:
         blend=blend, threshold=_float(d.get("threshold", 0.5), "inference.threshold", 0.0, 1.0))
 
 
-def _training(raw: Any, dims: int, multiple: int) -> TrainingSpec:
+def _missing_rates(raw: Any, modalities: tuple[str, ...]) -> dict[str, float]:
+    rates = _mapping(raw, "training.missing_rates")
+    out = {_known(m, modalities, f"training.missing_rates.{m}", "modality"):
+           _float(p, f"training.missing_rates.{m}", 0.0, 1.0) for m, p in rates.items()}
+    if out and len(out) == len(modalities) and min(out.values()) >= 1.0:
+        raise CardError("training.missing_rates", "every modality always missing leaves no input")
+    return out
+
+
+def _training(raw: Any, dims: int, multiple: int, modalities: tuple[str, ...]) -> TrainingSpec:
     d = _mapping(raw, "training", TrainingSpec)
+
+    def weight(key: str, default: float) -> float:
+        return _float(d.get(key, default), f"training.{key}", 0.0, 1e6)
+
     return TrainingSpec(
         patch_size=_shape(d.get("patch_size", [96] * dims), "training.patch_size", dims, multiple),
         batch_size=_int(d.get("batch_size", 2), "training.batch_size", minimum=1),
@@ -202,7 +217,18 @@ def _training(raw: Any, dims: int, multiple: int) -> TrainingSpec:
         weight_decay=_float(d.get("weight_decay", 1e-5), "training.weight_decay", 0.0, 10.0),
         max_steps=_int(d.get("max_steps", 1000), "training.max_steps", minimum=1),
         beta=_float(d.get("beta", 1e-3), "training.beta", 0.0, 1e6),
-        seed=_int(d.get("seed", 0), "training.seed", minimum=0))
+        seed=_int(d.get("seed", 0), "training.seed", minimum=0),
+        validation_interval=_int(d.get("validation_interval", 100), "training.validation_interval", minimum=1),
+        patience=_int(d.get("patience", 0), "training.patience", minimum=0),
+        warmup_steps=_int(d.get("warmup_steps", 0), "training.warmup_steps", minimum=0),
+        deep_supervision_weight=weight("deep_supervision_weight", 0.5),
+        missing_rates=_missing_rates(d.get("missing_rates", {}), modalities),
+        distill_weight=weight("distill_weight", 0.5),
+        prototype_weight=weight("prototype_weight", 0.1),
+        level_set_weight=weight("level_set_weight", 0.3),
+        consistency_weight=weight("consistency_weight", 0.1),
+        consistency_ramp_steps=_int(d.get("consistency_ramp_steps", 200), "training.consistency_ramp_steps", minimum=0),
+        level_set_k=weight("level_set_k", 1500.0))
 
 
 def build_card(data: Any) -> ModelCard:
@@ -252,4 +278,4 @@ def build_card(data: Any) -> ModelCard:
         name=name, description=str(d.get("description", "")), modalities=modalities,
         targets=targets, subtasks=subtasks, reference=reference, spacing=spacing, network=network,
         inference=_inference(d.get("inference", {}), dims, multiple),
-        training=_training(d.get("training", {}), dims, multiple))
+        training=_training(d.get("training", {}), dims, multiple, mnames))

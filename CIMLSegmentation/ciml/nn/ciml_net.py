@@ -9,6 +9,7 @@ from ciml.config import ModelCard
 from ciml.nn.decoder import SubTaskDecoder
 from ciml.nn.encoder import ModalityEncoder
 from ciml.nn.gate import CrossModalityInformationGate
+from ciml.nn.modality_head import ModalityHead
 from ciml.nn.output import NetOutput
 
 
@@ -24,13 +25,16 @@ class CIMLNet(nn.Module):
     sub-tasks), one :class:`SubTaskDecoder` per sub-task fed by its primary's encoder, and at
     each of ``card.network.gate_levels`` one :class:`CrossModalityInformationGate` per
     (sub-task, auxiliary) whose message is added to the primary's features at that level.
+    Optional parts from the card: a :class:`ModalityHead` per modality (PASSION) and a
+    level-set head per decoder (DTC).
 
     Args:
         card: the model card; its modalities, targets, sub-tasks and ``network`` section fix
             every size.
 
     Shapes: ``forward((B, M, *S)) -> (B, T, *S)`` logits, M modalities and T targets in the
-    card's order, S divisible by ``2 ** (len(features) - 1)``.
+    card's order, S divisible by ``2 ** (len(features) - 1)``. ``forward_features`` also takes
+    ``present`` (B, M): a modality absent from a case (its channel all zeros) sends no message.
     """
 
     def __init__(self, card: ModelCard):
@@ -44,8 +48,11 @@ class CIMLNet(nn.Module):
             for m in card.modality_names if m in used})
         self.decoders = nn.ModuleDict({
             s.name: SubTaskDecoder(net.spatial_dims, net.features, len(s.targets), net.kernel_size,
-                                   net.norm, net.dropout)
+                                   net.norm, net.dropout, level_set=net.level_set_head)
             for s in card.subtasks})
+        self.modality_heads = nn.ModuleDict({
+            m: ModalityHead(net.spatial_dims, net.features, len(card.targets))
+            for m in self.encoders}) if net.modality_heads else None
         self.gates = nn.ModuleDict({
             _gate_key(s.name, a, lv): CrossModalityInformationGate(
                 net.spatial_dims, net.features[lv], net.gate_bottleneck, net.gate_attention)
@@ -68,23 +75,43 @@ class CIMLNet(nn.Module):
         return {m: self.encoders[m](x[:, i:i + 1]) for i, m in enumerate(self.card.modality_names)
                 if m in self.encoders}
 
-    def fuse(self, features: dict[str, list[torch.Tensor]]) -> NetOutput:
-        """Gate the auxiliaries' messages into each primary, decode every sub-task."""
-        logits, gates = [], {}
+    def fuse(self, features: dict[str, list[torch.Tensor]], present: torch.Tensor | None = None) -> NetOutput:
+        """Gate the auxiliaries' messages into each primary, decode every sub-task.
+
+        Args:
+            features: :meth:`encode`'s output.
+            present: (B, M) 1 where a modality was given; absent auxiliaries send no message.
+        """
+        logits, level_sets, gates, fused = [], [], {}, {}
         for s in self.card.subtasks:
             skips = list(features[s.primary])
             for lv in self.gate_levels:
                 for a in s.auxiliaries:
                     g = self.gates[_gate_key(s.name, a, lv)](features[s.primary][lv], features[a][lv])
+                    if present is not None:
+                        g.message = g.message * _per_sample(present[:, self.card.modality_index(a)], g.message)
                     gates[(s.name, a, lv)] = g
                     skips[lv] = skips[lv] + g.message
-            logits.append(self.decoders[s.name](skips))
+            fused[s.name] = skips[-1]
+            task_logits, level_set = self.decoders[s.name](skips)
+            logits.append(task_logits)
+            level_sets.append(level_set)
         kl = torch.stack([g.kl for g in gates.values()]).mean() if gates else logits[0].new_zeros(())
-        return NetOutput(logits=torch.cat(logits, dim=1)[:, self._target_order], kl=kl, gates=gates,
-                         encoder_features={m: f[-1] for m, f in features.items()})
+        order = self._target_order
+        return NetOutput(
+            logits=torch.cat(logits, dim=1)[:, order], kl=kl, gates=gates,
+            encoder_features={m: f[-1] for m, f in features.items()}, fused_features=fused,
+            branch_logits={m: head(features[m]) for m, head in self.modality_heads.items()}
+            if self.modality_heads is not None else {},
+            level_set=torch.cat(level_sets, dim=1)[:, order] if self.card.network.level_set_head else None)
 
-    def forward_features(self, x: torch.Tensor) -> NetOutput:
+    def forward_features(self, x: torch.Tensor, present: torch.Tensor | None = None) -> NetOutput:
         if x.shape[1] != len(self.card.modalities):
             raise ValueError(f"expected {len(self.card.modalities)} modality channels "
                              f"({', '.join(self.card.modality_names)}), got {x.shape[1]}")
-        return self.fuse(self.encode(x))
+        return self.fuse(self.encode(x), present)
+
+
+def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) values shaped to broadcast over a (B, C, *S) tensor."""
+    return values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))

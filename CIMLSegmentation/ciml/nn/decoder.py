@@ -17,21 +17,24 @@ class SubTaskDecoder(nn.Module):
         kernel_size: convolution kernel size.
         norm: MONAI normalisation name.
         dropout: dropout rate.
+        level_set: add DTC's second head, regressing each target's signed distance (tanh).
 
-    Shapes: ``forward([ (B, features[i], *S / 2**i) ]) -> (B, out_channels, *S)``.
+    Shapes: ``forward([ (B, features[i], *S / 2**i) ]) -> (logits (B, out_channels, *S),
+    level set (B, out_channels, *S) in [-1, 1] or None)``.
     """
 
     def __init__(self, spatial_dims: int, features: tuple[int, ...], out_channels: int,
-                 kernel_size: int = 3, norm: str = "instance", dropout: float = 0.0):
+                 kernel_size: int = 3, norm: str = "instance", dropout: float = 0.0, level_set: bool = False):
         super().__init__()
         self.up = nn.ModuleList(
             UnetUpBlock(spatial_dims, features[i], features[i - 1], kernel_size=kernel_size, stride=1,
                         upsample_kernel_size=2, norm_name=norm, dropout=dropout or None)
             for i in range(len(features) - 1, 0, -1))
         self.head = UnetOutBlock(spatial_dims, features[0], out_channels)
+        self.level_set = UnetOutBlock(spatial_dims, features[0], out_channels) if level_set else None
 
-    def forward(self, skips: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, skips: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = skips[-1]
         for up, skip in zip(self.up, reversed(skips[:-1])):
             x = up(x, skip)
-        return self.head(x)
+        return self.head(x), None if self.level_set is None else torch.tanh(self.level_set(x))

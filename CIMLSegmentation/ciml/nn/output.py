@@ -31,10 +31,19 @@ class NetOutput:
         kl: () mean KL over all gates (zero for networks without gates).
         gates: (sub-task, auxiliary, level) -> that gate's output.
         encoder_features: modality -> its deepest encoder features (B, C, *S'), the layer
-            Grad-CAM uses for a primary modality.
+            Grad-CAM uses for a primary modality and PASSION's unimodal prototypes use.
+        fused_features: sub-task -> its primary's deepest features after the gates' messages
+            (B, C, *S'), PASSION's multimodal prototypes.
+        branch_logits: modality -> (B, T, *S) logits predicted from that modality alone (MAML's
+            deep-supervised branches; CIML's modality heads when ``network.modality_heads``).
+        level_set: (B, T, *S) signed-distance regression in [-1, 1] (negative inside), when
+            ``network.level_set_head`` (DTC).
     """
 
     logits: torch.Tensor
     kl: torch.Tensor
     gates: dict[tuple[str, str, int], GateOutput] = field(default_factory=dict)
     encoder_features: dict[str, torch.Tensor] = field(default_factory=dict)
+    fused_features: dict[str, torch.Tensor] = field(default_factory=dict)
+    branch_logits: dict[str, torch.Tensor] = field(default_factory=dict)
+    level_set: torch.Tensor | None = None
