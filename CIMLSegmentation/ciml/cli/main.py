@@ -20,6 +20,8 @@ from ciml.errors import CIMLError
 COMMANDS = {
     "card": "ciml.cli.card",
     "sample-data": "ciml.cli.sample_data",
+    "train": "ciml.cli.train",
+    "evaluate": "ciml.cli.evaluate",
     "info": "ciml.cli.info",
     "init": "ciml.cli.init",
 }

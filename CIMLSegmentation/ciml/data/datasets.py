@@ -1,7 +1,8 @@
 """MONAI datasets and data loaders from case records and a model card.
 
 Every sample is a dict ``{"case": str, "image": (M, X, Y, Z) float32, "label": (T, X, Y, Z)
-float32 region channels (labelled cases only), "present": (M,) bool, the modalities given}``;
+float32 region channels (labelled cases only), "present": (M,) bool, the modalities given,
+"spacing": (3,) the working grid's spacing in mm}``;
 a batch adds a leading batch dimension.
 The deterministic part (reading, resampling, normalising: :class:`LoadCased`) is cached by
 MONAI (in memory, or on disk with ``cache_dir``); the random part (foreground/background
@@ -89,7 +90,8 @@ class LoadCased(MapTransform):
         for warning in case.warnings:
             log.warning(warning)
         sample: dict[str, Any] = {"case": case.case_id, "image": case.image,
-                                  "present": np.asarray(case.present, dtype=bool)}
+                                  "present": np.asarray(case.present, dtype=bool),
+                                  "spacing": np.asarray(case.grid.spacing, dtype=np.float64)}
         if case.regions is not None:
             sample["label"] = case.regions
         return sample

@@ -46,6 +46,7 @@ class CIMLLoss(nn.Module):
         super().__init__()
         self.beta = card.training.beta if beta is None else beta
         self.branch_weight = card.training.deep_supervision_weight
+        self.modalities = card.modality_names
         self.channels = {s.name: [card.target_index(t) for t in s.targets] for s in card.subtasks}
         self.dice = DiceLoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)
         self.bce = nn.BCEWithLogitsLoss()
@@ -54,12 +55,17 @@ class CIMLLoss(nn.Module):
         """Dice + BCE of (B, C, *S) logits against (B, C, *S) binary regions."""
         return self.dice(logits, regions) + self.bce(logits, regions)
 
-    def forward(self, output: NetOutput, regions: torch.Tensor) -> LossTerms:
+    def forward(self, output: NetOutput, regions: torch.Tensor, present: torch.Tensor | None = None) -> LossTerms:
+        """``present`` (B, M): a branch is only supervised on the samples that have its modality."""
         regions = regions.to(output.logits.dtype)
         per_subtask = {name: self.segmentation(output.logits[:, ch], regions[:, ch])
                        for name, ch in self.channels.items()}
         total = torch.stack(list(per_subtask.values())).mean() + self.beta * output.kl
-        branches = {m: self.segmentation(logits, regions) for m, logits in output.branch_logits.items()}
+        branches = {}
+        for m, logits in output.branch_logits.items():
+            rows = slice(None) if present is None else present[:, self.modalities.index(m)] > 0
+            if present is None or bool(rows.any()):
+                branches[m] = self.segmentation(logits[rows], regions[rows])
         if branches and self.branch_weight > 0:
             total = total + self.branch_weight * torch.stack(list(branches.values())).mean()
         return LossTerms(total=total, subtasks=per_subtask, kl=output.kl, branches=branches)

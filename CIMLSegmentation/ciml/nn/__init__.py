@@ -1,10 +1,11 @@
-"""The networks: CIML (encoders, gates, decoders) and the early-fusion baseline."""
+"""The networks: CIML (encoders, gates, decoders), MAML and the early-fusion baseline."""
 
 from ciml.nn.ciml_net import CIMLNet
 from ciml.nn.early_fusion import EarlyFusionNet
 from ciml.nn.factory import ARCHITECTURES, build_network, parameter_count
 from ciml.nn.gate import CrossModalityInformationGate, gaussian_kl
+from ciml.nn.maml import MAMLNet
 from ciml.nn.output import GateOutput, NetOutput
 
-__all__ = ["CIMLNet", "EarlyFusionNet", "ARCHITECTURES", "build_network", "parameter_count",
+__all__ = ["CIMLNet", "EarlyFusionNet", "MAMLNet", "ARCHITECTURES", "build_network", "parameter_count",
            "CrossModalityInformationGate", "gaussian_kl", "GateOutput", "NetOutput"]

@@ -69,6 +69,7 @@ class EarlyFusionNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def forward_features(self, x: torch.Tensor) -> NetOutput:
+    def forward_features(self, x: torch.Tensor, present: torch.Tensor | None = None) -> NetOutput:
+        # An absent modality is a zero channel; early fusion has no other way to know.
         logits = self.net(x)
         return NetOutput(logits=logits, kl=logits.new_zeros(()))

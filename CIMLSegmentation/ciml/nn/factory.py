@@ -7,7 +7,7 @@ from torch import nn
 from ciml.config import ModelCard
 from ciml.errors import CIMLError
 
-ARCHITECTURES = ("ciml", "early-fusion")
+ARCHITECTURES = ("ciml", "early-fusion", "maml")
 
 
 def build_network(card: ModelCard, arch: str = "ciml", options: dict | None = None) -> nn.Module:
@@ -29,6 +29,10 @@ def build_network(card: ModelCard, arch: str = "ciml", options: dict | None = No
 
         features = options.pop("features", None)
         return EarlyFusionNet(card, tuple(features) if features else None, **options)
+    if arch == "maml":
+        from ciml.nn.maml import MAMLNet
+
+        return MAMLNet(card, **options)
     raise CIMLError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
 
 

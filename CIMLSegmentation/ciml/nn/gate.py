@@ -19,6 +19,14 @@ from ciml.nn.output import GateOutput
 _LOG_VAR_LIMIT = 10.0
 
 
+class Weighting(nn.Module):
+    """``attention * latent`` as a module of its own, so that hooks (Captum's LayerGradCam,
+    forward hooks for inspection) can reach the message as a layer output."""
+
+    def forward(self, attention: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        return attention * latent
+
+
 class CrossModalityInformationGate(nn.Module):
     """Message from one auxiliary modality to one primary modality at one encoder level.
 
@@ -50,6 +58,7 @@ class CrossModalityInformationGate(nn.Module):
                 conv(hidden, 1, kernel_size=1), Act[Act.SIGMOID]())
         else:
             self.attention = None
+        self.message = Weighting()
 
     def forward(self, primary: torch.Tensor, auxiliary: torch.Tensor) -> GateOutput:
         mean = self.mean(auxiliary)
@@ -63,7 +72,7 @@ class CrossModalityInformationGate(nn.Module):
             attention = self.attention(torch.cat([primary, auxiliary], dim=1))
         else:
             attention = torch.ones_like(latent[:, :1])
-        return GateOutput(message=attention * latent, attention=attention, kl=kl)
+        return GateOutput(message=self.message(attention, latent), attention=attention, kl=kl)
 
 
 def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,117 @@
+"""`ciml train`: train or fine-tune a model on a dataset; the result is a bundle in RUN/bundle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from ciml.config import PRESETS
+from ciml.nn.factory import ARCHITECTURES
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train or fine-tune a model on your cases",
+                       description="Train (or fine-tune with --init) a model on a dataset folder, "
+                                   "datalist or CSV. RUN/bundle holds the best validation Dice. "
+                                   "Several GPUs or machines: launch with torchrun (see docs/training.md).")
+    p.add_argument("--data", metavar="DIR_OR_FILE", help="dataset folder, dataset.json datalist, or cases CSV")
+    p.add_argument("--out", required=True, metavar="RUN", help="the run folder")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--preset", choices=sorted(PRESETS), default=None, help="start from a preset card")
+    model.add_argument("--card", metavar="FILE", help="start from a card file")
+    p.add_argument("--init", metavar="BUNDLE", help="fine-tune from this bundle (its card)")
+    p.add_argument("--freeze-encoders", action="store_true", default=None, help="keep the encoders fixed")
+    p.add_argument("--arch", choices=ARCHITECTURES, default=None, help="architecture (ciml)")
+    steps = p.add_mutually_exclusive_group()
+    steps.add_argument("--max-steps", type=int, metavar="N", help="optimiser steps (card: training.max_steps)")
+    steps.add_argument("--epochs", type=int, metavar="N", help="passes over the training cases")
+    p.add_argument("--val-fraction", type=float, metavar="F", help="share of labelled cases for validation (0.2)")
+    p.add_argument("--layout", help="dataset layout, when detection is not wanted (see docs/data-layouts.md)")
+    p.add_argument("--unlabeled", metavar="DIR", help="unlabelled cases for semi-supervised training (DTC)")
+    p.add_argument("--missing-rates", metavar="NAME=P,...", help="train for missing modalities (PASSION)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--seed", type=int, help="random seed (card: training.seed)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="where to train (auto)")
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON settings; the command line overrides them")
+    p.add_argument("--num-workers", type=int, help="data loader processes (0)")
+    p.add_argument("--cache", choices=("memory", "disk", "none"), help="cache of loaded cases (memory)")
+    p.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="progress display")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ciml.engine.progress import Progress
+    from ciml.engine.trainer import Trainer
+
+    progress = Progress(args.progress)
+    if args.resume:
+        card, options, records = _resumed(args)
+    else:
+        card, options, records = _fresh(args)
+    try:
+        summary = Trainer(card, options, records["train"], records["validation"], records["unlabelled"],
+                          progress).run(resume=args.resume)
+    except BaseException as exc:
+        progress.error(str(exc) or type(exc).__name__)
+        raise
+    progress.message(f"done: {summary['steps']} steps in {summary['wall_time_s']} s; "
+                     f"best mean Dice {summary['best_mean_dice']} at step {summary['best_step']}; "
+                     f"bundle {summary['bundle']}")
+    return 0
+
+
+def _fresh(args: argparse.Namespace):
+    from ciml.bundle import read_card
+    from ciml.data import check_records, list_cases, split_records
+    from ciml.engine.run_config import effective_card, merged_settings, parse_rates, read_config, steps_for_epochs
+    from ciml.engine.trainer import RunOptions
+    from ciml.errors import CIMLError
+
+    config = read_config(args.config) if args.config else {}
+    settings = merged_settings(config, {
+        "preset": args.preset, "card": args.card, "init": args.init, "arch": args.arch,
+        "max_steps": args.max_steps, "epochs": args.epochs, "val_fraction": args.val_fraction,
+        "device": args.device, "layout": args.layout, "unlabeled": args.unlabeled, "seed": args.seed,
+        "freeze_encoders": args.freeze_encoders, "num_workers": args.num_workers, "cache": args.cache,
+        "missing_rates": parse_rates(args.missing_rates) if args.missing_rates else None})
+    data = args.data or config.get("data")
+    if not data:
+        raise CIMLError("--data is required (a dataset folder, dataset.json or cases CSV)")
+    base = read_card(settings["init"]) if settings.get("init") else None
+    card = effective_card(settings, base)
+    records = list_cases(data, settings.get("layout"))
+    check_records(records, card.modality_names, require_label=False)
+    train, validation = split_records(records, float(settings.get("val_fraction", 0.2)), card.training.seed)
+    if not [r for r in train if r.get("label")]:
+        raise CIMLError(f"{data}: no labelled cases to train on")
+    unlabelled = []
+    if settings.get("unlabeled"):
+        unlabelled = [{k: v for k, v in r.items() if k != "label"} for r in list_cases(settings["unlabeled"])]
+        check_records(unlabelled, card.modality_names)
+    max_steps = settings.get("max_steps")
+    if settings.get("epochs"):
+        max_steps = steps_for_epochs(int(settings["epochs"]), len(train), card.training.batch_size)
+    options = RunOptions(
+        out=args.out, arch=settings.get("arch") or "ciml", max_steps=max_steps,
+        device=settings.get("device") or "auto", init=settings.get("init"),
+        freeze_encoders=bool(settings.get("freeze_encoders")), num_workers=int(settings.get("num_workers") or 0),
+        cache=settings.get("cache") or "memory", command="ciml " + shlex.join(sys.argv[1:]),
+        data=f"{data} ({len(train)} training, {len(validation)} validation, {len(unlabelled)} unlabelled cases)")
+    return card, options, {"train": train, "validation": validation, "unlabelled": unlabelled}
+
+
+def _resumed(args: argparse.Namespace):
+    from ciml.config import card_from_dict
+    from ciml.engine.trainer import RunOptions
+    from ciml.errors import CIMLError
+
+    path = Path(args.out) / "config.json"
+    if not path.is_file():
+        raise CIMLError(f"cannot resume: {path} not found (is {args.out} a run folder?)")
+    saved = json.loads(path.read_text())
+    options = RunOptions(**{**saved["run"], "device": args.device or saved["run"]["device"]})
+    options.max_steps = saved["max_steps"]
+    return card_from_dict(saved["card"]), options, saved["records"]

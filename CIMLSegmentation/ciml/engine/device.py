@@ -1,0 +1,27 @@
+"""Choosing the device and the mixed-precision type."""
+
+from __future__ import annotations
+
+import torch
+
+from ciml.errors import CIMLError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` takes CUDA when present; asking for ``cuda`` without a GPU is an error."""
+    if name not in DEVICES:
+        raise CIMLError(f"unknown device {name!r} (choose {', '.join(DEVICES)})")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CIMLError("--device cuda was asked for, but no CUDA GPU is available to torch")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU supports it, else fp16; no autocast on the CPU (it is slower there)."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -1,0 +1,332 @@
+"""The training loop: steps, validation, best-Dice bundle, atomic checkpoints, exact resume.
+
+Everything a run needs lives in its folder:
+
+    RUN/config.json            the effective card, run options and case lists (what --resume reads)
+    RUN/log.jsonl              one JSON object per step and per validation
+    RUN/checkpoints/last.pt    model, optimiser, scheduler, scaler, random state, history
+    RUN/bundle/                the best validation Dice so far, as a model bundle
+    RUN/training-curve.png     loss and validation Dice over steps
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ciml.config import ModelCard
+from ciml.engine import distributed
+from ciml.engine.checkpoint import load_checkpoint, restore_random_state, save_checkpoint
+from ciml.engine.device import resolve_device
+from ciml.engine.inference import autocast
+from ciml.engine.objective import Objective
+from ciml.engine.progress import Progress
+from ciml.engine.validation import mean_dice, score_cases
+from ciml.errors import CIMLError
+
+
+@dataclass
+class RunOptions:
+    """How a run trains, beyond what the card's ``training`` section says.
+
+    Args:
+        out: the run folder.
+        arch: network architecture (``ciml``, ``early-fusion``, ``maml``).
+        max_steps: optimiser steps; ``None`` takes ``card.training.max_steps``.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        init: a bundle to fine-tune from (its weights; the card must describe the same network).
+        freeze_encoders: keep the modality encoders' weights fixed (fine-tuning).
+        num_workers: DataLoader worker processes.
+        cache: ``memory``, ``disk`` (in ``out/cache``) or ``none``.
+        command: the command line, recorded in the bundle.
+        data: a description of the training data, recorded in the bundle.
+    """
+
+    out: str
+    arch: str = "ciml"
+    max_steps: int | None = None
+    device: str = "auto"
+    init: str | None = None
+    freeze_encoders: bool = False
+    num_workers: int = 0
+    cache: str = "memory"
+    command: str = ""
+    data: str = ""
+
+
+@dataclass
+class RunState:
+    """What changes as a run goes; checkpointed with the weights."""
+
+    step: int = 0
+    best_dice: float = -1.0
+    best_step: int = 0
+    stale_validations: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def cosine_with_warmup(max_steps: int, warmup: int):
+    """Learning-rate factor per step: linear warm-up, then cosine decay to zero."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(max_steps - warmup, 1)))
+    return factor
+
+
+class Trainer:
+    """Trains one network on case records; see the module docstring for the run folder.
+
+    Args:
+        card: the model card (its ``training`` section gives every hyperparameter).
+        options: the run options.
+        train, validation, unlabelled: case records (``ciml.data.list_cases``).
+        progress: how to report progress.
+    """
+
+    def __init__(self, card: ModelCard, options: RunOptions, train: list[dict], validation: list[dict],
+                 unlabelled: list[dict] | None = None, progress: Progress | None = None):
+        self.card, self.options = card, options
+        self.records = {"train": train, "validation": validation, "unlabelled": list(unlabelled or [])}
+        self.out = Path(options.out)
+        self.max_steps = options.max_steps or card.training.max_steps
+        self.device = resolve_device(options.device)
+        self.world = distributed.join(self.device)
+        self.device = distributed.device_for(self.world, self.device)
+        self.progress = progress or Progress("none")
+        self.state = RunState()
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def _network(self) -> torch.nn.Module:
+        from ciml.nn import build_network
+
+        torch.manual_seed(self.card.training.seed)
+        if self.options.init:
+            from ciml.bundle import load_bundle
+
+            bundle = load_bundle(self.options.init)
+            if bundle.card.network != self.card.network or bundle.arch != self.options.arch:
+                raise CIMLError(f"--init {self.options.init}: its network ({bundle.arch}) differs from the "
+                                "one this run's card describes; fine-tune with the bundle's own card")
+            network = bundle.network
+        else:
+            network = build_network(self.card, self.options.arch)
+        if self.options.freeze_encoders:
+            frozen = [p for name, p in network.named_parameters() if name.startswith("encoders.")]
+            if not frozen:
+                raise CIMLError(f"--freeze-encoders: the {self.options.arch} network has no modality encoders")
+            for p in frozen:
+                p.requires_grad_(False)
+        return network.to(self.device).train()
+
+    def _optimisation(self, network: torch.nn.Module):
+        t = self.card.training
+        params = [p for p in network.parameters() if p.requires_grad]
+        optimiser = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, cosine_with_warmup(self.max_steps, t.warmup_steps))
+        scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda"
+                                      and not torch.cuda.is_bf16_supported())
+        return optimiser, scheduler, scaler
+
+    def _loaders(self, start: int):
+        from ciml.data.datasets import build_dataset, train_transforms, validation_transforms
+        from ciml.engine.sampling import step_loader
+
+        t, o = self.card.training, self.options
+        allow_missing = bool(t.missing_rates)
+        cache_dir = str(self.out / "cache") if o.cache == "disk" else None
+        alter = _presence_dropper(self.card) if t.missing_rates else None
+        loaders = {}
+        for role, labelled in (("train", True), ("unlabelled", False)):
+            if self.records[role]:
+                cases = build_dataset(self.records[role], train_transforms(self.card, labelled, allow_missing=allow_missing),
+                                      o.cache, None if cache_dir is None else f"{cache_dir}/{role}")
+                loaders[role] = step_loader(cases, t.seed + (role == "unlabelled"), start, self.max_steps,
+                                            t.batch_size, self.world.rank, self.world.size, o.num_workers, alter)
+        validation = None
+        if self.records["validation"] and self.world.main:
+            validation = build_dataset(self.records["validation"], validation_transforms(self.card), o.cache,
+                                       None if cache_dir is None else f"{cache_dir}/validation")
+        return loaders, validation
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        """Train to ``max_steps`` (or early stop); returns a summary of the run."""
+        started = time.monotonic()
+        network = self._network()
+        optimiser, scheduler, scaler = self._optimisation(network)
+        if resume:
+            self._restore(network, optimiser, scheduler, scaler)
+        elif self.world.main:
+            self._start_folder()
+        distributed.barrier(self.world)
+        model = _FeaturesForward(network)
+        if self.world.distributed:
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        objective = self.objective = Objective(self.card)
+        if resume:
+            objective.load_state_dict(self._objective_state)
+        loaders, validation = self._loaders(self.state.step)
+        batches = {role: iter(loader) for role, loader in loaders.items()}
+        interval = self.card.training.validation_interval
+        stop = False
+        while self.state.step < self.max_steps and not stop:
+            batch = next(batches["train"])
+            unlabelled = next(batches["unlabelled"]) if "unlabelled" in batches else None
+            logs = self._step(model, network, objective, optimiser, scheduler, scaler, batch, unlabelled)
+            self.state.step += 1
+            self._log({"event": "step", "step": self.state.step, "lr": scheduler.get_last_lr()[0], **logs})
+            self.progress.update("training", self.state.step / self.max_steps, step=self.state.step,
+                                 loss=round(logs["loss"], 4))
+            if self.state.step % interval == 0 or self.state.step == self.max_steps:
+                stop = self._validate_and_checkpoint(network, optimiser, scheduler, scaler, validation)
+        summary = self._finish(network, started)
+        distributed.leave(self.world)
+        return summary
+
+    def _step(self, model, network, objective, optimiser, scheduler, scaler, batch, unlabelled) -> dict[str, float]:
+        n_labelled = batch["image"].shape[0]
+        images, present = batch["image"], batch.get("present")
+        if unlabelled is not None:  # one forward pass for both, so DDP sees one graph per step
+            images = torch.cat([images, unlabelled["image"]])
+            if present is not None and "present" in unlabelled:
+                present = torch.cat([present, unlabelled["present"]])
+        images = images.to(self.device)
+        present = present.to(self.device).float() if present is not None else None
+        with autocast(self.device):
+            output = model(images, present)
+        total, logs = objective(output, batch["label"].to(self.device), present, n_labelled, self.state.step)
+        optimiser.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        scaler.step(optimiser)
+        scaler.update()
+        scheduler.step()
+        return logs
+
+    def _validate_and_checkpoint(self, network, optimiser, scheduler, scaler, validation) -> bool:
+        stop = False
+        if self.world.main:
+            if validation is not None:
+                stop = self._validate(network, validation)
+            else:  # nothing to rank by: the latest weights are the bundle
+                self._save_bundle(network, {})
+            save_checkpoint(self.out / "checkpoints", self.state.step, {
+                "model": network.state_dict(), "optimiser": optimiser.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "objective": self.objective.state_dict(),
+                "state": {k: v for k, v in asdict(self.state).items() if k != "history"},
+                "history": json.dumps(self.state.history)})
+        return distributed.broadcast_flag(self.world, stop)
+
+    def _validate(self, network, validation) -> bool:
+        network.eval()
+        count = len(validation)
+        per_case, means = score_cases(network, self.card, validation, self.device,
+                                      on_case=lambda i: self.progress.update(
+                                          "validation", self.state.step / self.max_steps, case=f"{i}/{count}"))
+        network.train()
+        score = mean_dice(means)
+        self._log({"event": "validation", "step": self.state.step, "mean_dice": score, **means})
+        self.progress.message(f"step {self.state.step}: validation Dice "
+                              + ", ".join(f"{t} {d:.3f}" for t, d in means["dice"].items()))
+        if score > self.state.best_dice:
+            self.state.best_dice, self.state.best_step, self.state.stale_validations = score, self.state.step, 0
+            self._save_bundle(network, {**means, "mean_dice": score, "step": self.state.step,
+                                        "validation_cases": count})
+        else:
+            self.state.stale_validations += 1
+        patience = self.card.training.patience
+        if patience and self.state.stale_validations >= patience:
+            self.progress.message(f"early stop: no better validation Dice in {patience} validations")
+            return True
+        return False
+
+    def _save_bundle(self, network, metrics: dict[str, Any]) -> None:
+        from ciml.bundle import save_bundle
+
+        provenance = {"command": self.options.command, "data": self.options.data, "arch": self.options.arch,
+                      "steps": self.state.step, "seed": self.card.training.seed,
+                      "train_cases": len(self.records["train"]),
+                      "unlabelled_cases": len(self.records["unlabelled"]),
+                      "validation_cases": len(self.records["validation"]),
+                      "init": self.options.init, "trained": True}
+        save_bundle(self.out / "bundle", network, self.card, self.options.arch, provenance, metrics, overwrite=True)
+
+    def _finish(self, network, started: float) -> dict[str, Any]:
+        summary = {"steps": self.state.step, "best_mean_dice": self.state.best_dice if self.state.best_dice >= 0 else None,
+                   "best_step": self.state.best_step, "bundle": str(self.out / "bundle"),
+                   "wall_time_s": round(time.monotonic() - started, 1)}
+        if self.world.main:
+            from ciml.engine.plots import training_curve
+
+            training_curve(self.state.history, self.out / "training-curve.png",
+                           f"{self.card.name} ({self.options.arch})")
+            self.progress.done(**summary)
+        return summary
+
+    # -- the run folder ---------------------------------------------------------------------
+
+    def _start_folder(self) -> None:
+        if (self.out / "checkpoints").exists() or (self.out / "bundle").exists():
+            raise CIMLError(f"{self.out} already holds a run; use --resume to continue it or choose another --out")
+        (self.out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        config = {"card": self.card.to_dict(), "run": asdict(self.options), "max_steps": self.max_steps,
+                  "records": self.records}
+        (self.out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+        (self.out / "log.jsonl").write_text("")
+
+    def _restore(self, network, optimiser, scheduler, scaler) -> None:
+        ckpt = load_checkpoint(self.out / "checkpoints", self.device)
+        network.load_state_dict(ckpt["model"])
+        optimiser.load_state_dict(ckpt["optimiser"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        self._objective_state = ckpt.get("objective", {})
+        self.state = RunState(**ckpt["state"], history=json.loads(ckpt["history"]))
+        restore_random_state(ckpt["random"])
+        if self.world.main:  # steps logged after the checkpoint will be run again
+            (self.out / "log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.state.history))
+        self.progress.message(f"resuming {self.out} at step {self.state.step} of {self.max_steps}")
+
+    def _log(self, entry: dict[str, Any]) -> None:
+        self.state.history.append(entry)
+        if self.world.main:
+            with open(self.out / "log.jsonl", "a") as log:
+                log.write(json.dumps(entry) + "\n")
+
+
+class _FeaturesForward(torch.nn.Module):
+    """Makes ``forward_features`` the forward DDP wraps (DDP only hooks ``forward``)."""
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor, present: torch.Tensor | None = None):
+        return self.network.forward_features(images, present)
+
+
+def _presence_dropper(card: ModelCard):
+    """PASSION: each training sample lacks modalities at the card's missing rates."""
+    import numpy as np
+
+    from ciml.data.missing import apply_presence, sample_present
+
+    names, rates = card.modality_names, card.training.missing_rates
+
+    def alter(rng: np.random.Generator, item: dict[str, Any]) -> dict[str, Any]:
+        present = sample_present(rng, names, rates) & np.asarray(item["present"], dtype=bool)
+        if not present.any():
+            present = np.asarray(item["present"], dtype=bool)
+        return {**item, "image": apply_presence(item["image"], present), "present": present}
+
+    return alter
