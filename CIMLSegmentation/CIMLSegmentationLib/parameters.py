@@ -1,0 +1,40 @@
+"""The module's parameter node, saved with the scene.
+
+The input volumes are one per modality of the chosen model, so their number and names change
+with the model. ``parameterNodeWrapper`` declares fixed fields, so the inputs are kept as MRML
+node references on the same node, one role per modality ("input:flair"): they are saved with the
+scene and cleared by Slicer when a volume is deleted.
+"""
+
+from typing import Annotated, Optional
+
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+
+INPUT_ROLE = "input:"
+
+
+@parameterNodeWrapper
+class CIMLSegmentationParameterNode:
+    modelPath: str = ""
+    outputSegmentation: vtkMRMLSegmentationNode
+    device: Annotated[str, Choice(["auto", "cuda", "cpu"])] = "auto"
+    computeHeatMaps: bool = True
+    heatMapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
+    selectedHeatMap: str = ""
+    trainingDataFolder: str = ""
+    trainingBaseModel: str = ""
+    trainingSteps: Annotated[int, WithinRange(1, 1000000)] = 200
+
+
+def inputVolume(parameters, modality: str) -> Optional[vtkMRMLScalarVolumeNode]:
+    return parameters.parameterNode.GetNodeReference(INPUT_ROLE + modality)
+
+
+def setInputVolume(parameters, modality: str, volume) -> None:
+    parameters.parameterNode.SetNodeReferenceID(INPUT_ROLE + modality, volume.GetID() if volume else None)
+
+
+def inputVolumes(parameters, modalities) -> dict:
+    """{modality: volume node or None} for the model's modalities."""
+    return {m: inputVolume(parameters, m) for m in modalities}

@@ -1,0 +1,211 @@
+"""The background worker: command lines, launch, non-blocking reading, cancel, errors.
+
+Plain Python on ``subprocess.Popen`` so that it is tested here with real processes; the Slicer
+logic polls ``WorkerProcess.poll()`` from a ``qt.QTimer`` and never blocks the GUI. The worker is
+started in its own session (POSIX) or process group (Windows) so that Cancel can end the whole
+tree: a worker's data-loader children must not outlive it, holding GPU memory.
+"""
+
+import collections
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from .progress import JsonLineParser
+
+ERROR_LINE = re.compile(r"^ciml [\w-]+: error: (.+)$")
+OOM_SIGNS = ("out of memory", "outofmemoryerror", "cuda_error_out_of_memory")
+
+
+def python_executable(executable: str = sys.executable) -> str:
+    """Slicer's ``PythonSlicer`` next to the running executable (it sets up Slicer's Python
+    environment), or the running Python itself outside Slicer."""
+    folder = Path(executable).parent
+    for name in ("PythonSlicer.exe", "PythonSlicer"):
+        candidate = folder / name
+        if candidate.is_file():
+            return str(candidate)
+    return executable
+
+
+def segment_command(python: str, model: str, inputs: Dict[str, str], out_dir: str,
+                    device: str = "auto", heat_maps: bool = True, fmt: str = "nrrd") -> List[str]:
+    """``python -m ciml segment ...`` for one case; inputs maps modality name to file path."""
+    args = [python, "-m", "ciml", "segment", "--model", str(model)]
+    for name, path in inputs.items():
+        args += ["--input", f"{name}={path}"]
+    args += ["--out", str(out_dir), "--device", device, "--format", fmt, "--progress", "json"]
+    if not heat_maps:
+        args.append("--no-cam")
+    return args
+
+
+def worker_environment(module_dir: str, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The environment with the module folder first on PYTHONPATH, so ``-m ciml`` finds the
+    package shipped inside the module, and unbuffered output so progress arrives line by line."""
+    env = dict(os.environ if base is None else base)
+    paths = [str(module_dir)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def error_message(stderr_text: str, events: Sequence[Dict] = (), returncode: Optional[int] = None) -> str:
+    """The one message to show: the worker's error event, else its 'ciml X: error:' line, else the
+    last stderr line, else the exit code."""
+    for event in reversed(list(events)):
+        if event.get("event") == "error" and event.get("message"):
+            return str(event["message"])
+    lines = [line.strip() for line in stderr_text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        match = ERROR_LINE.match(line)
+        if match:
+            return match.group(1)
+    if lines:
+        return lines[-1]
+    return f"the worker stopped with exit code {returncode}" if returncode else "the worker failed"
+
+
+def is_out_of_memory(message: str) -> bool:
+    """True when a failure was the GPU running out of memory (offer a rerun on the CPU)."""
+    text = message.lower().replace(" ", "")
+    return any(sign.replace(" ", "") in text for sign in OOM_SIGNS)
+
+
+class WorkerProcess:
+    """One run of the worker. ``poll()`` returns the new JSON events and never blocks."""
+
+    def __init__(self, args: Sequence[str], env: Optional[Dict[str, str]] = None,
+                 cwd: Optional[str] = None, temp_dir: Optional[str] = None):
+        self.args = list(args)
+        self.env, self.cwd, self.temp_dir = env, cwd, temp_dir
+        self.events: List[Dict] = []
+        self.stderr_lines = collections.deque(maxlen=500)
+        self.cancelled = False
+        self.started_at: Optional[float] = None
+        self._parser = JsonLineParser()
+        self._chunks = collections.deque()
+        self._threads: List[threading.Thread] = []
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> "WorkerProcess":
+        kwargs = {}
+        if os.name == "nt":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        else:
+            kwargs["start_new_session"] = True  # its own process group: killpg reaches every child
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
+                                     text=True, encoding="utf-8", errors="replace", bufsize=1, **kwargs)
+        self.started_at = time.monotonic()
+        # Reader threads: pipes cannot be read without blocking on every platform, and a full
+        # pipe would stall the worker.
+        for stream, sink in ((self.proc.stdout, self._chunks.append), (self.proc.stderr, self.stderr_lines.append)):
+            thread = threading.Thread(target=self._pump, args=(stream, sink), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    @staticmethod
+    def _pump(stream, sink) -> None:
+        for line in iter(stream.readline, ""):
+            sink(line)
+        stream.close()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started_at if self.started_at else 0.0
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return None if self.proc is None else self.proc.poll()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def poll(self) -> List[Dict]:
+        """New events since the last call; after the exit, also the last partial line."""
+        finished = not self.running()
+        if finished:
+            for thread in self._threads:
+                thread.join(timeout=2)
+        new: List[Dict] = []
+        while self._chunks:
+            new += self._parser.feed(self._chunks.popleft())
+        if finished:
+            new += self._parser.flush()
+        self.events += new
+        return new
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self.poll()
+        return self.proc.returncode
+
+    @property
+    def stderr_text(self) -> str:
+        return "".join(self.stderr_lines)
+
+    def succeeded(self) -> bool:
+        return (not self.cancelled and self.returncode == 0
+                and not any(e.get("event") == "error" for e in self.events))
+
+    def error(self) -> str:
+        if self.cancelled:
+            return "Cancelled."
+        return error_message(self.stderr_text, self.events, self.returncode)
+
+    def cancel(self, grace_s: float = 0.5) -> None:
+        """End the worker and all its children, then remove the temp folder."""
+        self.cancelled = True
+        if self.proc is not None and self.proc.poll() is None or self._group_alive():
+            kill_tree(self.proc, grace_s)
+        self.cleanup()
+
+    def _group_alive(self) -> bool:
+        if self.proc is None or os.name == "nt":
+            return False
+        try:
+            os.killpg(self.proc.pid, 0)
+            return True
+        except OSError:
+            return False
+
+    def cleanup(self) -> None:
+        if self.temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def kill_tree(proc: subprocess.Popen, grace_s: float = 0.5) -> None:
+    """Terminate a process started by WorkerProcess and every process of its group."""
+    if os.name == "nt":
+        # taskkill /T walks the tree by parent id; /F because the worker has no window to close.
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        proc.wait(timeout=10)
+        return
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)  # pgid == pid: the worker leads its own session
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM:
+            try:  # the leader is gone; make sure no child of it survives SIGTERM
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        break

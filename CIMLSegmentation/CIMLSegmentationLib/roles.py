@@ -1,0 +1,140 @@
+"""Roles of the modalities (primary / auxiliary per target) and choosing volumes by their names.
+
+What the user may edit: the trained weights fix the task decomposition (which modality is the
+primary of which sub-task, which are its auxiliaries), so the role table is shown read-only. What
+the user does choose is which loaded volume plays each modality; that assignment is the one
+editable part, and it is pre-filled from the volume names.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+# Names that radiologists and scanners give each sequence or modality. Longer, more specific
+# aliases score higher, so "t2-flair" goes to flair and "T1 post" to t1ce, not to t2 or t1.
+ALIASES: Dict[str, Tuple[str, ...]] = {
+    "t1": ("t1", "t1w", "t1 pre", "t1 native", "mprage", "t1 weighted"),
+    "t1ce": ("t1ce", "t1c", "t1gd", "t1 gd", "t1 post", "t1 contrast", "t1 ce", "t1 c",
+             "ce t1", "t1 post contrast", "t1 gad", "post contrast"),
+    "t2": ("t2", "t2w", "t2 weighted", "t2 tse"),
+    "flair": ("flair", "t2 flair", "t2flair", "dark fluid", "tirm"),
+    "pet": ("pet", "suv", "fdg", "pt", "pet ac"),
+    "ct": ("ct", "cect", "ldct", "ct ac", "ctres", "hu"),  # CTres: autoPET's resampled CT
+}
+KIND_ALIASES = {"PET": ALIASES["pet"], "CT": ALIASES["ct"]}
+
+
+@dataclass
+class RoleRow:
+    """One row of the role table: a target and how the network reads it."""
+    target: str
+    subtask: str
+    primary: str
+    auxiliaries: List[str]
+
+
+def role_table(card: Dict) -> List[RoleRow]:
+    """Per target, its sub-task's primary and auxiliaries, in the card's target order."""
+    by_target = {}
+    for sub in card.get("subtasks", []):
+        for target in sub.get("targets", []):
+            by_target[target] = sub
+    rows = []
+    for target in card.get("targets", []):
+        sub = by_target.get(target["name"], {})
+        rows.append(RoleRow(target["name"], sub.get("name", ""), sub.get("primary", ""),
+                            list(sub.get("auxiliaries", []))))
+    return rows
+
+
+def modality_roles(card: Dict) -> Dict[str, Dict[str, List[str]]]:
+    """For each modality, the targets it is primary for and those it is auxiliary for."""
+    roles = {m["name"]: {"primary": [], "auxiliary": []} for m in card.get("modalities", [])}
+    for row in role_table(card):
+        if row.primary in roles:
+            roles[row.primary]["primary"].append(row.target)
+        for aux in row.auxiliaries:
+            if aux in roles:
+                roles[aux]["auxiliary"].append(row.target)
+    return roles
+
+
+def modality_label(card: Dict, modality: str) -> str:
+    """'flair (primary for WT; auxiliary for TC, ET)': the label of an input selector."""
+    role = modality_roles(card).get(modality, {"primary": [], "auxiliary": []})
+    parts = []
+    if role["primary"]:
+        parts.append("primary for " + ", ".join(role["primary"]))
+    if role["auxiliary"]:
+        parts.append("auxiliary for " + ", ".join(role["auxiliary"]))
+    return f"{modality} ({'; '.join(parts)})" if parts else f"{modality} (unused)"
+
+
+def _tokens(text: str) -> List[str]:
+    text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)  # camelCase -> camel Case
+    return [t for t in re.split(r"[^a-z0-9+]+", text.lower().replace("+c", " c")) if t]
+
+
+def name_score(volume_name: str, modality: str, kind: str = "MR") -> float:
+    """How well a volume name fits a modality: 0 (no sign) up to 100 (the name is the modality).
+
+    Whole-token matches of an alias beat substring matches; longer aliases beat shorter ones.
+    """
+    tokens = _tokens(volume_name)
+    compact = "".join(tokens)
+    aliases = set(ALIASES.get(modality.lower(), ())) | set(KIND_ALIASES.get(kind, ()))
+    aliases.add(modality.lower())
+    best = 0.0
+    for alias in aliases:
+        alias_tokens = _tokens(alias)
+        alias_compact = "".join(alias_tokens)
+        if not alias_compact:
+            continue
+        n = len(alias_tokens)
+        if compact == alias_compact:
+            score = 100.0
+        elif any(tokens[i:i + n] == alias_tokens for i in range(len(tokens) - n + 1)):
+            score = 50.0 + len(alias_compact)
+        elif alias_compact in tokens or (len(alias_compact) >= 3 and alias_compact in compact):
+            score = 20.0 + len(alias_compact)
+        else:
+            continue
+        best = max(best, score)
+    return best
+
+
+def auto_select(volume_names: Sequence[str], card: Dict) -> Dict[str, Optional[str]]:
+    """Map each modality to the best-fitting volume name, each volume used at most once.
+
+    Greedy on the highest score first, so a specific match ("t2-flair" -> flair) is taken before a
+    weaker one ("t2-flair" -> t2) can claim the volume. Modalities with no match get None.
+    """
+    kinds = {m["name"]: m.get("kind", "MR") for m in card.get("modalities", [])}
+    pairs = [(name_score(v, m, k), -i, v, m) for m, k in kinds.items()
+             for i, v in enumerate(volume_names)]
+    chosen: Dict[str, Optional[str]] = {m: None for m in kinds}
+    used = set()
+    for score, _, volume, modality in sorted(pairs, reverse=True):
+        if score <= 0 or chosen[modality] is not None or volume in used:
+            continue
+        chosen[modality] = volume
+        used.add(volume)
+    return chosen
+
+
+def apply_disabled_reason(model_ok: bool, assignment: Dict[str, Optional[str]],
+                          running: bool = False, model_problem: str = "") -> str:
+    """Why Apply cannot run now ('' when it can); shown as the button's tooltip."""
+    if running:
+        return "A segmentation is running: wait for it or press Cancel."
+    if not model_ok:
+        return model_problem or "Choose a model first."
+    missing = [m for m, v in assignment.items() if not v]
+    if missing:
+        return "Select a volume for: " + ", ".join(missing) + "."
+    seen: Dict[str, str] = {}
+    for modality, volume in assignment.items():
+        if volume in seen:
+            return f"The same volume is selected for {seen[volume]} and {modality}."
+        seen[volume] = modality
+    return ""
