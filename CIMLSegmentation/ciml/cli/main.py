@@ -20,6 +20,8 @@ from ciml.errors import CIMLError
 COMMANDS = {
     "card": "ciml.cli.card",
     "sample-data": "ciml.cli.sample_data",
+    "demo": "ciml.cli.demo",
+    "segment": "ciml.cli.segment",
     "train": "ciml.cli.train",
     "evaluate": "ciml.cli.evaluate",
     "info": "ciml.cli.info",

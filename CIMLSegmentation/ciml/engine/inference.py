@@ -62,6 +62,46 @@ def predict_logits(network: torch.nn.Module, image: torch.Tensor, card: ModelCar
     return logits[0].float()
 
 
+def predict_with_cams(network: torch.nn.Module, image: torch.Tensor, card: ModelCard, device: torch.device,
+                      on_window: Callable[[int, int], None] | None = None,
+                      present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and per-(target, modality) Grad-CAM maps, blended across windows alike.
+
+    Like :func:`predict_logits`, with each window's maps (:func:`ciml.engine.gradcam.target_cams`)
+    blended with the same Gaussian weights as its logits.
+
+    Returns:
+        (T, *S) logits and (T, M, *S) raw (un-normalised, non-negative) maps, on the CPU.
+    """
+    from monai.inferers import sliding_window_inference
+
+    from ciml.engine.gradcam import target_cams
+
+    inf = card.inference
+    total = _window_count(tuple(image.shape[1:]), inf.roi_size, inf.overlap, inf.sw_batch_size)
+    done = [0]
+    names = card.modality_names
+
+    def predictor(windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        mask = None if present is None else present.to(windows.device).reshape(1, -1).expand(windows.shape[0], -1)
+        with autocast(device):
+            logits, cams = target_cams(network, windows, inf.threshold, mask)
+        zero = torch.zeros_like(logits[:, :1])
+        stacked = torch.cat([cams[t].get(m, zero).float() for t in card.target_names for m in names], dim=1)
+        done[0] += 1
+        if on_window is not None:
+            on_window(done[0], total)
+        return {"logits": logits.float(), "cams": stacked}
+
+    with torch.no_grad():
+        out = sliding_window_inference(
+            image[None].to(device), roi_size=inf.roi_size, sw_batch_size=inf.sw_batch_size,
+            predictor=predictor, overlap=inf.overlap, mode=inf.blend, sw_device=device,
+            device=torch.device("cpu"))
+    cams = out["cams"][0].float().clamp_min(0)
+    return out["logits"][0].float(), cams.reshape(len(card.targets), len(names), *cams.shape[1:])
+
+
 def _window_count(shape: tuple[int, ...], roi: tuple[int, ...], overlap: float, batch: int) -> int:
     """How many predictor calls sliding_window_inference will make (for progress).
 

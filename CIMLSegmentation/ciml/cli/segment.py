@@ -1,0 +1,89 @@
+"""`ciml segment`: segment one case and compute per-modality heat maps (the Slicer worker job).
+
+The command-line contract (documented in docs/segment.md) is the Slicer module's interface:
+keep it stable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from ciml.errors import CIMLError
+
+
+class Terminated(CIMLError):
+    """SIGTERM arrived: stop, clean up, exit 143 (128 + 15) as a killed process would."""
+
+    exit_code = 143
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("segment", help="segment a case and compute per-modality heat maps",
+                       description="Segment one case with a model bundle. Writes segmentation.<fmt>, "
+                                   "cam_<modality>.<fmt> heat maps and report.json into --out.")
+    p.add_argument("--model", required=True, metavar="BUNDLE", help="the model bundle folder")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
+                   help="one per modality of the model (file or DICOM folder)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto takes CUDA when present and falls back to the CPU when out of memory")
+    p.add_argument("--no-cam", action="store_true", help="skip the heat maps")
+    p.add_argument("--cam-per-target", action="store_true", help="also write cam_<target>_<modality>")
+    p.add_argument("--format", choices=("nii.gz", "nrrd"), default="nii.gz", help="output image format")
+    p.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
+                   help="json: one JSON object per line on stdout (for the Slicer module)")
+    return p
+
+
+def parse_inputs(pairs: list[str]) -> dict[str, str]:
+    inputs: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise CIMLError(f"--input {pair!r}: expected NAME=PATH")
+        if name in inputs:
+            raise CIMLError(f"--input {name}: given twice")
+        inputs[name] = path
+    return inputs
+
+
+def _terminate(signum, frame):
+    raise Terminated("stopped by SIGTERM; no output was changed")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ciml.engine.progress import Progress
+    from ciml.engine.segment import SegmentRequest, segment
+
+    progress = Progress(args.progress)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        request = SegmentRequest(model=args.model, inputs=parse_inputs(args.input), out=args.out,
+                                 device=args.device, cams=not args.no_cam, cam_per_target=args.cam_per_target,
+                                 fmt=args.format)
+        report = segment(request, progress)
+    except KeyboardInterrupt:
+        progress.error("interrupted; no output was changed")
+        raise
+    except CIMLError as exc:
+        progress.error(str(exc))
+        raise
+    except Exception as exc:
+        progress.error(f"{type(exc).__name__}: {exc}")
+        raise
+    progress.done(out=args.out, targets={t: v["volume_ml"] for t, v in report["targets"].items()},
+                  warnings=report["warnings"])
+    _summary(report, args.out)
+    return 0
+
+
+def _summary(report: dict, out: str) -> None:
+    lines = [f"segmented with {report['model']['name']} on {report['device']} in "
+             f"{sum(report['timings_s'].values()):.1f} s; outputs in {out}"]
+    for t, v in report["targets"].items():
+        shares = ", ".join(f"{m} {100 * s:.0f}%" for m, s in v["contributions"].items())
+        lines.append(f"  {t}: {v['volume_ml']:.1f} ml" + (f"  (contributions: {shares})" if shares else ""))
+    lines += [f"  warning: {w}" for w in report["warnings"]]
+    print("\n".join(lines), file=sys.stderr)
