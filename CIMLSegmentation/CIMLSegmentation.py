@@ -38,7 +38,7 @@ class CIMLSegmentation(ScriptedLoadableModule):
             "the published abstract. Also offered: MAML (Zhang et al., MICCAI 2021), PASSION "
             "(Shi et al., ACM MM 2024) for missing modalities, DTC (Luo et al., AAAI 2021) for "
             "semi-supervised training. "
-            '<a href="https://github.com/CIMLSegmentation/CIMLSegmentation/blob/main/docs/slicer-module.md">User guide</a>.')
+            '<a href="https://github.com/ciml-segmentation/SlicerCIMLSegmentation/blob/main/docs/slicer-module.md">User guide</a>.')
         self.parent.acknowledgementText = (
             "Built on 3D Slicer, PyTorch, MONAI and SimpleITK. The CIML, MAML, PASSION and DTC methods "
             "are the work of their authors, cited above; any error in their interpretation is ours.")
