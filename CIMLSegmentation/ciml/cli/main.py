@@ -26,6 +26,7 @@ COMMANDS = {
     "evaluate": "ciml.cli.evaluate",
     "info": "ciml.cli.info",
     "init": "ciml.cli.init",
+    "benchmark": "ciml.cli.benchmark",
 }
 
 

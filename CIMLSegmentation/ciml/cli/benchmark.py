@@ -1,0 +1,127 @@
+"""`ciml benchmark`: speed and memory of inference and heat maps on one BraTS-sized case.
+
+Times CIML segmentation, CIML with every heat map, an early-fusion network of the same
+parameter count, and a loop of Captum LayerGradCam calls computing the same maps, on one
+synthetic case with the card's sliding window; prints a table with the DESIGN.md section 4
+ratios and targets, and writes it as JSON with ``--out``. See docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ciml.errors import CIMLError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from ciml.config import PRESETS
+    from ciml.engine.benchmark import CONFIGS
+    from ciml.engine.device import DEVICES
+
+    p = sub.add_parser("benchmark", help="time inference and heat maps on a BraTS-sized case",
+                       description="Time CIML segmentation, CIML with all heat maps, early fusion of the "
+                                   "same size and a Captum LayerGradCam loop on one synthetic case, and "
+                                   "report the DESIGN.md ratios and peak memory.")
+    p.add_argument("--size", choices=("full", "small"), default="full",
+                   help="full: 4 x 240 x 240 x 155 at 1 mm (default); small: 96 x 96 x 64 at 2.5 mm")
+    p.add_argument("--repeats", type=int, default=3, metavar="N", help="timed runs per configuration (default 3)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="brats", help="model card preset (default brats)")
+    p.add_argument("--out", metavar="FILE.json", help="write the results as JSON (never overwrites)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's choice)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default), cpu or cuda")
+    p.add_argument("--only", metavar="NAMES",
+                   help=f"comma-separated configurations to run (default all: {','.join(CONFIGS)})")
+    p.add_argument("--windows", type=int, metavar="K",
+                   help="time every configuration on K windows only and scale to the volume (quick estimate)")
+    p.add_argument("--baseline-windows", type=int, metavar="K",
+                   help="time the Captum loop on K windows only and scale to the volume (it is slow)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run every configuration in this process (no per-configuration peak memory on CPU)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and the case (default 0)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ciml.engine.benchmark import CONFIGS, Setup, benchmark_card, benchmark_image, machine_info, run_benchmark
+    from ciml.engine.device import resolve_device
+
+    if args.out and Path(args.out).exists():
+        raise CIMLError(f"--out {args.out} already exists; choose another file")
+    if args.repeats < 1:
+        raise CIMLError(f"--repeats must be >= 1, got {args.repeats}")
+    for option in ("windows", "baseline_windows"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            raise CIMLError(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
+    configs = tuple(CONFIGS)
+    if args.only:
+        configs = tuple(c.strip() for c in args.only.split(",") if c.strip())
+        unknown = [c for c in configs if c not in CONFIGS]
+        if unknown or not configs:
+            raise CIMLError(f"--only: unknown configuration {unknown[0] if unknown else args.only!r} "
+                            f"(known: {', '.join(CONFIGS)})")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    card = benchmark_card(args.preset, args.size)
+    setup = Setup(card, benchmark_image(card, args.size, args.seed), device, args.seed)
+    print(f"ciml benchmark: {card.name}, image {tuple(setup.image.shape)}, window "
+          f"{card.inference.roi_size}, {args.repeats} repeat(s), device {device}", file=sys.stderr, flush=True)
+
+    def progress(name: str, result: dict) -> None:
+        print(f"  {name}: median {result['median_s']:.1f} s", file=sys.stderr, flush=True)
+
+    result = run_benchmark(setup, configs, args.repeats, isolate=not args.in_process,
+                           windows=args.windows, baseline_windows=args.baseline_windows, threads=args.threads, on_config=progress)
+    result["machine"] = machine_info(device)
+    result["date"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    result["command"] = "ciml benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "ciml benchmark"
+    sys.stdout.write(format_report(result))
+    if args.out:
+        from ciml.io_utils import write_text_new
+
+        write_text_new(args.out, json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _gb(value: Any) -> str:
+    return "-" if value is None else f"{value / 1e9:.2f} GB"
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The readable table: times, memory, parameters, ratios, targets, machine."""
+    m = result["machine"]
+    lines = [f"Machine  {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
+             f"device {m['device']}{', ' + m['gpu'] if 'gpu' in m else ''}",
+             f"Date     {result['date']}",
+             f"Case     {result['card']}: {' x '.join(map(str, result['image_shape']))}, window "
+             f"{'x'.join(map(str, result['roi_size']))}, overlap {result['overlap']}, {result['blend']} blending, "
+             f"{result['repeats']} repeat(s)", ""]
+    cuda = any("cuda_peak_bytes" in r for r in result["configs"].values())
+    head = ["configuration", "median s", "min s", "max s", "peak mem", "mem increase", "parameters"]
+    rows = [head]
+    for r in result["configs"].values():
+        note = f" (scaled from {r['windows_timed']}/{r['windows']} windows)" if r["extrapolated"] else ""
+        peak = r.get("cuda_peak_bytes") if cuda else r.get("rss_peak_bytes")
+        rows.append([r["label"] + note, f"{r['median_s']:.1f}", f"{r['min_s']:.1f}", f"{r['max_s']:.1f}",
+                     _gb(peak), "-" if cuda else _gb(r.get("rss_increase_bytes")), f"{r['parameters']:,}"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+              for row in rows]
+    lines += ["", "Ratios of median times"]
+    for key, r in result["ratios"].items():
+        verdict = "report only" if r["target"] is None else (
+            f"target <= {r['target']}: {'met' if r['met'] else 'NOT met'}")
+        lines.append(f"  {key:<24} {r['value']:6.2f}   {verdict}")
+    mem = result["targets"].get("ciml peak memory")
+    if mem is not None:
+        lines.append(f"  {'(a) peak memory':<24} {_gb(mem['value']):>9}   target < 4 GB: "
+                     f"{'met' if mem['met'] else 'NOT met'}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,348 @@
+"""Speed and memory of inference and heat maps on one BraTS-sized case (DESIGN.md section 4).
+
+Four configurations run on the same volume with the same sliding window (the card's):
+
+- ``ciml``: CIML segmentation (:func:`~ciml.engine.inference.predict_logits`);
+- ``ciml_cams``: CIML with every (target, modality) Grad-CAM map
+  (:func:`~ciml.engine.inference.predict_with_cams`, one backward per target and window);
+- ``early_fusion``: a MONAI DynUNet of about the same parameter count, segmentation only;
+- ``captum_loop``: the same maps from Captum's ``LayerGradCam``, one call per (target, modality
+  layer) and window, blended by the same sliding window: the baseline the one-backward design
+  is compared against.
+
+On the CPU each configuration runs in a fresh spawned child process, so that its peak resident
+memory (``ru_maxrss``) is its own and not the high-water mark of whatever ran before it; the
+child times it too. With ``isolate=False`` (and on CUDA, where the peak counter can be reset)
+everything runs in this process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ciml.config import ModelCard, card_from_dict, preset_dict
+
+CONFIGS = ("ciml", "ciml_cams", "early_fusion", "captum_loop")
+LABELS = {
+    "ciml": "(a) CIML segmentation",
+    "ciml_cams": "(b) CIML + all heat maps",
+    "early_fusion": "(c) early fusion segmentation",
+    "captum_loop": "(d) Captum LayerGradCam loop",
+}
+# DESIGN.md section 4: (numerator, denominator, bound); None = report only.
+RATIOS = {
+    "ciml/early_fusion": ("ciml", "early_fusion", 1.3),
+    "ciml_cams/ciml": ("ciml_cams", "ciml", 2.0),
+    "captum_loop/ciml_cams": ("captum_loop", "ciml_cams", None),
+}
+MEMORY_TARGET_BYTES = 4e9  # peak memory of (a) on the CPU
+
+
+class _Enough(Exception):
+    """Raised from a progress callback to stop a sliding window after some windows."""
+
+
+@dataclass
+class Setup:
+    """What every configuration needs: the card, the image, the device and the seed."""
+
+    card: ModelCard
+    image: torch.Tensor  # (M, *S) normalised, on the card's working grid
+    device: torch.device
+    seed: int = 0
+
+
+def benchmark_card(preset: str = "brats", size: str = "full", overrides: dict | None = None) -> ModelCard:
+    """The preset's card; for ``size="small"`` its spacing is the small phantom's (2.5 mm).
+
+    The image is always taken on the card's working grid, so a small run changes the card
+    rather than resampling the small phantom up to the full grid.
+    """
+    from ciml.data.synthetic import SIZES
+
+    data = preset_dict(preset)
+    if size == "small" and preset in SIZES:
+        data["spacing"] = list(SIZES[preset]["small"].spacing)
+    for key, value in (overrides or {}).items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return card_from_dict(data)
+
+
+def benchmark_image(card: ModelCard, size: str = "full", seed: int = 0, kind: str = "brats") -> torch.Tensor:
+    """Case 0 of the synthetic ``kind`` data, normalised and on the card's spacing: (M, *S)."""
+    from ciml.data.case import regrid
+    from ciml.data.geometry import Geometry
+    from ciml.data.normalize import normalize
+    from ciml.data.synthetic import generate_case
+
+    case = generate_case(kind, 0, seed=seed, size=size)
+    values = np.stack([normalize(case.images[m.name], m) for m in card.modalities])
+    if card.spacing is not None and tuple(card.spacing) != tuple(case.spacing):
+        dim = len(case.spacing)
+        source = Geometry(origin=tuple(case.origin), spacing=tuple(case.spacing),
+                          direction=tuple(np.eye(dim).ravel()), size=tuple(values.shape[1:]))
+        values = regrid(values, source, source.with_spacing(card.spacing))
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+
+
+def build_network(name: str, card: ModelCard, seed: int = 0) -> torch.nn.Module:
+    """The (randomly initialised, seeded) network a configuration runs, in eval mode."""
+    from ciml.nn import CIMLNet, EarlyFusionNet
+
+    torch.manual_seed(seed)
+    return (EarlyFusionNet(card) if name == "early_fusion" else CIMLNet(card)).eval()
+
+
+def captum_window_cams(network, windows: torch.Tensor, card: ModelCard) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and (B, T*M, *S) maps of a batch of windows, by one Captum call per layer.
+
+    The layers are those of :func:`~ciml.engine.gradcam.target_cams`: the primary's deepest
+    encoder level and every gate message of the auxiliaries (summed over levels after
+    upsampling); modalities outside a target's sub-task get zeros, as there.
+    """
+    import torch.nn.functional as F
+    from captum.attr import LayerGradCam
+
+    size, mode = windows.shape[2:], "trilinear" if windows.dim() == 5 else "bilinear"
+    cut = float(torch.logit(torch.tensor(card.inference.threshold)))
+    with torch.no_grad():
+        logits = network(windows).float()
+    predicted = logits > cut  # the voxels each score counts, fixed for Captum's forwards
+    maps = torch.zeros(windows.shape[0], len(card.targets) * len(card.modalities), *size)
+    for s in card.subtasks:
+        layers = [(s.primary, network.encoders[s.primary].levels[-1])]
+        layers += [(a, network.gates[f"{s.name}__{a}__{lv}"].message)
+                   for a in s.auxiliaries for lv in network.gate_levels]
+        for t in s.targets:
+            i = card.target_index(t)
+
+            def score(x: torch.Tensor, i: int = i) -> torch.Tensor:
+                return (network(x)[:, i].float() * predicted[:, i]).flatten(1).sum(dim=1)
+
+            for m, layer in layers:
+                cam = LayerGradCam(score, layer).attribute(windows, relu_attributions=True)
+                up = F.interpolate(cam.detach().float(), size=size, mode=mode, align_corners=False)
+                maps[:, i * len(card.modalities) + card.modality_index(m)] += up[:, 0]
+    return logits, maps
+
+
+def predict_with_captum(network, image: torch.Tensor, card: ModelCard, device: torch.device,
+                        on_window: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like :func:`~ciml.engine.inference.predict_with_cams`, the maps from the Captum loop."""
+    from monai.inferers import sliding_window_inference
+
+    from ciml.engine.inference import _window_count, autocast
+
+    inf = card.inference
+    total = _window_count(tuple(image.shape[1:]), inf.roi_size, inf.overlap, inf.sw_batch_size)
+    done = [0]
+
+    def predictor(windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        with autocast(device):
+            logits, maps = captum_window_cams(network, windows, card)
+        done[0] += 1
+        if on_window is not None:
+            on_window(done[0], total)
+        return {"logits": logits, "cams": maps.to(logits.device)}
+
+    out = sliding_window_inference(
+        image[None].to(device), roi_size=inf.roi_size, sw_batch_size=inf.sw_batch_size,
+        predictor=predictor, overlap=inf.overlap, mode=inf.blend, sw_device=device,
+        device=torch.device("cpu"))
+    cams = out["cams"][0].float().clamp_min(0)
+    return out["logits"][0].float(), cams.reshape(len(card.targets), len(card.modalities), *cams.shape[1:])
+
+
+def runner(name: str, network, setup: Setup) -> Callable[[int | None], float]:
+    """``run(max_windows) -> seconds`` for one configuration.
+
+    ``max_windows`` stops the sliding window after that many predictor calls (warm-up, or a
+    baseline too slow to run over the whole volume); ``None`` runs it all.
+    """
+    from ciml.engine.inference import predict_logits, predict_with_cams
+
+    predict = {"ciml": predict_logits, "early_fusion": predict_logits,
+               "ciml_cams": predict_with_cams, "captum_loop": predict_with_captum}[name]
+
+    def run(max_windows: int | None = None) -> float:
+        def on_window(done: int, total: int) -> None:
+            if max_windows is not None and done >= max_windows:
+                raise _Enough
+
+        _sync(setup.device)
+        start = time.perf_counter()
+        try:
+            predict(network, setup.image, setup.card, setup.device, on_window)
+        except _Enough:
+            pass
+        _sync(setup.device)
+        return time.perf_counter() - start
+
+    return run
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_config(name: str, setup: Setup, repeats: int, max_windows: int | None = None,
+                warmup: bool = True) -> dict[str, Any]:
+    """Median, min and max wall time of ``repeats`` runs after a one-window warm-up.
+
+    One window is enough to warm up (lazy kernel selection and allocator growth happen on the
+    first window; every later window has the same shape), and costs 1/windows of a run.
+    With ``max_windows``, the time of that many windows is scaled to the whole volume.
+    """
+    from ciml.engine.inference import _window_count
+
+    inf = setup.card.inference
+    total = _window_count(tuple(setup.image.shape[1:]), inf.roi_size, inf.overlap, inf.sw_batch_size)
+    network = build_network(name, setup.card, setup.seed).to(setup.device)
+    run = runner(name, network, setup)
+    if setup.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(setup.device)
+    if warmup:
+        run(1)
+    capped = max_windows is not None and max_windows < total
+    scale = total / max_windows if capped else 1.0
+    times = [run(max_windows if capped else None) * scale for _ in range(repeats)]
+    result = {"label": LABELS[name], "parameters": sum(p.numel() for p in network.parameters()),
+              "windows": total, "windows_timed": max_windows if capped else total, "extrapolated": capped, "warmup": warmup,
+              "times_s": times, "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+    if setup.device.type == "cuda":
+        result["cuda_peak_bytes"] = int(torch.cuda.max_memory_allocated(setup.device))
+    return result
+
+
+def rss_bytes() -> int:
+    """This process's peak resident set size so far (``ru_maxrss`` is in KiB on Linux)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if platform.system() == "Darwin" else int(peak) * 1024
+
+
+def _child(name: str, card_dict: dict, image_path: str, repeats: int, max_windows: int | None,
+           warmup: bool, threads: int | None, seed: int, conn) -> None:
+    """Spawned: time one configuration and report its peak RSS (absolute and over imports)."""
+    try:
+        import captum.attr  # noqa: F401 - imported before the baseline so imports are not counted
+        import monai.inferers  # noqa: F401
+
+        if threads:
+            torch.set_num_threads(threads)
+        baseline = rss_bytes()
+        setup = Setup(card_from_dict(card_dict), torch.from_numpy(np.load(image_path)), torch.device("cpu"), seed)
+        result = time_config(name, setup, repeats, max_windows, warmup)
+        peak = rss_bytes()
+        result.update(rss_baseline_bytes=baseline, rss_peak_bytes=peak, rss_increase_bytes=peak - baseline)
+        conn.send(("ok", result))
+    except BaseException as exc:  # noqa: BLE001 - reported by the parent
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def run_isolated(name: str, setup: Setup, repeats: int, max_windows: int | None = None,
+                 warmup: bool = True, threads: int | None = None, workdir: str | None = None) -> dict[str, Any]:
+    """:func:`time_config` in a fresh spawned process, with its peak RSS."""
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        image_path = os.path.join(tmp, "image.npy")
+        np.save(image_path, setup.image.numpy())
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(name, setup.card.to_dict(), image_path, repeats,
+                                                max_windows, warmup, threads, setup.seed, child))
+        proc.start()
+        child.close()
+        try:
+            status, payload = parent.recv()
+        except EOFError:
+            status, payload = "error", "the child process died (out of memory?)"
+        proc.join()
+    if status != "ok":
+        raise RuntimeError(f"benchmark of {name} failed: {payload}")
+    return payload
+
+
+def compute_ratios(results: dict[str, dict]) -> dict[str, dict[str, Any]]:
+    """The DESIGN.md ratios of median times, with whether each bound is met."""
+    ratios = {}
+    for key, (num, den, bound) in RATIOS.items():
+        if num in results and den in results:
+            value = results[num]["median_s"] / results[den]["median_s"]
+            ratios[key] = {"value": value, "target": bound, "met": None if bound is None else value <= bound}
+    return ratios
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """CPU model, cores, torch threads and versions, and the GPU if one is used."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(), "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def run_benchmark(setup: Setup, configs: tuple[str, ...] = CONFIGS, repeats: int = 3, isolate: bool | None = None,
+                  windows: int | None = None, baseline_windows: int | None = None, threads: int | None = None,
+                  on_config: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
+    """Time (and on the CPU, isolated, measure the memory of) each configuration.
+
+    Args:
+        setup: card, image, device and seed.
+        configs: which of :data:`CONFIGS` to run, in order.
+        repeats: timed runs per configuration (after a one-window warm-up).
+        isolate: one spawned process per configuration (CPU only; default: on the CPU).
+        windows: time every configuration on this many windows only, scaled to the volume.
+        baseline_windows: the same for the Captum loop alone (it is ~20x slower); when given,
+            its warm-up is skipped (its first of ~20 Captum calls per window warms the rest).
+        threads: torch threads (also set in the children).
+        on_config: called with each configuration's result as it finishes (progress).
+
+    Returns:
+        A JSON-ready dict: ``configs`` (name -> times, parameters, memory), ``ratios``,
+        ``targets`` and the case's shape.
+    """
+    isolate = setup.device.type == "cpu" if isolate is None else isolate and setup.device.type == "cpu"
+    results = {}
+    for name in configs:
+        cap = baseline_windows if name == "captum_loop" and baseline_windows else windows
+        warmup = not (name == "captum_loop" and baseline_windows)
+        if isolate:
+            results[name] = run_isolated(name, setup, repeats, cap, warmup, threads)
+        else:
+            results[name] = time_config(name, setup, repeats, cap, warmup)
+        if on_config is not None:
+            on_config(name, results[name])
+    ratios = compute_ratios(results)
+    targets = {key: {"target": f"<= {r['target']}", "value": r["value"], "met": r["met"]}
+               for key, r in ratios.items() if r["target"] is not None}
+    memory_key = "cuda_peak_bytes" if setup.device.type == "cuda" else "rss_peak_bytes"
+    if memory_key in results.get("ciml", {}):
+        peak = results["ciml"][memory_key]
+        targets["ciml peak memory"] = {"target": "< 4 GB", "value": peak, "met": peak < MEMORY_TARGET_BYTES}
+    return {"card": setup.card.name, "image_shape": list(setup.image.shape), "spacing": list(setup.card.spacing or []),
+            "roi_size": list(setup.card.inference.roi_size), "overlap": setup.card.inference.overlap,
+            "sw_batch_size": setup.card.inference.sw_batch_size, "blend": setup.card.inference.blend,
+            "repeats": repeats, "isolated": isolate, "configs": results, "ratios": ratios, "targets": targets}

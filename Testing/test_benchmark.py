@@ -1,0 +1,85 @@
+"""`ciml benchmark`: result structure, ratios from the times, and a baseline computing the same maps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny
+
+from ciml.cli.main import main
+from ciml.config import card_from_dict, preset_dict
+from ciml.engine.benchmark import (
+    CONFIGS,
+    Setup,
+    benchmark_card,
+    benchmark_image,
+    predict_with_captum,
+    run_benchmark,
+)
+from ciml.engine.inference import predict_with_cams
+from ciml.nn import CIMLNet
+
+TINY = {"network": {"features": [4, 8, 16]}, "inference": {"roi_size": [16, 16, 16]}}
+
+
+@pytest.fixture(scope="module")
+def small_setup():
+    card = benchmark_card("brats", "small", TINY)
+    image = benchmark_image(card, "small")
+    return Setup(card, image[:, 40:64, 40:56, 24:40].contiguous(), torch.device("cpu"))
+
+
+def test_small_case_is_on_the_cards_grid():
+    card = benchmark_card("brats", "small", TINY)
+    assert card.spacing == (2.5, 2.5, 2.5) and card.network.features == (4, 8, 16)
+    image = benchmark_image(card, "small")
+    assert image.shape == (4, 96, 96, 64) and image.dtype == torch.float32 and image.abs().max() > 0
+
+
+def test_result_structure_and_ratios(small_setup):
+    result = run_benchmark(small_setup, repeats=1, isolate=False, baseline_windows=1)
+    assert set(result["configs"]) == set(CONFIGS)
+    for name, r in result["configs"].items():
+        assert r["median_s"] > 0 and r["min_s"] <= r["median_s"] <= r["max_s"], name
+        assert r["parameters"] > 0 and r["windows"] == 2, name
+    assert result["configs"]["captum_loop"]["extrapolated"]
+    assert not result["configs"]["ciml"]["extrapolated"]
+    # matched parameter counts, within a few percent
+    a, c = result["configs"]["ciml"]["parameters"], result["configs"]["early_fusion"]["parameters"]
+    assert abs(a - c) / a < 0.05
+    times = {k: v["median_s"] for k, v in result["configs"].items()}
+    ratios = result["ratios"]
+    assert ratios["ciml/early_fusion"]["value"] == pytest.approx(times["ciml"] / times["early_fusion"])
+    assert ratios["ciml_cams/ciml"]["value"] == pytest.approx(times["ciml_cams"] / times["ciml"])
+    assert ratios["captum_loop/ciml_cams"]["value"] == pytest.approx(times["captum_loop"] / times["ciml_cams"])
+    assert ratios["ciml/early_fusion"]["met"] == (ratios["ciml/early_fusion"]["value"] <= 1.3)
+    assert ratios["captum_loop/ciml_cams"]["met"] is None
+    assert result["image_shape"] == [4, 24, 16, 16] and result["isolated"] is False
+
+
+def test_captum_loop_gives_the_same_blended_maps():
+    torch.manual_seed(0)
+    card = card_from_dict(tiny(preset_dict("brats")))
+    net = CIMLNet(card).eval()
+    with torch.no_grad():  # predict a part of every window, so every score has gradients
+        for decoder in net.decoders.values():
+            decoder.head.conv.conv.bias.fill_(2.0)
+    image = torch.randn(4, 24, 20, 16)  # several overlapping windows, blended
+    logits, cams = predict_with_cams(net, image, card, torch.device("cpu"))
+    theirs_logits, theirs = predict_with_captum(net, image, card, torch.device("cpu"))
+    assert theirs.shape == cams.shape == (3, 4, 24, 20, 16) and cams.amax() > 0
+    torch.testing.assert_close(theirs_logits, logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(theirs, cams, rtol=1e-3, atol=1e-5 * float(cams.amax()))
+
+
+def test_cli_refuses_to_overwrite_out(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    out.write_text("{}")
+    assert main(["benchmark", "--size", "small", "--out", str(out)]) != 0
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_text() == "{}"
+
+
+def test_cli_rejects_an_unknown_configuration(capsys):
+    assert main(["benchmark", "--only", "nope"]) != 0
+    assert "unknown configuration" in capsys.readouterr().err
