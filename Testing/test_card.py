@@ -97,3 +97,10 @@ def test_card_command_writes_a_preset_and_never_overwrites(tmp_path, capsys):
     assert main(["card", "--preset", "shapes", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert out.read_bytes() == before
+
+
+def test_a_window_other_than_the_training_patch_is_noted(capsys):
+    assert preset("brats").notes() == []
+    card = preset_dict("shapes")
+    card["inference"]["roi_size"] = [128, 128, 128]
+    assert "differs from training.patch_size" in card_from_dict(card).notes()[0]

@@ -21,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     card = preset(args.preset) if args.preset else load_card(args.check)
+    for note in card.notes():
+        print(f"note: {note}", file=sys.stderr)
     if args.out:
         from ciml.io_utils import write_text_new
 

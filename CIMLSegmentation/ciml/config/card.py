@@ -222,6 +222,15 @@ class ModelCard:
     def target_index(self, name: str) -> int:
         return self.target_names.index(name)
 
+    def notes(self) -> list[str]:
+        """Valid but probably unintended settings, as sentences for the user."""
+        notes = []
+        if self.inference.roi_size != self.training.patch_size:
+            notes.append(f"inference.roi_size {list(self.inference.roi_size)} differs from training.patch_size "
+                         f"{list(self.training.patch_size)}: instance normalisation sees other statistics at "
+                         "inference than in training, which usually costs accuracy")
+        return notes
+
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
 

@@ -37,8 +37,9 @@ BRATS: dict[str, Any] = {
     ],
     "reference": "t1ce",
     "spacing": [1.0, 1.0, 1.0],
+    # Window = training patch: instance normalisation statistics depend on the window's extent.
     "inference": {"roi_size": [128, 128, 128], "overlap": 0.25},
-    "training": {"patch_size": [96, 96, 96]},
+    "training": {"patch_size": [128, 128, 128]},
 }
 
 AUTOPET: dict[str, Any] = {
@@ -56,6 +57,7 @@ AUTOPET: dict[str, Any] = {
     "reference": "ct",
     "spacing": [2.0, 2.0, 3.0],
     "inference": {"roi_size": [128, 128, 128], "overlap": 0.25},
+    "training": {"patch_size": [128, 128, 128]},
 }
 
 HECKTOR: dict[str, Any] = {

@@ -161,6 +161,8 @@ class Trainer:
     def run(self, resume: bool = False) -> dict[str, Any]:
         """Train to ``max_steps`` (or early stop); returns a summary of the run."""
         started = time.monotonic()
+        for note in self.card.notes():
+            self.progress.message(f"note: {note}")
         network = self._network()
         optimiser, scheduler, scaler = self._optimisation(network)
         if resume:
