@@ -196,9 +196,10 @@ def _write(request: SegmentRequest, bundle, case, logits: torch.Tensor, cams: to
     try:
         names = {}
         for k, (name, values) in enumerate(files.items()):
+            # the label map is already on the reference grid; heat maps are on the working grid
             data = values if name == "segmentation" else case.to_reference(values.astype(np.float32))
             path = tmp / f"{name}.{request.fmt}"
-            write_image(data.astype(np.float32) if name != "segmentation" else data, case.reference, path)
+            write_image(data, case.reference, path)
             names[name] = path.name
             stages.within((k + 1) / (len(files) + 1))
         stages.leave()

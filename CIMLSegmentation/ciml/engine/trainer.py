@@ -101,6 +101,7 @@ class Trainer:
         self.device = distributed.device_for(self.world, self.device)
         self.progress = progress or Progress("none")
         self.state = RunState()
+        self._objective_state: dict = {}  # restored from a checkpoint on resume
 
     # -- set-up -----------------------------------------------------------------------------
 
