@@ -153,20 +153,16 @@ def write_case(case: SyntheticCase, out_dir: str | Path) -> Path:
     name and renamed into place, so an interrupted run leaves no half-written case; an
     existing non-empty case folder is refused.
     """
-    import SimpleITK as sitk
-
+    from ciml.data.geometry import Geometry
+    from ciml.data.io import write_image
     from ciml.io_utils import atomic_directory
 
-    def to_image(array: np.ndarray) -> sitk.Image:
-        image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
-        image.SetSpacing([float(s) for s in case.spacing])
-        image.SetOrigin([float(o) for o in case.origin])
-        image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
-        return image
-
+    shape = case.label.shape
+    grid = Geometry(origin=tuple(float(o) for o in case.origin), spacing=tuple(float(s) for s in case.spacing),
+                    direction=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), size=tuple(int(n) for n in shape))
     folder = Path(out_dir) / case.case_id
     with atomic_directory(folder) as tmp:
         for modality, array in case.images.items():
-            sitk.WriteImage(to_image(array), str(tmp / f"{case.case_id}_{modality}.nii.gz"))
-        sitk.WriteImage(to_image(case.label), str(tmp / f"{case.case_id}_seg.nii.gz"))
+            write_image(array, grid, tmp / f"{case.case_id}_{modality}.nii.gz")
+        write_image(case.label, grid, tmp / f"{case.case_id}_seg.nii.gz")
     return folder
