@@ -27,6 +27,7 @@ COMMANDS = {
     "info": "ciml.cli.info",
     "init": "ciml.cli.init",
     "benchmark": "ciml.cli.benchmark",
+    "study": "ciml.cli.study",
 }
 
 

@@ -1,0 +1,1 @@
+"""The accuracy study: plans, runs and reports (`ciml study`, docs/BENCHMARKS.md)."""

@@ -1,0 +1,199 @@
+"""The accuracy study's plan: which methods, on which data, with which training budget.
+
+Like nnU-Net's plans, one object drives the whole study (``ciml study``, docs/BENCHMARKS.md):
+every method of a task is trained with the same budget (the ``budget`` card overrides: steps,
+patch, batch, widths, validation), on the same cases, with the same seeds, and scored on the same
+held-out cases. A method is a change to the task's preset card plus ``ciml train`` arguments, so
+each run is an ordinary, reproducible ``ciml train`` command.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ciml.config import preset_dict
+from ciml.errors import CIMLError
+
+CardEdit = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _without_auxiliaries(card: dict[str, Any]) -> dict[str, Any]:
+    """Primary-only: every decoder sees its primary modality and nothing else."""
+    for s in card["subtasks"]:
+        s["auxiliaries"] = []
+    return card
+
+
+def _one_decoder(card: dict[str, Any]) -> dict[str, Any]:
+    """No task decomposition: one decoder for every target, fed by the reference modality with
+    every other modality gated in as an auxiliary (the gates kept, the decomposition removed)."""
+    reference = card["reference"]
+    card["subtasks"] = [{
+        "name": "all", "targets": [t["name"] for t in card["targets"]], "primary": reference,
+        "auxiliaries": [m["name"] for m in card["modalities"] if m["name"] != reference]}]
+    return card
+
+
+def _network(**switches: Any) -> CardEdit:
+    def edit(card: dict[str, Any]) -> dict[str, Any]:
+        card.setdefault("network", {}).update(switches)
+        return card
+    return edit
+
+
+@dataclass(frozen=True)
+class Method:
+    """One trained configuration of the study.
+
+    Args:
+        name: identifier, used in run folder names and tables.
+        description: one line for the report.
+        arch: ``ciml train --arch``.
+        edit: change to the task's card (ablations), or ``None``.
+        missing_modalities: train with PASSION, each auxiliary absent at the plan's rate.
+        labelled: ``"all"`` training cases, or ``"few"`` (the plan's ``few_labelled``).
+        unlabelled: also train on the remaining cases without their labels (DTC).
+        needs_subtasks: least number of sub-tasks in the task's card for the method to differ
+            from CIML (no decomposition needs two).
+    """
+
+    name: str
+    description: str
+    arch: str = "ciml"
+    edit: CardEdit | None = None
+    missing_modalities: bool = False
+    labelled: str = "all"
+    unlabelled: bool = False
+    needs_subtasks: int = 1
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("ciml", "CIML: one decoder per sub-task, gated messages (bottleneck x attention)"),
+    Method("early-fusion", "MONAI DynUNet on all modalities stacked, parameter count matched", arch="early-fusion"),
+    Method("maml", "MAML: modality-aware attention, deep-supervised branches", arch="maml"),
+    Method("primary-only", "CIML without auxiliaries: each decoder sees its primary only", edit=_without_auxiliaries),
+    Method("no-bottleneck", "CIML, gates without the variational bottleneck (attention only)",
+           edit=_network(gate_bottleneck=False)),
+    Method("no-attention", "CIML, gates without the spatial attention (bottleneck only)",
+           edit=_network(gate_attention=False)),
+    Method("no-decomposition", "CIML with one decoder for all targets, all other modalities gated in",
+           edit=_one_decoder, needs_subtasks=2),
+    Method("ciml-passion", "CIML trained with PASSION for missing modalities", missing_modalities=True),
+    Method("maml-passion", "MAML trained with PASSION for missing modalities", arch="maml", missing_modalities=True),
+    Method("supervised-few", "CIML on the few labelled cases only", labelled="few"),
+    Method("dtc-few", "CIML + DTC on the few labelled cases and the rest unlabelled", labelled="few", unlabelled=True),
+)}
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """Everything one task's study needs.
+
+    Args:
+        task: preset name, which is also the ``ciml sample-data --kind``.
+        train_cases: synthetic cases for training (validation split off them).
+        test_cases: held-out synthetic cases, generated with ``test_seed``.
+        budget: card overrides shared by every method (``{"network": {...}, "training": {...},
+            "inference": {...}, "spacing": ...}``).
+        methods: methods compared on all labelled cases.
+        missing_models: methods also evaluated with each auxiliary missing.
+        missing_rate: PASSION's per-auxiliary absence rate in training.
+        semi_supervised: the few-labels methods (empty: no semi-supervised study).
+        few_labelled: labelled cases of the semi-supervised study (validation included).
+        seeds: training seeds; every method runs each.
+        val_fraction: share of the labelled training cases kept for validation.
+        data_seed: seed of the training cases; ``test_seed`` of the held-out ones.
+    """
+
+    task: str
+    train_cases: int
+    test_cases: int
+    budget: dict[str, Any]
+    methods: tuple[str, ...]
+    missing_models: tuple[str, ...] = ()
+    missing_rate: float = 0.3
+    semi_supervised: tuple[str, ...] = ()
+    few_labelled: int = 6
+    seeds: tuple[int, ...] = (0, 1, 2)
+    val_fraction: float = 0.2
+    data_seed: int = 0
+    test_seed: int = 1
+    size: str = "small"
+
+    @property
+    def all_methods(self) -> tuple[str, ...]:
+        extra = [m for m in (*self.missing_models, *self.semi_supervised) if m not in self.methods]
+        return (*self.methods, *extra)
+
+    def card(self, method: str) -> dict[str, Any]:
+        """The card (plain data) a method trains: the preset, the budget, the method's edit."""
+        m = METHODS[method]
+        card = preset_dict(self.task)
+        for key, value in self.budget.items():
+            if isinstance(value, dict):
+                card.setdefault(key, {}).update(copy.deepcopy(value))
+            else:
+                card[key] = copy.deepcopy(value)
+        card["name"] = f"{self.task}-{method}"
+        return m.edit(card) if m.edit else card
+
+    def auxiliaries(self) -> list[str]:
+        """Modalities that can be missing: all but the reference, which gives the output grid."""
+        card = preset_dict(self.task)
+        return [m["name"] for m in card["modalities"] if m["name"] != card["reference"]]
+
+    def applicable(self, method: str) -> bool:
+        return len(preset_dict(self.task)["subtasks"]) >= METHODS[method].needs_subtasks
+
+
+# The shapes cases at 4 mm (32^3): one patch holds the whole case, so every step sees every
+# candidate and its cue; 2 mm crops of 32^3 stayed below the primary-only ceiling in 300 steps.
+_SHAPES_BUDGET = {
+    "spacing": [4.0, 4.0, 4.0],
+    "network": {"features": [8, 16, 32, 64]},
+    "training": {"patch_size": [32, 32, 32], "batch_size": 2, "max_steps": 300, "validation_interval": 100,
+                 "learning_rate": 2e-3, "warmup_steps": 20},
+    "inference": {"roi_size": [32, 32, 32], "overlap": 0.5},
+}
+
+# The built-in sample model's network and patch (which learns every sub-region at 2.5 mm; at
+# 3.75 mm the enhancing rim is about a voxel thick and was not learnt in 200 steps), with a
+# batch of one so that the CPU study fits in an afternoon.
+_BRATS_BUDGET = {
+    "spacing": [2.5, 2.5, 2.5],
+    "network": {"features": [8, 16, 32, 64]},
+    "training": {"patch_size": [64, 64, 64], "batch_size": 1, "max_steps": 300, "validation_interval": 100,
+                 "learning_rate": 2e-3, "warmup_steps": 20},
+    "inference": {"roi_size": [64, 64, 64], "overlap": 0.5},
+}
+
+PLANS: dict[str, StudyPlan] = {
+    "shapes": StudyPlan(
+        task="shapes", train_cases=24, test_cases=12, budget=_SHAPES_BUDGET,
+        methods=("ciml", "early-fusion", "maml", "primary-only", "no-bottleneck", "no-attention"),
+        missing_models=("ciml", "early-fusion", "maml", "ciml-passion", "maml-passion"),
+        semi_supervised=("supervised-few", "dtc-few")),
+    "brats": StudyPlan(
+        task="brats", train_cases=24, test_cases=8, budget=_BRATS_BUDGET,
+        methods=("ciml", "early-fusion", "maml", "primary-only", "no-decomposition", "no-bottleneck",
+                 "no-attention"),
+        missing_models=("ciml", "early-fusion", "maml", "ciml-passion")),
+}
+
+
+def plan_for(task: str, **changes: Any) -> StudyPlan:
+    """The task's plan with ``changes`` (e.g. fewer seeds or steps for a quick look)."""
+    if task not in PLANS:
+        raise CIMLError(f"no study plan for {task!r} (known: {', '.join(PLANS)})")
+    plan = PLANS[task]
+    fields_ = {k: v for k, v in changes.items() if v is not None}
+    if "max_steps" in fields_:
+        budget = copy.deepcopy(plan.budget)
+        budget["training"]["max_steps"] = fields_.pop("max_steps")
+        fields_["budget"] = budget
+    from dataclasses import replace
+
+    return replace(plan, **fields_)

@@ -1,0 +1,110 @@
+"""`ciml study`: the plan's cards, the statistics of the report, and a tiny study end to end."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from ciml.cli.main import main
+from ciml.config import card_from_dict
+from ciml.nn import CIMLNet
+from ciml.study.plan import METHODS, PLANS, plan_for
+from ciml.study.report import beyond_spread, main_table, summarise, write_report
+from ciml.study.runner import TRAINED, run_folder, run_study, train_step
+
+
+@pytest.mark.parametrize("task", sorted(PLANS))
+def test_every_method_trains_a_valid_card_with_the_shared_budget(task):
+    plan = PLANS[task]
+    for method in plan.all_methods:
+        if not plan.applicable(method):
+            continue
+        card = card_from_dict(plan.card(method))
+        assert card.training.max_steps == plan.budget["training"]["max_steps"]
+        assert list(card.training.patch_size) == plan.budget["training"]["patch_size"]
+        assert list(card.network.features) == plan.budget["network"]["features"]
+
+
+def test_the_ablations_change_what_they_name():
+    plan = PLANS["brats"]
+    primary_only = CIMLNet(card_from_dict(plan.card("primary-only")))
+    assert len(primary_only.gates) == 0 and set(primary_only.encoders) == {"flair", "t1ce"}
+    one = card_from_dict(plan.card("no-decomposition"))
+    assert len(one.subtasks) == 1 and set(one.subtasks[0].targets) == {"WT", "TC", "ET"}
+    assert set(one.subtasks[0].auxiliaries) == {"t1", "t2", "flair"}
+    assert not card_from_dict(plan.card("no-bottleneck")).network.gate_bottleneck
+    assert not card_from_dict(plan.card("no-attention")).network.gate_attention
+    assert card_from_dict(plan.card("ciml")).network.gate_bottleneck
+    # shapes has one sub-task: there is nothing to decompose, so the ablation is not run
+    assert not PLANS["shapes"].applicable("no-decomposition")
+
+
+def _report(dice: dict[str, float], hd95: float = 5.0) -> dict:
+    return {"mean": {"dice": dice, "hd95": {t: hd95 for t in dice}}}
+
+
+def test_summary_is_the_mean_and_sample_sd_over_seeds():
+    reports = [_report({"a": 0.8, "b": 0.6}), _report({"a": 0.9, "b": 0.7}), _report({"a": 0.7, "b": 0.2})]
+    s = summarise(reports)
+    assert s["dice"]["a"]["mean"] == pytest.approx(0.8)
+    assert s["dice"]["a"]["sd"] == pytest.approx(statistics.stdev([0.8, 0.9, 0.7]))
+    assert s["dice"]["mean"]["values"] == pytest.approx([0.7, 0.8, 0.45])
+    assert s["hd95"]["b"]["mean"] == pytest.approx(5.0) and s["hd95"]["b"]["sd"] == 0
+
+
+def test_a_difference_counts_only_beyond_both_spreads():
+    a = {"mean": 0.80, "sd": 0.02, "n": 3}
+    assert beyond_spread(a, {"mean": 0.70, "sd": 0.05, "n": 3})
+    assert not beyond_spread(a, {"mean": 0.75, "sd": 0.04, "n": 3})
+    assert not beyond_spread(a, {"mean": 0.10, "sd": 0.0, "n": 1})  # one seed: no spread known
+    results = {"methods": {
+        "ciml": {"seeds": 3, "scores": summarise([_report({"t": v}) for v in (0.80, 0.82, 0.81)])},
+        "early-fusion": {"seeds": 3, "scores": summarise([_report({"t": v}) for v in (0.60, 0.62, 0.61)])},
+        "maml": {"seeds": 3, "scores": summarise([_report({"t": v}) for v in (0.70, 0.90, 0.80)])}}}
+    rows = {line.split("|")[1].strip(): line for line in main_table(results, ("ciml", "early-fusion", "maml")).splitlines()}
+    assert "-0.200 *" in rows["early-fusion"]
+    assert "*" not in rows["maml"]
+
+
+def test_resuming_a_killed_run_uses_its_checkpoint(tmp_path):
+    plan = PLANS["shapes"]
+    assert "--resume" not in train_step(plan, tmp_path, "ciml", 0).command
+    (run_folder(tmp_path, "ciml", 0) / "checkpoints").mkdir(parents=True)
+    assert "--resume" in train_step(plan, tmp_path, "ciml", 0).command
+
+
+def test_a_tiny_study_end_to_end_then_nothing_is_rerun(tmp_path):
+    plan = plan_for("shapes", seeds=(0, 1), max_steps=2, train_cases=5, test_cases=2,
+                    methods=("ciml", "primary-only"), missing_models=("ciml",), semi_supervised=())
+    events: list[str] = []
+    assert run_study(plan, tmp_path, workers=2, threads=1, on_event=events.append) == []
+    results = write_report(plan, tmp_path)
+    for method in ("ciml", "primary-only"):
+        entry = results["methods"][method]
+        assert entry["seeds"] == 2 and 0 <= entry["scores"]["dice"]["target"]["mean"] <= 1
+        evaluated = json.loads((run_folder(tmp_path, method, 0) / "eval.json").read_text())
+        assert len(evaluated["cases"]) == 2
+    assert set(results["methods"]["ciml"]["missing"]) == {"cue", "echo"}
+    assert (run_folder(tmp_path, "ciml", 0) / "case" / "cam_cue.nii.gz").is_file()
+    for picture in ("dice.png", "missing.png", "case.png"):
+        assert (tmp_path / picture).stat().st_size > 1000
+    assert "| ciml | 2 |" in (tmp_path / "results.md").read_text()
+
+    marker = run_folder(tmp_path, "ciml", 0) / TRAINED
+    before = marker.stat().st_mtime_ns, (tmp_path / "cards" / "ciml.json").read_text()
+    assert run_study(plan, tmp_path, workers=1, on_event=events.append) == []
+    assert (marker.stat().st_mtime_ns, (tmp_path / "cards" / "ciml.json").read_text()) == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "ciml,bogus"], "--methods bogus: not in the shapes plan"),
+    (["--seeds", "0,x"], "--seeds 0,x: expected integers"),
+    (["--max-steps", "0"], "--max-steps must be >= 1"),
+    (["--jobs", "0"], "--jobs and --threads must be >= 1"),
+])
+def test_bad_study_options_are_one_clear_message(tmp_path, capsys, args, message):
+    assert main(["study", "--task", "shapes", "--out", str(tmp_path / "s"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
