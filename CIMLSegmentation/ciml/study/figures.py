@@ -86,7 +86,7 @@ def _axial(path: Path) -> np.ndarray:
 
 
 def case_figure(plan: StudyPlan, out: Path, path: Path) -> Path | None:
-    """One held-out case, one axial slice through the centre of its label: the ground truth, each
+    """One held-out case, one axial slice, the one with the most labelled voxels: the ground truth, each
     method's segmentation (first seed), and CIML's heat map per modality, all over the primary."""
     from ciml.config import preset
 
@@ -97,7 +97,7 @@ def case_figure(plan: StudyPlan, out: Path, path: Path) -> Path | None:
         return None
     plt = _pyplot()
     truth = _axial(case / f"{case.name}_seg.nii.gz")
-    z = int(np.argwhere(truth > 0)[:, 0].mean()) if truth.any() else truth.shape[0] // 2
+    z = int((truth > 0).sum(axis=(1, 2)).argmax())  # the slice with the most labelled voxels
     primary = card.subtasks[0].primary
     background = _axial(case / f"{case.name}_{primary}.nii.gz")[z]
     low, high = np.percentile(background, [1, 99.5])

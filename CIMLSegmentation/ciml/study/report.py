@@ -61,6 +61,7 @@ def collect(plan: StudyPlan, out: Path) -> dict[str, Any]:
                 missing = [r for s in plan.seeds if (r := _read(run_folder(out, method, s) / f"eval-missing-{a}.json"))]
                 entry["missing"][a] = summarise(missing)
         entry["train_time_s"] = [t for s in plan.seeds if (t := _train_time(run_folder(out, method, s)))]
+        entry["parameters"] = _parameters(run_folder(out, method, plan.seeds[0]))
         methods[method] = entry
     return {"task": plan.task, "methods": methods}
 
@@ -75,6 +76,11 @@ def _train_time(run: Path) -> float | None:
     return None
 
 
+def _parameters(run: Path) -> int | None:
+    metadata = _read(run / "bundle" / "metadata.json")
+    return metadata["parameters"] if metadata else None
+
+
 def _cell(summary: dict[str, Any], digits: int = 3) -> str:
     return f"{summary['mean']:.{digits}f} ± {summary['sd']:.{digits}f}"
 
@@ -87,7 +93,7 @@ def main_table(results: dict[str, Any], methods: tuple[str, ...], reference: str
     targets = [t for t in rows[0][1]["scores"]["dice"] if t != "mean"]
     ref = results["methods"].get(reference, {}).get("scores")
     header = (["method", "seeds"] + [f"Dice {t}" for t in targets] + ["mean Dice", f"Δ vs {reference}"]
-              + [f"HD95 {t} (mm)" for t in targets])
+              + [f"HD95 {t} (mm)" for t in targets] + ["parameters", "training (s)"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, entry in rows:
         s = entry["scores"]
@@ -96,7 +102,9 @@ def main_table(results: dict[str, Any], methods: tuple[str, ...], reference: str
             d = s["dice"]["mean"]["mean"] - ref["dice"]["mean"]["mean"]
             delta = f"{d:+.3f}" + (" *" if beyond_spread(s["dice"]["mean"], ref["dice"]["mean"]) else "")
         cells = ([name, str(entry["seeds"])] + [_cell(s["dice"][t]) for t in targets] + [_cell(s["dice"]["mean"]), delta]
-                 + [_cell(s["hd95"][t], 1) for t in targets])
+                 + [_cell(s["hd95"][t], 1) for t in targets]
+                 + [f"{entry['parameters']:,}" if entry.get("parameters") else "–",
+                    f"{statistics.fmean(entry['train_time_s']):.0f}" if entry.get("train_time_s") else "–"])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
