@@ -90,7 +90,7 @@ def test_a_tiny_study_end_to_end_then_nothing_is_rerun(tmp_path):
     assert (run_folder(tmp_path, "ciml", 0) / "case" / "cam_cue.nii.gz").is_file()
     for picture in ("dice.png", "missing.png", "case.png"):
         assert (tmp_path / picture).stat().st_size > 1000
-    assert "| ciml | 2 |" in (tmp_path / "results.md").read_text()
+    assert "| ciml | 2 |" in (tmp_path / "results.md").read_text(encoding="utf-8")
 
     marker = run_folder(tmp_path, "ciml", 0) / TRAINED
     before = marker.stat().st_mtime_ns, (tmp_path / "cards" / "ciml.json").read_text()

@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     failures = [] if args.report_only else run_study(
         plan, out, args.jobs, args.threads, on_event=lambda line: print(line, flush=True))
     write_report(plan, out)
-    sys.stdout.write((out / "results.md").read_text())
+    text = (out / "results.md").read_text(encoding="utf-8")
+    # ± and Δ: a terminal without UTF-8 gets replacements rather than an encoding error
+    sys.stdout.write(text.encode(sys.stdout.encoding or "utf-8", "replace").decode(sys.stdout.encoding or "utf-8"))
     print(f"\nstudy folder: {out}")
     if failures:
         raise CIMLError(f"{len(failures)} run(s) failed: " + "; ".join(failures))

@@ -25,7 +25,7 @@ def _spread(values: list[float]) -> dict[str, Any]:
 
 
 def _read(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def summarise(reports: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -135,14 +135,14 @@ def write_report(plan: StudyPlan, out: Path) -> dict[str, Any]:
     from ciml.study.figures import case_figure, dice_bars, missing_bars
 
     results = collect(plan, out)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     parts = [f"# Study `{plan.task}`\n", "## Methods (all labelled training cases)\n", main_table(results, plan.methods)]
     if plan.missing_models:
         parts += ["\n## Missing modalities (mean Dice over targets)\n", missing_table(results, plan)]
     if plan.semi_supervised:
         parts += ["\n## Semi-supervised\n", main_table(results, plan.semi_supervised, reference=plan.semi_supervised[0])]
     parts.append("\n`*`: the difference is larger than the two methods' seed spreads together.\n")
-    (out / "results.md").write_text("\n".join(parts))
+    (out / "results.md").write_text("\n".join(parts), encoding="utf-8")
     dice_bars(results, plan.methods, out / "dice.png", f"{plan.task}: held-out Dice, mean ± SD over seeds")
     if plan.missing_models:
         missing_bars(results, plan, out / "missing.png")
