@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ciml.config import preset_dict
@@ -149,26 +149,25 @@ class StudyPlan:
         return len(preset_dict(self.task)["subtasks"]) >= METHODS[method].needs_subtasks
 
 
+def _budget(spacing: float, patch: list[int], batch_size: int, max_steps: int = 300) -> dict[str, Any]:
+    """The card overrides every method of a task shares: widths, patch = window, optimiser."""
+    return {
+        "spacing": [spacing] * 3,
+        "network": {"features": [8, 16, 32, 64]},
+        "training": {"patch_size": patch, "batch_size": batch_size, "max_steps": max_steps,
+                     "validation_interval": 100, "learning_rate": 2e-3, "warmup_steps": 20},
+        "inference": {"roi_size": patch, "overlap": 0.5},
+    }
+
+
 # The shapes cases at 4 mm (32^3): one patch holds the whole case, so every step sees every
 # candidate and its cue; 2 mm crops of 32^3 stayed below the primary-only ceiling in 300 steps.
-_SHAPES_BUDGET = {
-    "spacing": [4.0, 4.0, 4.0],
-    "network": {"features": [8, 16, 32, 64]},
-    "training": {"patch_size": [32, 32, 32], "batch_size": 2, "max_steps": 300, "validation_interval": 100,
-                 "learning_rate": 2e-3, "warmup_steps": 20},
-    "inference": {"roi_size": [32, 32, 32], "overlap": 0.5},
-}
+_SHAPES_BUDGET = _budget(4.0, [32, 32, 32], batch_size=2)
 
 # The built-in sample model's network and patch (which learns every sub-region at 2.5 mm; at
 # 3.75 mm the enhancing rim is about a voxel thick and was not learnt in 200 steps), with a
 # batch of one so that the CPU study fits in an afternoon.
-_BRATS_BUDGET = {
-    "spacing": [2.5, 2.5, 2.5],
-    "network": {"features": [8, 16, 32, 64]},
-    "training": {"patch_size": [64, 64, 64], "batch_size": 1, "max_steps": 300, "validation_interval": 100,
-                 "learning_rate": 2e-3, "warmup_steps": 20},
-    "inference": {"roi_size": [64, 64, 64], "overlap": 0.5},
-}
+_BRATS_BUDGET = _budget(2.5, [64, 64, 64], batch_size=1)
 
 PLANS: dict[str, StudyPlan] = {
     "shapes": StudyPlan(
@@ -194,6 +193,4 @@ def plan_for(task: str, **changes: Any) -> StudyPlan:
         budget = copy.deepcopy(plan.budget)
         budget["training"]["max_steps"] = fields_.pop("max_steps")
         fields_["budget"] = budget
-    from dataclasses import replace
-
     return replace(plan, **fields_)

@@ -127,7 +127,7 @@ def figure_case(out: Path) -> Path:
 def jobs(plan: StudyPlan, out: Path) -> list[Job]:
     """Every (method, seed) job of the plan, seeds outermost so that a partial study has every
     method at the first seeds."""
-    result = []
+    result, case = [], figure_case(out)
     for seed in plan.seeds:
         for method in plan.all_methods:
             if not plan.applicable(method):
@@ -136,7 +136,7 @@ def jobs(plan: StudyPlan, out: Path) -> list[Job]:
             if method in plan.missing_models:
                 job.steps += [evaluate_step(out, method, seed, a) for a in plan.auxiliaries()]
             if seed == plan.seeds[0] and method in plan.methods:
-                job.steps.append(segment_step(plan, out, method, seed, figure_case(out)))
+                job.steps.append(segment_step(plan, out, method, seed, case))
             result.append(job)
     return result
 
