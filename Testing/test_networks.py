@@ -88,6 +88,7 @@ def test_training_samples_and_eval_is_deterministic():
     net.eval()
     with torch.no_grad():
         assert torch.equal(net(x), net(x)), "eval must use the bottleneck's mean"
+        assert net.forward_features(x).kl.item() == 0.0, "the KL is a training term"
 
 
 def test_gate_ablation_switches():

@@ -34,8 +34,8 @@ class CrossModalityInformationGate(nn.Module):
         spatial_dims: 2 or 3.
         channels: feature channels C of both modalities at this level.
         bottleneck: use the variational bottleneck (mean and log-variance 1x1 convolutions,
-            reparameterised sample in training, the mean in eval); otherwise a plain 1x1
-            projection with zero KL (the "attention only" ablation).
+            reparameterised sample and KL in training, the mean and zero KL in eval); otherwise
+            a plain 1x1 projection with zero KL (the "attention only" ablation).
         attention: weight the message by a sigmoid spatial attention map computed from the
             primary and auxiliary features; otherwise the map is all ones (the "bottleneck
             only" ablation).
@@ -62,11 +62,13 @@ class CrossModalityInformationGate(nn.Module):
 
     def forward(self, primary: torch.Tensor, auxiliary: torch.Tensor) -> GateOutput:
         mean = self.mean(auxiliary)
-        if self.log_var is not None:
+        if self.log_var is not None and self.training:
             log_var = self.log_var(auxiliary).clamp(-_LOG_VAR_LIMIT, _LOG_VAR_LIMIT)
-            latent = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var) if self.training else mean
+            latent = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
             kl = gaussian_kl(mean, log_var)
         else:
+            # Eval uses the mean; the KL is a training term only, so inference skips the
+            # log-variance and its whole-window KL.
             latent, kl = mean, mean.new_zeros(())
         if self.attention is not None:
             attention = self.attention(torch.cat([primary, auxiliary], dim=1))
