@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -175,13 +174,6 @@ def test_bad_training_input_is_one_message(tmp_path, shapes_data, capsys, args, 
     assert message in err and "Traceback" not in err
 
 
-def _free_port() -> int:
-    """A port nothing listens on now; a fixed one collided once with a lingering run."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_with_two_gloo_processes_matches_one_process(tmp_path, shapes_data):
     """Same global batch (2): two processes of batch 1 against one process of batch 2.
 
@@ -196,8 +188,9 @@ def test_ddp_with_two_gloo_processes_matches_one_process(tmp_path, shapes_data):
                           "--card", str(card_one), *common], capture_output=True, text=True, env=env)
     assert one.returncode == 0, one.stderr
     card_two = tiny_shapes_card(tmp_path, "two.json", deterministic, batch_size=1)
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", str(_free_port()), "-m", "ciml", "train", "--out", str(tmp_path / "two"),
+    # --standalone: torchrun picks a free local port (a fixed one collided once with a lingering run).
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "ciml", "train", "--out", str(tmp_path / "two"),
                           "--card", str(card_two), *common], capture_output=True, text=True, env=env)
     assert two.returncode == 0, two.stderr[-3000:]
     a = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=True)["model"]
