@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ciml.config import preset_dict
-from ciml.config.card import card_from_dict
+from ciml.config import card_from_dict, preset_dict
 from ciml.data import Geometry, write_image
 
 SIZE = (24, 20, 16)

@@ -8,7 +8,9 @@ from conftest import tiny
 
 from ciml.cli.main import main
 from ciml.config import card_from_dict, preset_dict
-from ciml.engine.benchmark import (
+from ciml.inference.sliding_window import predict_with_cams
+from ciml.nn import CIMLNet
+from ciml.research.benchmark import (
     CONFIGS,
     Setup,
     benchmark_card,
@@ -16,8 +18,6 @@ from ciml.engine.benchmark import (
     predict_with_captum,
     run_benchmark,
 )
-from ciml.engine.inference import predict_with_cams
-from ciml.nn import CIMLNet
 
 TINY = {"network": {"features": [4, 8, 16]}, "inference": {"roi_size": [16, 16, 16]}}
 

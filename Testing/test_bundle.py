@@ -10,7 +10,8 @@ import pytest
 import torch
 from conftest import TINY_SHAPE, multimodal_dict, tiny
 
-from ciml.bundle import FORMAT_VERSION, METADATA_FILE, WEIGHTS_FILE, load_bundle, read_card, save_bundle
+from ciml.bundle import sha256_of
+from ciml.bundle.weights import FORMAT_VERSION, METADATA_FILE, WEIGHTS_FILE, load_bundle, read_card, save_bundle
 from ciml.cli.main import main
 from ciml.config import card_from_dict, preset_dict
 from ciml.errors import BundleError, CIMLError
@@ -107,7 +108,6 @@ def test_weights_that_are_not_safetensors_are_refused_without_unpickling(card, t
     path = save_bundle(tmp_path / "b", _trained_like(card), card)
     torch.save({"x": torch.zeros(1)}, path / WEIGHTS_FILE)  # a pickle, hash updated to match
     meta = json.loads((path / METADATA_FILE).read_text())
-    from ciml.bundle import sha256_of
 
     meta["weights"]["sha256"] = sha256_of(path / WEIGHTS_FILE)
     (path / METADATA_FILE).write_text(json.dumps(meta))

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from data_helpers import SIZE, brats_images, brats_label, grid, rotation, tiny_card
+from monai.transforms import NormalizeIntensity, ScaleIntensityRange
 
+from ciml.config import preset
 from ciml.data import (
     DataError,
     Geometry,
@@ -179,10 +181,6 @@ def test_missing_modality_is_refused_or_zero_filled(tmp_path):
 
 
 def test_normalisations_agree_with_monai():
-    from monai.transforms import NormalizeIntensity, ScaleIntensityRange
-
-    from ciml.config import preset
-
     mr, (pet, ct) = tiny_card().modalities[0], preset("autopet").modalities
     values = np.random.default_rng(2).normal(50, 400, SIZE).astype(np.float32)
     values[:4] = 0

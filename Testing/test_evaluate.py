@@ -12,7 +12,7 @@ from test_train import tiny_shapes_card
 
 from ciml.cli.main import main
 from ciml.data.synthetic import write_cases
-from ciml.engine.metrics import WORST_HD95, region_metrics
+from ciml.evaluation.metrics import WORST_HD95, region_metrics
 
 
 def _surface_distances(a: np.ndarray, b: np.ndarray, spacing) -> np.ndarray:

@@ -8,9 +8,9 @@ from captum.attr import LayerGradCam
 from conftest import multimodal_dict, tiny
 
 from ciml.config import card_from_dict, preset_dict
-from ciml.engine.gradcam import region_score, target_cams
-from ciml.engine.inference import predict_logits, predict_with_cams
-from ciml.engine.segment import contributions, normalised_maps
+from ciml.inference.gradcam import region_score, target_cams
+from ciml.inference.segment import contributions, normalised_maps
+from ciml.inference.sliding_window import predict_logits, predict_with_cams
 from ciml.nn import CIMLNet
 
 

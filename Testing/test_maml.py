@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import TINY_SHAPE, multimodal_dict, tiny
 
-from ciml.bundle import load_bundle, save_bundle
+from ciml.bundle.weights import load_bundle, save_bundle
 from ciml.config import card_from_dict, preset_dict
 from ciml.losses import CIMLLoss
 from ciml.nn import ARCHITECTURES, MAMLNet, build_network

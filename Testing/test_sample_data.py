@@ -22,6 +22,7 @@ from ciml.data.synthetic import (
     primary_only_oracle_dice,
     write_cases,
 )
+from ciml.data.synthetic.preview import render_case
 from ciml.data.synthetic.shapes import (
     PRIMARY_ONLY_DICE_CEILING,
     measure_primary_only_ceiling,
@@ -253,7 +254,5 @@ def test_importing_the_generators_does_not_import_matplotlib():
 
 
 def test_preview_renders_a_png(tmp_path):
-    from ciml.data.synthetic.preview import render_case
-
     path = render_case(generate_case("shapes", 0), tmp_path / "case.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 import slicer_lib_helpers  # noqa: F401  (puts the module folder on sys.path)
+
 from ciml.config import preset_dict
 from CIMLSegmentationLib import export, install, models, progress, results, roles
 

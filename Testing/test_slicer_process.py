@@ -7,8 +7,8 @@ import textwrap
 import time
 
 import pytest
-
 import slicer_lib_helpers  # noqa: F401
+
 from CIMLSegmentationLib import process, training
 
 

@@ -10,9 +10,9 @@ import pytest
 from ciml.cli.main import main
 from ciml.config import card_from_dict
 from ciml.nn import CIMLNet
-from ciml.study.plan import METHODS, PLANS, plan_for
-from ciml.study.report import beyond_spread, main_table, summarise, write_report
-from ciml.study.runner import TRAINED, run_folder, run_study, train_step
+from ciml.research.study.plan import PLANS, plan_for
+from ciml.research.study.report import beyond_spread, main_table, summarise, write_report
+from ciml.research.study.runner import TRAINED, run_folder, run_study, train_step
 
 
 @pytest.mark.parametrize("task", sorted(PLANS))

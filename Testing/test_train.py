@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from ciml.bundle import load_bundle
+from ciml.bundle.weights import load_bundle
 from ciml.cli.main import main
-from ciml.config import card_from_dict, preset_dict
+from ciml.config import card_from_dict, load_card, preset_dict
+from ciml.data import list_cases
+from ciml.data.datasets import split_records
 from ciml.data.synthetic import write_cases
-from ciml.engine.progress import Progress
-from ciml.engine.trainer import RunOptions, Trainer
+from ciml.progress import Progress
+from ciml.training.trainer import RunOptions, Trainer
 
 PATCH = [32, 32, 32]
 
@@ -98,9 +100,6 @@ class _KillAfter(Progress):
 
 
 def _trainer(run: Path, card_path: Path, data: Path, progress=None) -> Trainer:
-    from ciml.config import load_card
-    from ciml.data import list_cases, split_records
-
     card = load_card(card_path)
     train, validation = split_records(list_cases(data), 0.2, card.training.seed)
     return Trainer(card, RunOptions(out=str(run), max_steps=7, device="cpu"), train, validation, [], progress)

@@ -15,43 +15,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ciml.errors import CIMLError
-
-
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from ciml.config import PRESETS
-    from ciml.engine.benchmark import CONFIGS
-    from ciml.engine.device import DEVICES
-
-    p = sub.add_parser("benchmark", help="time inference and heat maps on a BraTS-sized case",
-                       description="Time CIML segmentation, CIML with all heat maps, early fusion of the "
-                                   "same size and a Captum LayerGradCam loop on one synthetic case, and "
-                                   "report the DESIGN.md ratios and peak memory.")
-    p.add_argument("--size", choices=("full", "small"), default="full",
-                   help="full: 4 x 240 x 240 x 155 at 1 mm (default); small: 96 x 96 x 64 at 2.5 mm")
-    p.add_argument("--repeats", type=int, default=3, metavar="N", help="timed runs per configuration (default 3)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="brats", help="model card preset (default brats)")
-    p.add_argument("--out", metavar="FILE.json", help="write the results as JSON (never overwrites)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's choice)")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default), cpu or cuda")
-    p.add_argument("--only", metavar="NAMES",
-                   help=f"comma-separated configurations to run (default all: {','.join(CONFIGS)})")
-    p.add_argument("--windows", type=int, metavar="K",
-                   help="time every configuration on K windows only and scale to the volume (quick estimate)")
-    p.add_argument("--baseline-windows", type=int, metavar="K",
-                   help="time the Captum loop on K windows only and scale to the volume (it is slow)")
-    p.add_argument("--in-process", action="store_true",
-                   help="run every configuration in this process (no per-configuration peak memory on CPU)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and the case (default 0)")
-    return p
+from ciml.inference.device import resolve_device
+from ciml.io_utils import write_text_new
+from ciml.research.benchmark import CONFIGS, Setup, benchmark_card, benchmark_image, machine_info, run_benchmark
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ciml.engine.benchmark import CONFIGS, Setup, benchmark_card, benchmark_image, machine_info, run_benchmark
-    from ciml.engine.device import resolve_device
-
     if args.out and Path(args.out).exists():
         raise CIMLError(f"--out {args.out} already exists; choose another file")
     if args.repeats < 1:
@@ -84,8 +56,6 @@ def run(args: argparse.Namespace) -> int:
     result["command"] = "ciml benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "ciml benchmark"
     sys.stdout.write(format_report(result))
     if args.out:
-        from ciml.io_utils import write_text_new
-
         write_text_new(args.out, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -7,21 +7,11 @@ import json
 import sys
 from typing import Any
 
+from ciml.bundle.weights import load_bundle
 from ciml.config import ModelCard
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("info", help="check a model bundle and summarise it",
-                       description="Check a model bundle (format, weights hash, weights fit the "
-                                   "card) and print its card, provenance and metrics.")
-    p.add_argument("--model", required=True, metavar="DIR", help="the bundle folder")
-    p.add_argument("--json", action="store_true", help="print the metadata as JSON instead")
-    return p
-
-
 def run(args: argparse.Namespace) -> int:
-    from ciml.bundle import load_bundle
-
     bundle = load_bundle(args.model)
     if args.json:
         sys.stdout.write(json.dumps(bundle.metadata, indent=2) + "\n")

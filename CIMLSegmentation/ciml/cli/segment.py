@@ -11,6 +11,8 @@ import signal
 import sys
 
 from ciml.errors import CIMLError
+from ciml.inference.segment import SegmentRequest, segment
+from ciml.progress import Progress
 
 
 class Terminated(CIMLError):
@@ -18,23 +20,6 @@ class Terminated(CIMLError):
 
     exit_code = 143
 
-
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("segment", help="segment a case and compute per-modality heat maps",
-                       description="Segment one case with a model bundle. Writes segmentation.<fmt>, "
-                                   "cam_<modality>.<fmt> heat maps and report.json into --out.")
-    p.add_argument("--model", required=True, metavar="BUNDLE", help="the model bundle folder")
-    p.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
-                   help="one per modality of the model (file or DICOM folder)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto takes CUDA when present and falls back to the CPU when out of memory")
-    p.add_argument("--no-cam", action="store_true", help="skip the heat maps")
-    p.add_argument("--cam-per-target", action="store_true", help="also write cam_<target>_<modality>")
-    p.add_argument("--format", choices=("nii.gz", "nrrd"), default="nii.gz", help="output image format")
-    p.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
-                   help="json: one JSON object per line on stdout (for the Slicer module)")
-    return p
 
 
 def parse_inputs(pairs: list[str]) -> dict[str, str]:
@@ -54,9 +39,6 @@ def _terminate(signum, frame):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ciml.engine.progress import Progress
-    from ciml.engine.segment import SegmentRequest, segment
-
     progress = Progress(args.progress)
     signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -8,44 +8,17 @@ import shlex
 import sys
 from pathlib import Path
 
-from ciml.config import PRESETS
-from ciml.nn.factory import ARCHITECTURES
-
-
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("train", help="train or fine-tune a model on your cases",
-                       description="Train (or fine-tune with --init) a model on a dataset folder, "
-                                   "datalist or CSV. RUN/bundle holds the best validation Dice. "
-                                   "Several GPUs or machines: launch with torchrun (see docs/training.md).")
-    p.add_argument("--data", metavar="DIR_OR_FILE", help="dataset folder, dataset.json datalist, or cases CSV")
-    p.add_argument("--out", required=True, metavar="RUN", help="the run folder")
-    model = p.add_mutually_exclusive_group()
-    model.add_argument("--preset", choices=sorted(PRESETS), default=None, help="start from a preset card")
-    model.add_argument("--card", metavar="FILE", help="start from a card file")
-    p.add_argument("--init", metavar="BUNDLE", help="fine-tune from this bundle (its card)")
-    p.add_argument("--freeze-encoders", action="store_true", default=None, help="keep the encoders fixed")
-    p.add_argument("--arch", choices=ARCHITECTURES, default=None, help="architecture (ciml)")
-    steps = p.add_mutually_exclusive_group()
-    steps.add_argument("--max-steps", type=int, metavar="N", help="optimiser steps (card: training.max_steps)")
-    steps.add_argument("--epochs", type=int, metavar="N", help="passes over the training cases")
-    p.add_argument("--val-fraction", type=float, metavar="F", help="share of labelled cases for validation (0.2)")
-    p.add_argument("--layout", help="dataset layout, when detection is not wanted (see docs/data-layouts.md)")
-    p.add_argument("--unlabeled", metavar="DIR", help="unlabelled cases for semi-supervised training (DTC)")
-    p.add_argument("--missing-rates", metavar="NAME=P,...", help="train for missing modalities (PASSION)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--seed", type=int, help="random seed (card: training.seed)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="where to train (auto)")
-    p.add_argument("--config", metavar="FILE", help="YAML or JSON settings; the command line overrides them")
-    p.add_argument("--num-workers", type=int, help="data loader processes (0)")
-    p.add_argument("--cache", choices=("memory", "disk", "none"), help="cache of loaded cases (memory)")
-    p.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="progress display")
-    return p
+from ciml.bundle import read_card
+from ciml.config import card_from_dict
+from ciml.data import check_records, list_cases
+from ciml.data.datasets import split_records
+from ciml.errors import CIMLError
+from ciml.progress import Progress
+from ciml.training.run_config import effective_card, merged_settings, parse_rates, read_config, steps_for_epochs
+from ciml.training.trainer import RunOptions, Trainer
 
 
 def run(args: argparse.Namespace) -> int:
-    from ciml.engine.progress import Progress
-    from ciml.engine.trainer import Trainer
-
     progress = Progress(args.progress)
     if args.resume:
         card, options, records = _resumed(args)
@@ -64,12 +37,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fresh(args: argparse.Namespace):
-    from ciml.bundle import read_card
-    from ciml.data import check_records, list_cases, split_records
-    from ciml.engine.run_config import effective_card, merged_settings, parse_rates, read_config, steps_for_epochs
-    from ciml.engine.trainer import RunOptions
-    from ciml.errors import CIMLError
-
     config = read_config(args.config) if args.config else {}
     settings = merged_settings(config, {
         "preset": args.preset, "card": args.card, "init": args.init, "arch": args.arch,
@@ -104,10 +71,6 @@ def _fresh(args: argparse.Namespace):
 
 
 def _resumed(args: argparse.Namespace):
-    from ciml.config import card_from_dict
-    from ciml.engine.trainer import RunOptions
-    from ciml.errors import CIMLError
-
     path = Path(args.out) / "config.json"
     if not path.is_file():
         raise CIMLError(f"cannot resume: {path} not found (is {args.out} a run folder?)")

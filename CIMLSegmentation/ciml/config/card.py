@@ -1,4 +1,5 @@
-"""The model card: a validated, JSON-serialisable description of a CIML model.
+"""The model card: a JSON-serialisable description of a CIML model (built and validated by
+``ciml.config.validate``).
 
 A card says which modalities a model reads, which targets it segments, how the task is
 decomposed into sub-tasks (each with a primary and auxiliary modalities), and every network,
@@ -9,18 +10,14 @@ hyperparameter lives in code. Every field is documented in ``docs/model-card.md`
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-from ciml.errors import CardError
 
 MODALITY_KINDS = ("MR", "CT", "PET")
 NORMALIZATIONS = ("zscore_nonzero", "zscore", "window", "suv_clip")
 DEFAULT_NORMALIZATION = {"MR": "zscore_nonzero", "CT": "window", "PET": "suv_clip"}
 DEFAULT_WINDOW = {"CT": (-1000.0, 1000.0), "PET": (0.0, 20.0)}
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
 @dataclass(frozen=True)
@@ -248,32 +245,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-
-
-def load_card(path: str | Path) -> ModelCard:
-    """Read and validate a card from a JSON (or YAML) file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CardError(str(path), "file not found")
-    try:
-        text = path.read_text()
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - any read or syntax error becomes one message
-        raise CardError(str(path), f"cannot be parsed: {exc}") from None
-    return card_from_dict(data)
-
-
-def card_from_dict(data: Any) -> ModelCard:
-    """Build a :class:`ModelCard` from plain data, raising :class:`CardError` naming the field."""
-    from ciml.config.validate import build_card
-
-    return build_card(data)
-
-
-def spec_fields(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))

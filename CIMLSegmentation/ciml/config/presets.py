@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 from ciml.config.card import ModelCard
+from ciml.config.validate import card_from_dict
 from ciml.errors import CardError
 
 _SCT = "SCT"
@@ -115,6 +116,5 @@ def preset_dict(name: str) -> dict[str, Any]:
 
 def preset(name: str) -> ModelCard:
     """The validated card of a preset."""
-    from ciml.config.card import card_from_dict
 
     return card_from_dict(preset_dict(name))

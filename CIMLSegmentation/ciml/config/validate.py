@@ -7,11 +7,13 @@ silently fall back to a default.
 
 from __future__ import annotations
 
-from dataclasses import fields
+import json
+import re
+from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any
 
 from ciml.config.card import (
-    _NAME,
     DEFAULT_NORMALIZATION,
     DEFAULT_WINDOW,
     MODALITY_KINDS,
@@ -25,6 +27,19 @@ from ciml.config.card import (
     TrainingSpec,
 )
 from ciml.errors import CardError
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+def _default(cls: type, name: str) -> Any:
+    """The dataclass's own default for a field: the one place each default is written."""
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def _getter(d: dict[str, Any], cls: type):
+    """``get(key)``: the card's value for ``key``, else the dataclass default."""
+    return lambda key: d[key] if key in d else _default(cls, key)
 
 
 def _mapping(value: Any, path: str, cls: type | None = None) -> dict[str, Any]:
@@ -86,7 +101,7 @@ def _known(name: Any, known: tuple[str, ...], path: str, what: str) -> str:
 def _modality(raw: Any, path: str) -> Modality:
     d = _mapping(raw, path, Modality)
     name = _name(d.get("name"), f"{path}.name")
-    kind = d.get("kind", "MR")
+    kind = d.get("kind", _default(Modality, "kind"))
     if kind not in MODALITY_KINDS:
         raise CardError(f"{path}.kind", f"{kind!r} is not one of {', '.join(MODALITY_KINDS)}")
     norm = d.get("normalization") or DEFAULT_NORMALIZATION[kind]
@@ -110,7 +125,7 @@ def _target(raw: Any, path: str) -> Target:
                      for i, v in enumerate(_list(d.get("includes", [label]), f"{path}.includes", 1)))
     if label not in includes:
         raise CardError(f"{path}.includes", f"must contain the target's own label {label}")
-    color = _list(d.get("color", [1.0, 0.0, 0.0]), f"{path}.color")
+    color = _list(d.get("color", _default(Target, "color")), f"{path}.color")
     if len(color) != 3:
         raise CardError(f"{path}.color", f"expected [r, g, b] in 0..1, got {color!r}")
     color = tuple(_float(c, f"{path}.color[{i}]", 0.0, 1.0) for i, c in enumerate(color))
@@ -159,25 +174,26 @@ def _shape(raw: Any, path: str, dims: int, multiple: int) -> tuple[int, ...]:
 
 def _network(raw: Any) -> NetworkSpec:
     d = _mapping(raw, "network", NetworkSpec)
-    dims = _int(d.get("spatial_dims", 3), "network.spatial_dims")
+    get = _getter(d, NetworkSpec)
+    dims = _int(get("spatial_dims"), "network.spatial_dims")
     if dims not in (2, 3):
         raise CardError("network.spatial_dims", f"must be 2 or 3, got {dims}")
     feats = tuple(_int(f, f"network.features[{i}]", minimum=1)
-                  for i, f in enumerate(_list(d.get("features", [16, 32, 64, 128]), "network.features", 2)))
+                  for i, f in enumerate(_list(get("features"), "network.features", 2)))
     levels = [_int(v, f"network.gate_levels[{i}]")
-              for i, v in enumerate(_list(d.get("gate_levels", [-2, -1]), "network.gate_levels"))]
+              for i, v in enumerate(_list(get("gate_levels"), "network.gate_levels"))]
     for i, lv in enumerate(levels):
         if not -len(feats) <= lv < len(feats):
             raise CardError(f"network.gate_levels[{i}]", f"{lv} is outside the {len(feats)} levels")
     spec = NetworkSpec(
         spatial_dims=dims, features=feats, gate_levels=tuple(levels),
-        kernel_size=_int(d.get("kernel_size", 3), "network.kernel_size", minimum=1),
-        norm=str(d.get("norm", "instance")),
-        dropout=_float(d.get("dropout", 0.0), "network.dropout", 0.0, 1.0),
-        gate_bottleneck=bool(d.get("gate_bottleneck", True)),
-        gate_attention=bool(d.get("gate_attention", True)),
-        modality_heads=bool(d.get("modality_heads", False)),
-        level_set_head=bool(d.get("level_set_head", False)))
+        kernel_size=_int(get("kernel_size"), "network.kernel_size", minimum=1),
+        norm=str(get("norm")),
+        dropout=_float(get("dropout"), "network.dropout", 0.0, 1.0),
+        gate_bottleneck=bool(get("gate_bottleneck")),
+        gate_attention=bool(get("gate_attention")),
+        modality_heads=bool(get("modality_heads")),
+        level_set_head=bool(get("level_set_head")))
     if len(spec.resolved_gate_levels()) != len(levels):
         raise CardError("network.gate_levels", f"{levels} names the same level twice")
     return spec
@@ -185,14 +201,15 @@ def _network(raw: Any) -> NetworkSpec:
 
 def _inference(raw: Any, dims: int, multiple: int) -> InferenceSpec:
     d = _mapping(raw, "inference", InferenceSpec)
-    blend = d.get("blend", "gaussian")
+    get = _getter(d, InferenceSpec)
+    blend = get("blend")
     if blend not in ("gaussian", "constant"):
         raise CardError("inference.blend", f"{blend!r} is not gaussian or constant")
     return InferenceSpec(
-        roi_size=_shape(d.get("roi_size", [96] * dims), "inference.roi_size", dims, multiple),
-        overlap=_float(d.get("overlap", 0.5), "inference.overlap", 0.0, 0.95),
-        sw_batch_size=_int(d.get("sw_batch_size", 1), "inference.sw_batch_size", minimum=1),
-        blend=blend, threshold=_float(d.get("threshold", 0.5), "inference.threshold", 0.0, 1.0))
+        roi_size=_shape(d.get("roi_size", _default(InferenceSpec, "roi_size")[:dims]), "inference.roi_size", dims, multiple),
+        overlap=_float(get("overlap"), "inference.overlap", 0.0, 0.95),
+        sw_batch_size=_int(get("sw_batch_size"), "inference.sw_batch_size", minimum=1),
+        blend=blend, threshold=_float(get("threshold"), "inference.threshold", 0.0, 1.0))
 
 
 def _missing_rates(raw: Any, modalities: tuple[str, ...]) -> dict[str, float]:
@@ -206,32 +223,34 @@ def _missing_rates(raw: Any, modalities: tuple[str, ...]) -> dict[str, float]:
 
 def _training(raw: Any, dims: int, multiple: int, modalities: tuple[str, ...]) -> TrainingSpec:
     d = _mapping(raw, "training", TrainingSpec)
+    get = _getter(d, TrainingSpec)
 
-    def weight(key: str, default: float) -> float:
-        return _float(d.get(key, default), f"training.{key}", 0.0, 1e6)
+    def weight(key: str) -> float:
+        return _float(get(key), f"training.{key}", 0.0, 1e6)
 
     return TrainingSpec(
-        patch_size=_shape(d.get("patch_size", [96] * dims), "training.patch_size", dims, multiple),
-        batch_size=_int(d.get("batch_size", 2), "training.batch_size", minimum=1),
-        learning_rate=_float(d.get("learning_rate", 1e-3), "training.learning_rate", 0.0, 10.0),
-        weight_decay=_float(d.get("weight_decay", 1e-5), "training.weight_decay", 0.0, 10.0),
-        max_steps=_int(d.get("max_steps", 1000), "training.max_steps", minimum=1),
-        beta=_float(d.get("beta", 1e-3), "training.beta", 0.0, 1e6),
-        seed=_int(d.get("seed", 0), "training.seed", minimum=0),
-        validation_interval=_int(d.get("validation_interval", 100), "training.validation_interval", minimum=1),
-        patience=_int(d.get("patience", 0), "training.patience", minimum=0),
-        warmup_steps=_int(d.get("warmup_steps", 0), "training.warmup_steps", minimum=0),
-        deep_supervision_weight=weight("deep_supervision_weight", 0.5),
-        missing_rates=_missing_rates(d.get("missing_rates", {}), modalities),
-        distill_weight=weight("distill_weight", 0.5),
-        prototype_weight=weight("prototype_weight", 0.1),
-        level_set_weight=weight("level_set_weight", 0.3),
-        consistency_weight=weight("consistency_weight", 0.1),
-        consistency_ramp_steps=_int(d.get("consistency_ramp_steps", 200), "training.consistency_ramp_steps", minimum=0),
-        level_set_k=weight("level_set_k", 1500.0))
+        patch_size=_shape(d.get("patch_size", _default(TrainingSpec, "patch_size")[:dims]), "training.patch_size", dims, multiple),
+        batch_size=_int(get("batch_size"), "training.batch_size", minimum=1),
+        learning_rate=_float(get("learning_rate"), "training.learning_rate", 0.0, 10.0),
+        weight_decay=_float(get("weight_decay"), "training.weight_decay", 0.0, 10.0),
+        max_steps=_int(get("max_steps"), "training.max_steps", minimum=1),
+        beta=_float(get("beta"), "training.beta", 0.0, 1e6),
+        seed=_int(get("seed"), "training.seed", minimum=0),
+        validation_interval=_int(get("validation_interval"), "training.validation_interval", minimum=1),
+        patience=_int(get("patience"), "training.patience", minimum=0),
+        warmup_steps=_int(get("warmup_steps"), "training.warmup_steps", minimum=0),
+        deep_supervision_weight=weight("deep_supervision_weight"),
+        missing_rates=_missing_rates(get("missing_rates"), modalities),
+        distill_weight=weight("distill_weight"),
+        prototype_weight=weight("prototype_weight"),
+        level_set_weight=weight("level_set_weight"),
+        consistency_weight=weight("consistency_weight"),
+        consistency_ramp_steps=_int(get("consistency_ramp_steps"), "training.consistency_ramp_steps", minimum=0),
+        level_set_k=weight("level_set_k"))
 
 
-def build_card(data: Any) -> ModelCard:
+def card_from_dict(data: Any) -> ModelCard:
+    """Build a :class:`ModelCard` from plain data, raising :class:`CardError` naming the field."""
     d = _mapping(data, "", ModelCard)
     for key in ("name", "modalities", "targets", "subtasks", "reference"):
         if key not in d:
@@ -275,7 +294,25 @@ def build_card(data: Any) -> ModelCard:
     if not isinstance(name, str) or not name.strip():
         raise CardError("name", "must be a non-empty string")
     return ModelCard(
-        name=name, description=str(d.get("description", "")), modalities=modalities,
+        name=name, description=str(d.get("description", _default(ModelCard, "description"))), modalities=modalities,
         targets=targets, subtasks=subtasks, reference=reference, spacing=spacing, network=network,
         inference=_inference(d.get("inference", {}), dims, multiple),
         training=_training(d.get("training", {}), dims, multiple, mnames))
+
+
+def load_card(path: str | Path) -> ModelCard:
+    """Read and validate a card from a JSON (or YAML) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CardError(str(path), "file not found")
+    try:
+        text = path.read_text()
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml  # optional: only YAML cards need it, and Slicer's own Python may lack it
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any read or syntax error becomes one message
+        raise CardError(str(path), f"cannot be parsed: {exc}") from None
+    return card_from_dict(data)

@@ -1,7 +1,7 @@
 """Images, case loading, dataset layouts and datasets (``ciml.data``).
 
 Importing this package is cheap: it loads SimpleITK and numpy, never torch or MONAI. The
-MONAI datasets (:mod:`ciml.data.datasets`) load on first use of one of their names.
+MONAI datasets and loaders are in :mod:`ciml.data.datasets` (imported by name: they load torch).
 
 Main entry points:
 
@@ -11,12 +11,10 @@ Main entry points:
   label as region channels (:class:`Case`);
 - :func:`label_to_regions`, :func:`regions_to_label`: the card's label conventions;
 - :func:`list_cases`, :func:`detect_layout`: dataset folders to case records;
-- :func:`build_loaders`: MONAI training and validation loaders.
+- :func:`ciml.data.datasets.build_loaders`: MONAI training and validation loaders.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from ciml.data.case import Case, load_case, load_record, regrid
 from ciml.data.errors import DataError
@@ -50,23 +48,12 @@ from ciml.data.layouts import (
 )
 from ciml.data.normalize import normalize
 
-_DATASETS = ("Augmentation", "LoadCased", "NO_AUGMENTATION", "build_dataset", "build_loaders",
-             "split_records", "train_transforms", "validation_transforms")
-
 __all__ = [
     "Case", "load_case", "load_record", "regrid", "DataError", "Geometry", "align",
     "alignment_warnings", "check_overlap", "resample", "IMAGE_SUFFIXES", "array_to_image",
     "check_image", "image_to_array", "read_array", "read_image", "write_dicom_series",
     "write_image", "CONVENTIONS", "LabelConvention", "check_label_values", "known_label_values",
     "label_to_regions", "regions_to_label", "LAYOUTS", "check_records", "detect_layout",
-    "list_cases", "read_cases_csv", "read_datalist", "write_datalist", "normalize", *_DATASETS,
+    "list_cases", "read_cases_csv", "read_datalist", "write_datalist", "normalize",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    # The datasets need torch and MONAI: import them only when asked for.
-    if name in _DATASETS:
-        from ciml.data import datasets
-
-        return getattr(datasets, name)
-    raise AttributeError(f"module 'ciml.data' has no attribute {name!r}")

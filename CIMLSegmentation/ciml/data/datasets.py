@@ -31,6 +31,7 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from ciml.choices import CACHE_MODES
 from ciml.config.card import ModelCard
 from ciml.data.case import load_record
 
@@ -160,7 +161,7 @@ def build_dataset(records: Sequence[Mapping[str, Any]], transform: Compose, cach
         return PersistentDataset(data, transform, cache_dir=cache_dir)
     if cache == "none":
         return Dataset(data, transform)
-    raise ValueError(f"cache must be memory, disk or none, got {cache!r}")
+    raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
 
 
 def build_loaders(card: ModelCard, train_records: Sequence[Mapping[str, Any]],

@@ -20,7 +20,7 @@ import SimpleITK as sitk
 
 from ciml.data.errors import DataError
 from ciml.data.geometry import Geometry
-from ciml.io_utils import atomic_path
+from ciml.io_utils import atomic_directory, atomic_path
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 PathLike = Union[str, os.PathLike]
@@ -184,7 +184,6 @@ def write_dicom_series(data: np.ndarray | sitk.Image, grid: GridLike, folder: Pa
         modality: the DICOM Modality tag (``MR``, ``CT``, ``PT``).
         overwrite: replace an existing non-empty folder.
     """
-    from ciml.io_utils import atomic_directory
 
     geometry = grid if isinstance(grid, Geometry) else Geometry.of(grid)
     array = image_to_array(data) if isinstance(data, sitk.Image) else np.asarray(data)

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from ciml.data.case import RECORD_KEYS
 from ciml.data.errors import DataError
 from ciml.data.io import PathLike, image_suffix
+from ciml.io_utils import atomic_path
 
 DATALIST = "dataset.json"
 CASES_CSV = "cases.csv"
@@ -328,7 +329,6 @@ def check_records(records: Iterable[Mapping[str, Any]], modalities: Iterable[str
 def write_datalist(records: Iterable[Mapping[str, Any]], path: PathLike, key: str = "training",
                    overwrite: bool = False) -> Path:
     """Write case records as a datalist, paths relative to its folder where possible."""
-    from ciml.io_utils import atomic_path
 
     path = Path(path)
     base = path.parent.resolve()

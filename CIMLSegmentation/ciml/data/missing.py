@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 # After this many all-dropped draws the sampler keeps the modality with the lowest missing rate:
 # only reachable when every available modality is dropped almost surely.
@@ -87,7 +88,6 @@ def apply_presence(image: Any, present: Any) -> Any:
     if isinstance(image, np.ndarray):
         keep = np.asarray(present, dtype=bool).reshape(*lead, *([1] * (image.ndim - len(lead))))
         return np.where(keep, image, np.zeros((), dtype=image.dtype))
-    import torch  # only for tensors: this module stays importable without torch
 
     keep = torch.as_tensor(present, device=image.device).to(torch.bool)
     keep = keep.reshape(*lead, *([1] * (image.dim() - len(lead))))

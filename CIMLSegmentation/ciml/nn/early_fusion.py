@@ -7,6 +7,7 @@ from monai.networks.nets import DynUNet
 from torch import nn
 
 from ciml.config import ModelCard
+from ciml.nn.ciml_net import CIMLNet
 from ciml.nn.output import NetOutput
 
 
@@ -53,8 +54,6 @@ class EarlyFusionNet(nn.Module):
     def __init__(self, card: ModelCard, features: tuple[int, ...] | None = None):
         super().__init__()
         if features is None:
-            from ciml.nn.ciml_net import CIMLNet
-
             with torch.device("meta"):
                 features = matched_features(card, _count(CIMLNet(card)))
         self.card = card

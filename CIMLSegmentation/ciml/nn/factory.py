@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from ciml.choices import ARCHITECTURES
 from ciml.config import ModelCard
 from ciml.errors import CIMLError
-
-ARCHITECTURES = ("ciml", "early-fusion", "maml")
+from ciml.nn.ciml_net import CIMLNet
+from ciml.nn.early_fusion import EarlyFusionNet
+from ciml.nn.maml import MAMLNet
 
 
 def build_network(card: ModelCard, arch: str = "ciml", options: dict | None = None) -> nn.Module:
@@ -21,17 +23,11 @@ def build_network(card: ModelCard, arch: str = "ciml", options: dict | None = No
     """
     options = dict(options or {})
     if arch == "ciml":
-        from ciml.nn.ciml_net import CIMLNet
-
         return CIMLNet(card, **options)
     if arch == "early-fusion":
-        from ciml.nn.early_fusion import EarlyFusionNet
-
         features = options.pop("features", None)
         return EarlyFusionNet(card, tuple(features) if features else None, **options)
     if arch == "maml":
-        from ciml.nn.maml import MAMLNet
-
         return MAMLNet(card, **options)
     raise CIMLError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
 

@@ -14,7 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from ciml.data.geometry import Geometry
+from ciml.data.io import write_image
 from ciml.errors import CIMLError
+from ciml.io_utils import atomic_directory
 
 
 @dataclass(frozen=True)
@@ -153,9 +156,6 @@ def write_case(case: SyntheticCase, out_dir: str | Path) -> Path:
     name and renamed into place, so an interrupted run leaves no half-written case; an
     existing non-empty case folder is refused.
     """
-    from ciml.data.geometry import Geometry
-    from ciml.data.io import write_image
-    from ciml.io_utils import atomic_directory
 
     shape = case.label.shape
     grid = Geometry(origin=tuple(float(o) for o in case.origin), spacing=tuple(float(s) for s in case.spacing),

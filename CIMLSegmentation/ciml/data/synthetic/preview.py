@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ciml.data.synthetic import generate_case
 from ciml.data.synthetic.common import SyntheticCase
+from ciml.io_utils import atomic_path
 
 # Outline colour per label value, matching the presets' segment colours where they exist.
 LABEL_COLOURS = {1: "#e64d33", 2: "#33cc33", 4: "#ffe61a"}
@@ -47,7 +49,6 @@ def render_case(case: SyntheticCase, path: str | Path, title: str | None = None,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ciml.io_utils import atomic_path
 
     names = list(case.images)
     views = [("axial", 2), ("coronal", 1)]
@@ -93,7 +94,6 @@ def render_case(case: SyntheticCase, path: str | Path, title: str | None = None,
 
 def render_docs_images(out_dir: str | Path) -> list[Path]:
     """Write ``sample_brats.png`` and ``sample_shapes.png`` (case 0, seed 0, small) to ``out_dir``."""
-    from ciml.data.synthetic import generate_case
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+import SimpleITK as sitk
 
 from ciml.data.synthetic.common import (
     Grid,
@@ -263,7 +264,6 @@ def cue_predictor_dice(case: SyntheticCase, primary_threshold: float = 0.2,
     """Dice of a simple rule that reads the images: the connected components of the
     thresholded primary that hold a voxel whose cue exceeds ``cue_threshold`` (a spot's
     peak; the cue's noise stays far below it). With the cue, ~1."""
-    import SimpleITK as sitk
 
     foreground = (case.images["shapes"] > primary_threshold).astype(np.uint8)
     components = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(foreground)))

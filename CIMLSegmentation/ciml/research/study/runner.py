@@ -17,11 +17,12 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ciml.config import card_from_dict, preset_dict
 from ciml.errors import CIMLError
-from ciml.study.plan import METHODS, StudyPlan
+from ciml.research.study.plan import METHODS, StudyPlan
 
 CIML = [sys.executable, "-m", "ciml.cli.main"]
 TRAINED = "trained"  # marker written once a run's `ciml train` exited 0
@@ -108,7 +109,6 @@ def evaluate_step(out: Path, method: str, seed: int, missing: str | None = None)
 def segment_step(plan: StudyPlan, out: Path, method: str, seed: int, case: Path) -> Step:
     """The one-case figure's segmentation (with heat maps for CIML)."""
     run = run_folder(out, method, seed)
-    from ciml.config import preset_dict
 
     names = [m["name"] for m in preset_dict(plan.task)["modalities"]]
     inputs = [f"--input={m}={case / f'{case.name}_{m}.nii.gz'}" for m in names]
@@ -143,7 +143,6 @@ def jobs(plan: StudyPlan, out: Path) -> list[Job]:
 
 def write_cards(plan: StudyPlan, out: Path) -> None:
     """Each method's card, written once: a rerun trains exactly what the first run trained."""
-    from ciml.config import card_from_dict
 
     (out / "cards").mkdir(parents=True, exist_ok=True)
     for method in plan.all_methods:
@@ -198,6 +197,4 @@ def _run(command: list[str], log: Path, env: dict[str, str] | None = None) -> No
 
 
 def _plan_record(plan: StudyPlan) -> dict:
-    from dataclasses import asdict
-
     return {**asdict(plan), "methods_described": {m: METHODS[m].description for m in plan.all_methods}}

@@ -15,8 +15,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ciml.study.plan import METHODS, StudyPlan
-from ciml.study.runner import run_folder
+from ciml.research.study.figures import case_figure, dice_bars, missing_bars
+from ciml.research.study.plan import METHODS, StudyPlan
+from ciml.research.study.runner import run_folder
 
 
 def _spread(values: list[float]) -> dict[str, Any]:
@@ -132,7 +133,6 @@ def missing_table(results: dict[str, Any], plan: StudyPlan) -> str:
 
 def write_report(plan: StudyPlan, out: Path) -> dict[str, Any]:
     """results.json, results.md and the plots in ``out``; returns the results."""
-    from ciml.study.figures import case_figure, dice_bars, missing_bars
 
     results = collect(plan, out)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

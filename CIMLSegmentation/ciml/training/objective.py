@@ -9,6 +9,8 @@ import torch
 from ciml.config import ModelCard
 from ciml.errors import CIMLError
 from ciml.losses import CIMLLoss
+from ciml.losses.dtc import DTCLoss
+from ciml.losses.passion import PassionLoss
 from ciml.nn.output import NetOutput
 
 
@@ -37,12 +39,8 @@ class Objective:
         self.supervised = CIMLLoss(card)
         self.passion = self.dtc = None
         if card.training.missing_rates:
-            from ciml.losses.passion import PassionLoss
-
             self.passion = PassionLoss(card)
         if card.network.level_set_head:
-            from ciml.losses.dtc import DTCLoss
-
             self.dtc = DTCLoss(card)
 
     def __call__(self, output: NetOutput, regions: torch.Tensor, present: torch.Tensor | None,

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 
-from ciml.study.plan import StudyPlan
-from ciml.study.runner import figure_case, run_folder
+from ciml.config import preset
+from ciml.research.study.plan import StudyPlan
+from ciml.research.study.runner import figure_case, run_folder
 
 
 def _pyplot():
@@ -80,15 +82,12 @@ def missing_bars(results: dict[str, Any], plan: StudyPlan, path: Path) -> Path |
 
 
 def _axial(path: Path) -> np.ndarray:
-    import SimpleITK as sitk
-
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))  # (Z, Y, X)
 
 
 def case_figure(plan: StudyPlan, out: Path, path: Path) -> Path | None:
     """One held-out case, one axial slice, the one with the most labelled voxels: the ground truth, each
     method's segmentation (first seed), and CIML's heat map per modality, all over the primary."""
-    from ciml.config import preset
 
     card = preset(plan.task)
     case = figure_case(out)

@@ -18,17 +18,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from ciml.bundle.weights import load_bundle, save_bundle
 from ciml.config import ModelCard
-from ciml.engine import distributed
-from ciml.engine.checkpoint import load_checkpoint, restore_random_state, save_checkpoint
-from ciml.engine.device import resolve_device
-from ciml.engine.inference import autocast
-from ciml.engine.objective import Objective
-from ciml.engine.progress import Progress
-from ciml.engine.validation import mean_dice, score_cases
+from ciml.data.datasets import build_dataset, train_transforms, validation_transforms
+from ciml.data.missing import apply_presence, sample_present
 from ciml.errors import CIMLError
+from ciml.evaluation.scoring import mean_dice, score_cases
+from ciml.inference.device import resolve_device
+from ciml.inference.sliding_window import autocast
+from ciml.nn import build_network
+from ciml.progress import Progress
+from ciml.training import distributed
+from ciml.training.checkpoint import load_checkpoint, restore_random_state, save_checkpoint
+from ciml.training.objective import Objective
+from ciml.training.plots import training_curve
+from ciml.training.sampling import step_loader
 
 
 @dataclass
@@ -106,12 +113,8 @@ class Trainer:
     # -- set-up -----------------------------------------------------------------------------
 
     def _network(self) -> torch.nn.Module:
-        from ciml.nn import build_network
-
         torch.manual_seed(self.card.training.seed)
         if self.options.init:
-            from ciml.bundle import load_bundle
-
             bundle = load_bundle(self.options.init)
             if bundle.card.network != self.card.network or bundle.arch != self.options.arch:
                 raise CIMLError(f"--init {self.options.init}: its network ({bundle.arch}) differs from the "
@@ -137,9 +140,6 @@ class Trainer:
         return optimiser, scheduler, scaler
 
     def _loaders(self, start: int):
-        from ciml.data.datasets import build_dataset, train_transforms, validation_transforms
-        from ciml.engine.sampling import step_loader
-
         t, o = self.card.training, self.options
         allow_missing = bool(t.missing_rates)
         cache_dir = str(self.out / "cache") if o.cache == "disk" else None
@@ -254,8 +254,6 @@ class Trainer:
         return False
 
     def _save_bundle(self, network, metrics: dict[str, Any]) -> None:
-        from ciml.bundle import save_bundle
-
         provenance = {"command": self.options.command, "data": self.options.data, "arch": self.options.arch,
                       "steps": self.state.step, "seed": self.card.training.seed,
                       "train_cases": len(self.records["train"]),
@@ -269,8 +267,6 @@ class Trainer:
                    "best_step": self.state.best_step, "bundle": str(self.out / "bundle"),
                    "wall_time_s": round(time.monotonic() - started, 1)}
         if self.world.main:
-            from ciml.engine.plots import training_curve
-
             training_curve(self.state.history, self.out / "training-curve.png",
                            f"{self.card.name} ({self.options.arch})")
             self.progress.done(**summary)
@@ -320,9 +316,7 @@ class _FeaturesForward(torch.nn.Module):
 
 def _presence_dropper(card: ModelCard):
     """PASSION: each training sample lacks modalities at the card's missing rates."""
-    import numpy as np
 
-    from ciml.data.missing import apply_presence, sample_present
 
     names, rates = card.modality_names, card.training.missing_rates
 

@@ -1,10 +1,10 @@
-"""Speed and memory of inference and heat maps on one BraTS-sized case (DESIGN.md section 4).
+"""Speed and memory of inference and heat maps on one BraTS-sized case (docs/performance-targets.md).
 
 Four configurations run on the same volume with the same sliding window (the card's):
 
-- ``ciml``: CIML segmentation (:func:`~ciml.engine.inference.predict_logits`);
+- ``ciml``: CIML segmentation (:func:`~ciml.inference.sliding_window.predict_logits`);
 - ``ciml_cams``: CIML with every (target, modality) Grad-CAM map
-  (:func:`~ciml.engine.inference.predict_with_cams`, one backward per target and window);
+  (:func:`~ciml.inference.sliding_window.predict_with_cams`, one backward per target and window);
 - ``early_fusion``: a MONAI DynUNet of about the same parameter count, segmentation only;
 - ``captum_loop``: the same maps from Captum's ``LayerGradCam``, one call per (target, modality
   layer) and window, blended by the same sliding window: the baseline the one-backward design
@@ -30,25 +30,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import monai.inferers  # noqa: F401 - loaded before a child measures its baseline memory
 import numpy as np
 import torch
+import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
 
 from ciml.config import ModelCard, card_from_dict, preset_dict
-
-CONFIGS = ("ciml", "ciml_cams", "early_fusion", "captum_loop")
-LABELS = {
-    "ciml": "(a) CIML segmentation",
-    "ciml_cams": "(b) CIML + all heat maps",
-    "early_fusion": "(c) early fusion segmentation",
-    "captum_loop": "(d) Captum LayerGradCam loop",
-}
-# DESIGN.md section 4: (numerator, denominator, bound); None = report only.
-RATIOS = {
-    "ciml/early_fusion": ("ciml", "early_fusion", 1.3),
-    "ciml_cams/ciml": ("ciml_cams", "ciml", 2.0),
-    "captum_loop/ciml_cams": ("captum_loop", "ciml_cams", None),
-}
-MEMORY_TARGET_BYTES = 4e9  # peak memory of (a) on the CPU
+from ciml.data.case import regrid
+from ciml.data.geometry import Geometry
+from ciml.data.normalize import normalize
+from ciml.data.synthetic import SIZES, generate_case
+from ciml.inference.sliding_window import _window_count, autocast, predict_logits, predict_with_cams
+from ciml.nn import CIMLNet, EarlyFusionNet
+from ciml.research.targets import CONFIGS, LABELS, MEMORY_TARGET_BYTES, RATIOS
 
 
 class _Enough(Exception):
@@ -71,7 +66,6 @@ def benchmark_card(preset: str = "brats", size: str = "full", overrides: dict | 
     The image is always taken on the card's working grid, so a small run changes the card
     rather than resampling the small phantom up to the full grid.
     """
-    from ciml.data.synthetic import SIZES
 
     data = preset_dict(preset)
     if size == "small" and preset in SIZES:
@@ -83,10 +77,6 @@ def benchmark_card(preset: str = "brats", size: str = "full", overrides: dict | 
 
 def benchmark_image(card: ModelCard, size: str = "full", seed: int = 0, kind: str = "brats") -> torch.Tensor:
     """Case 0 of the synthetic ``kind`` data, normalised and on the card's spacing: (M, *S)."""
-    from ciml.data.case import regrid
-    from ciml.data.geometry import Geometry
-    from ciml.data.normalize import normalize
-    from ciml.data.synthetic import generate_case
 
     case = generate_case(kind, 0, seed=seed, size=size)
     values = np.stack([normalize(case.images[m.name], m) for m in card.modalities])
@@ -100,7 +90,6 @@ def benchmark_image(card: ModelCard, size: str = "full", seed: int = 0, kind: st
 
 def build_network(name: str, card: ModelCard, seed: int = 0) -> torch.nn.Module:
     """The (randomly initialised, seeded) network a configuration runs, in eval mode."""
-    from ciml.nn import CIMLNet, EarlyFusionNet
 
     torch.manual_seed(seed)
     return (EarlyFusionNet(card) if name == "early_fusion" else CIMLNet(card)).eval()
@@ -109,11 +98,10 @@ def build_network(name: str, card: ModelCard, seed: int = 0) -> torch.nn.Module:
 def captum_window_cams(network, windows: torch.Tensor, card: ModelCard) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and (B, T*M, *S) maps of a batch of windows, by one Captum call per layer.
 
-    The layers are those of :func:`~ciml.engine.gradcam.target_cams`: the primary's deepest
+    The layers are those of :func:`~ciml.inference.gradcam.target_cams`: the primary's deepest
     encoder level and every gate message of the auxiliaries (summed over levels after
     upsampling); modalities outside a target's sub-task get zeros, as there.
     """
-    import torch.nn.functional as F
     from captum.attr import LayerGradCam
 
     size, mode = windows.shape[2:], "trilinear" if windows.dim() == 5 else "bilinear"
@@ -141,10 +129,8 @@ def captum_window_cams(network, windows: torch.Tensor, card: ModelCard) -> tuple
 
 def predict_with_captum(network, image: torch.Tensor, card: ModelCard, device: torch.device,
                         on_window: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Like :func:`~ciml.engine.inference.predict_with_cams`, the maps from the Captum loop."""
-    from monai.inferers import sliding_window_inference
+    """Like :func:`~ciml.inference.sliding_window.predict_with_cams`, the maps from the Captum loop."""
 
-    from ciml.engine.inference import _window_count, autocast
 
     inf = card.inference
     total = _window_count(tuple(image.shape[1:]), inf.roi_size, inf.overlap, inf.sw_batch_size)
@@ -172,7 +158,6 @@ def runner(name: str, network, setup: Setup) -> Callable[[int | None], float]:
     ``max_windows`` stops the sliding window after that many predictor calls (warm-up, or a
     baseline too slow to run over the whole volume); ``None`` runs it all.
     """
-    from ciml.engine.inference import predict_logits, predict_with_cams
 
     predict = {"ciml": predict_logits, "early_fusion": predict_logits,
                "ciml_cams": predict_with_cams, "captum_loop": predict_with_captum}[name]
@@ -207,7 +192,6 @@ def time_config(name: str, setup: Setup, repeats: int, max_windows: int | None =
     first window; every later window has the same shape), and costs 1/windows of a run.
     With ``max_windows``, the time of that many windows is scaled to the whole volume.
     """
-    from ciml.engine.inference import _window_count
 
     inf = setup.card.inference
     total = _window_count(tuple(setup.image.shape[1:]), inf.roi_size, inf.overlap, inf.sw_batch_size)
@@ -239,7 +223,6 @@ def _child(name: str, card_dict: dict, image_path: str, repeats: int, max_window
     """Spawned: time one configuration and report its peak RSS (absolute and over imports)."""
     try:
         import captum.attr  # noqa: F401 - imported before the baseline so imports are not counted
-        import monai.inferers  # noqa: F401
 
         if threads:
             torch.set_num_threads(threads)
@@ -278,7 +261,7 @@ def run_isolated(name: str, setup: Setup, repeats: int, max_windows: int | None 
 
 
 def compute_ratios(results: dict[str, dict]) -> dict[str, dict[str, Any]]:
-    """The DESIGN.md ratios of median times, with whether each bound is met."""
+    """The ratios of median times (docs/performance-targets.md), with whether each bound is met."""
     ratios = {}
     for key, (num, den, bound) in RATIOS.items():
         if num in results and den in results:

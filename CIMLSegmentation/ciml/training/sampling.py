@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.data import DataLoader
 from torch.utils.data import Dataset, Sampler
 
 # Salts separating the random streams of one item: case choice, augmentation, alteration.
@@ -79,7 +80,6 @@ def step_loader(cases: Dataset, seed: int, start_step: int, max_steps: int, batc
                 alter: Callable[[np.random.Generator, dict[str, Any]], dict[str, Any]] | None = None,
                 ) -> torch.utils.data.DataLoader:
     """A DataLoader over :class:`StepDataset` that yields one batch per step from ``start_step``."""
-    from monai.data import DataLoader
 
     return DataLoader(StepDataset(cases, seed, alter), batch_size=batch_size, num_workers=num_workers,
                       sampler=StepSampler(start_step, max_steps, batch_size, rank, world_size),

@@ -19,9 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ciml import __version__
+from ciml.bundle.weights import load_bundle, read_card
 from ciml.config import ModelCard
-from ciml.engine.progress import Progress
+from ciml.data import load_case, write_image
 from ciml.errors import CIMLError
+from ciml.inference.device import resolve_device
+from ciml.inference.sliding_window import predict_logits, predict_with_cams
+from ciml.progress import Progress
 
 FORMATS = ("nii.gz", "nrrd")
 # Stages and the share of the progress bar each takes.
@@ -92,8 +97,6 @@ class _Stages:
 
 def segment(request: SegmentRequest, progress: Progress | None = None) -> dict[str, Any]:
     """Run the whole job; returns the report (also written as report.json)."""
-    from ciml.bundle import load_bundle, read_card
-    from ciml.data import load_case
 
     if request.fmt not in FORMATS:
         raise CIMLError(f"--format {request.fmt}: choose one of {', '.join(FORMATS)}")
@@ -118,7 +121,6 @@ def segment(request: SegmentRequest, progress: Progress | None = None) -> dict[s
 
 def _run(bundle, image: np.ndarray, request: SegmentRequest, stages: _Stages):
     """Inference on the asked device; CUDA out of memory falls back to the CPU unless forced."""
-    from ciml.engine.device import resolve_device
 
     device = resolve_device(request.device)
     with_cams = request.cams and bundle.arch == "ciml"
@@ -135,8 +137,6 @@ def _run(bundle, image: np.ndarray, request: SegmentRequest, stages: _Stages):
 
 
 def _infer(bundle, image: np.ndarray, device: torch.device, with_cams: bool, stages: _Stages):
-    from ciml.engine.inference import predict_logits, predict_with_cams
-
     network = bundle.network.to(device).eval()
     tensor = torch.from_numpy(np.ascontiguousarray(image))
 
@@ -177,7 +177,6 @@ def contributions(cams: torch.Tensor, regions: torch.Tensor, card: ModelCard) ->
 
 def _write(request: SegmentRequest, bundle, case, logits: torch.Tensor, cams: torch.Tensor | None,
            device: torch.device, stages: _Stages) -> dict[str, Any]:
-    from ciml.data import write_image
 
     card = bundle.card
     out = Path(request.out)
@@ -213,8 +212,6 @@ def _write(request: SegmentRequest, bundle, case, logits: torch.Tensor, cams: to
 
 
 def _report(request, bundle, case, label, cams, regions, device, timings, names) -> dict[str, Any]:
-    from ciml import __version__
-
     card = bundle.card
     voxel_ml = float(np.prod(case.reference.spacing)) / 1000.0
     shares = contributions(cams, regions, card) if cams is not None else {}

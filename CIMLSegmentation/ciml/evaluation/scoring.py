@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from ciml.config import ModelCard
-from ciml.engine.inference import predict_logits
-from ciml.engine.metrics import mean_metrics, region_metrics
+from ciml.evaluation.metrics import mean_metrics, region_metrics
+from ciml.inference.sliding_window import predict_logits
 
 
 def score_case(network: torch.nn.Module, card: ModelCard, sample: Mapping[str, Any],

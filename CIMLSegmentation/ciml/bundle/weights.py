@@ -1,29 +1,35 @@
-"""Model bundles: a folder with ``metadata.json`` and ``model.safetensors``.
+"""Saving and loading a bundle's network: safetensors weights checked against the card.
 
-The metadata carries the model card, the format version, the package version, the training
-provenance and the SHA-256 of the weights. Loading checks the format and the hash before reading
-the weights, reads them with safetensors (never unpickling anything), and refuses weights that do
-not fit the network the card describes. The format is documented in ``docs/bundle-format.md``.
+Loading checks the format and the hash before reading the weights, reads them with safetensors
+(never unpickling anything), and refuses weights that do not fit the network the card describes.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ciml import __version__
-from ciml.config import ModelCard, card_from_dict
-from ciml.errors import BundleError, CardError, CIMLError
-from ciml.io_utils import atomic_directory
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_model
 
-FORMAT = "ciml-bundle"
-FORMAT_VERSION = 1
-METADATA_FILE = "metadata.json"
-WEIGHTS_FILE = "model.safetensors"
+from ciml import __version__
+from ciml.bundle.metadata import (
+    FORMAT,
+    FORMAT_VERSION,
+    METADATA_FILE,
+    WEIGHTS_FILE,
+    read_card,
+    read_metadata,
+    sha256_of,
+    verify_weights,
+)
+from ciml.config import ModelCard
+from ciml.errors import BundleError, CIMLError
+from ciml.io_utils import atomic_directory
+from ciml.nn import build_network, parameter_count
 
 
 @dataclass
@@ -35,14 +41,6 @@ class Bundle:
     arch: str
     metadata: dict[str, Any]
     network: Any = field(repr=False, default=None)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_bundle(path: str | Path, network: Any, card: ModelCard, arch: str = "ciml",
@@ -58,10 +56,6 @@ def save_bundle(path: str | Path, network: Any, card: ModelCard, arch: str = "ci
         provenance: how the weights were made (command, data description, steps...).
         metrics: validation metrics (e.g. ``{"dice": {"WT": 0.9}}``).
     """
-    from safetensors.torch import save_model
-
-    from ciml.nn import parameter_count
-
     path = Path(path)
     with atomic_directory(path, overwrite=overwrite) as tmp:
         # save_model (not save_file): MONAI's DynUNet registers some weights under two names.
@@ -84,58 +78,8 @@ def save_bundle(path: str | Path, network: Any, card: ModelCard, arch: str = "ci
     return path
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The checked metadata of the bundle at ``path`` (a folder, or its metadata.json)."""
-    path = Path(path)
-    folder = path.parent if path.name == METADATA_FILE else path
-    if not folder.is_dir():
-        raise BundleError(f"{folder}: no such bundle folder")
-    meta_path = folder / METADATA_FILE
-    if not meta_path.is_file():
-        raise BundleError(f"{folder}: not a model bundle (no {METADATA_FILE})")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{meta_path}: unreadable ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise BundleError(f"{meta_path}: not a {FORMAT} metadata file")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-        raise BundleError(f"{meta_path}: bundle format version {version!r} is not supported by "
-                          f"ciml {__version__} (it reads versions 1 to {FORMAT_VERSION}); update ciml")
-    for key in ("arch", "card", "weights"):
-        if key not in meta:
-            raise BundleError(f"{meta_path}: missing field {key!r}")
-    return meta
-
-
-def read_card(path: str | Path) -> ModelCard:
-    """The validated card of a bundle, without touching its weights."""
-    meta = read_metadata(path)
-    try:
-        return card_from_dict(meta["card"])
-    except CardError as exc:
-        raise BundleError(f"{path}: {exc}") from None
-
-
-def verify_weights(folder: Path, meta: dict[str, Any]) -> Path:
-    """The weights file, after checking that its SHA-256 is the one the metadata records."""
-    weights = folder / str(meta["weights"].get("file", WEIGHTS_FILE))
-    if weights.parent != folder or not weights.is_file():
-        raise BundleError(f"{folder}: weights file {weights.name!r} is missing")
-    if sha256_of(weights) != meta["weights"].get("sha256"):
-        raise BundleError(f"{weights}: SHA-256 does not match metadata.json; the bundle is corrupted "
-                          "or was modified. Re-download or re-export it.")
-    return weights
-
-
 def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     """Load a bundle's card and network, checking format, hash and the weights' fit."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from ciml.nn import build_network
-
     folder = Path(path)
     folder = folder.parent if folder.name == METADATA_FILE else folder
     meta = read_metadata(folder)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from monai.metrics import DiceMetric, HausdorffDistanceMetric
 
 # The BraTS worst case: the diagonal of the 240 x 240 x 155 mm BraTS volume.
 WORST_HD95 = float(np.sqrt(240.0**2 + 240.0**2 + 155.0**2))
@@ -31,7 +32,6 @@ def region_metrics(prediction: torch.Tensor, label: torch.Tensor, target_names: 
     Returns:
         ``{"dice": {target: value}, "hd95": {target: value}}``.
     """
-    from monai.metrics import DiceMetric, HausdorffDistanceMetric
 
     # MONAI 1.5+ warns about its own internal use of a deprecated argument on every call.
     warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*", category=FutureWarning)

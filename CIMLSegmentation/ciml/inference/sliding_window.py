@@ -6,9 +6,12 @@ import contextlib
 from collections.abc import Callable
 
 import torch
+from monai.data.utils import dense_patch_slices
+from monai.inferers import sliding_window_inference
 
 from ciml.config import ModelCard
-from ciml.engine.device import amp_dtype
+from ciml.inference.device import amp_dtype
+from ciml.inference.gradcam import target_cams
 
 
 def autocast(device: torch.device):
@@ -35,7 +38,6 @@ def predict_logits(network: torch.nn.Module, image: torch.Tensor, card: ModelCar
     Returns:
         (T, *S) float32 logits on the CPU.
     """
-    from monai.inferers import sliding_window_inference
 
     inf = card.inference
     total = _window_count(tuple(image.shape[1:]), inf.roi_size, inf.overlap, inf.sw_batch_size)
@@ -67,15 +69,13 @@ def predict_with_cams(network: torch.nn.Module, image: torch.Tensor, card: Model
                       present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and per-(target, modality) Grad-CAM maps, blended across windows alike.
 
-    Like :func:`predict_logits`, with each window's maps (:func:`ciml.engine.gradcam.target_cams`)
+    Like :func:`predict_logits`, with each window's maps (:func:`ciml.inference.gradcam.target_cams`)
     blended with the same Gaussian weights as its logits.
 
     Returns:
         (T, *S) logits and (T, M, *S) raw (un-normalised, non-negative) maps, on the CPU.
     """
-    from monai.inferers import sliding_window_inference
 
-    from ciml.engine.gradcam import target_cams
 
     inf = card.inference
     total = _window_count(tuple(image.shape[1:]), inf.roi_size, inf.overlap, inf.sw_batch_size)
@@ -108,7 +108,6 @@ def _window_count(shape: tuple[int, ...], roi: tuple[int, ...], overlap: float, 
     Mirrors MONAI's rule: windows larger than the image are padded to it, and windows step by
     ``roi * (1 - overlap)`` except along a dimension the window covers exactly.
     """
-    from monai.data.utils import dense_patch_slices
 
     padded = tuple(max(s, r) for s, r in zip(shape, roi))
     interval = tuple(r if r == p else max(int(r * (1 - overlap)), 1) for r, p in zip(roi, padded))

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from tqdm import tqdm
+
 MODES = ("bar", "json", "none")
 
 
@@ -49,8 +51,6 @@ class Progress:
             self._draw(stage, fraction, fields)
 
     def _draw(self, stage: str, fraction: float, fields: dict[str, Any]) -> None:
-        from tqdm import tqdm
-
         if self._bar is None:
             self._bar = tqdm(total=1000, file=sys.stderr, leave=True, dynamic_ncols=True,
                              bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")

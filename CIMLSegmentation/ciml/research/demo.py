@@ -6,22 +6,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from ciml.engine.progress import Progress
+from ciml.bundle import read_card
+from ciml.data import label_to_regions, read_array
+from ciml.data.synthetic import case_ids, generate_case, write_case
+from ciml.evaluation.metrics import region_metrics
+from ciml.inference.segment import SegmentRequest, segment
+from ciml.progress import Progress
+from ciml.research.overview import draw_overview
 
 DEMO_SEED = 2026  # the built-in model was trained on seed 0's cases: the demo case is unseen
 
 
 def run_demo(out: Path, model: Path, progress: Progress, size: str = "small") -> dict[str, Any]:
     """Make the case, segment it, draw the overview, score it against the known label."""
-    import torch
 
-    from ciml.bundle import read_card
-    from ciml.data import label_to_regions, read_array
-    from ciml.data.synthetic import case_ids, generate_case, write_case
-    from ciml.engine.metrics import region_metrics
-    from ciml.engine.overview import draw_overview
-    from ciml.engine.segment import SegmentRequest, segment
 
     card = read_card(model)
     case_id = case_ids("brats", 1)[0]

@@ -1,0 +1,206 @@
+"""The `ciml` command line's arguments: every sub-command's parser, and nothing that loads torch.
+
+`ciml --help`, `ciml card` and argument errors answer without importing torch, numpy or MONAI:
+this module imports only argparse, ``ciml.choices`` and torch-free names of ``ciml.config`` and
+``ciml.research``. What each command does lives in ``ciml/cli/<command>.py`` (``run(args)``),
+which ``ciml.cli.main`` imports once the arguments are parsed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ciml import __version__
+from ciml.choices import ARCHITECTURES, CACHE_MODES, DEVICES, OUTPUT_FORMATS, PROGRESS_MODES, SAMPLE_SIZES
+from ciml.config import PRESETS
+from ciml.research.study.plan import PLANS
+from ciml.research.targets import CONFIGS
+
+DESCRIPTION = "CIML: multimodal tumour segmentation with complementary information mutual learning."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; each sub-command's ``_run`` names its module in ``ciml.cli``."""
+    parser = argparse.ArgumentParser(prog="ciml", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"ciml {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module, add in COMMANDS.items():
+        add(sub).set_defaults(_run=f"ciml.cli.{module}")
+    return parser
+
+
+def _card(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("card", help="print a preset model card, or validate a card file",
+                       description="Print a preset's model card as JSON (to edit into your own), "
+                                   "or validate a card file and print it normalised.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", choices=sorted(PRESETS), help="a built-in card")
+    src.add_argument("--check", metavar="FILE", help="a card file (JSON or YAML) to validate")
+    p.add_argument("--out", metavar="FILE", help="write the card here instead of stdout (never overwrites)")
+    return p
+
+
+def _sample_data(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "sample-data", help="write synthetic sample cases in the BraTS folder layout",
+        description="Write N synthetic cases as DIR/<case>/<case>_<modality>.nii.gz plus "
+                    "<case>_seg.nii.gz. 'brats': a brain-tumour phantom (t1, t1ce, t2, flair; "
+                    "labels 0/1/2/4). 'shapes': the complementary-information demo task "
+                    "(shapes, cue, echo; label 0/1). Deterministic for a seed; never "
+                    "overwrites a case. See docs/sample-data.md.")
+    # Kinds and sizes are checked by ciml.data.synthetic (one clear message, exit code 2),
+    # not by argparse `choices`, so the API and the command line refuse them alike.
+    p.add_argument("--kind", required=True, metavar="{brats,shapes}", help="which task")
+    p.add_argument("--cases", required=True, type=int, metavar="N", help="number of cases (>= 1)")
+    p.add_argument("--out", required=True, metavar="DIR", help="dataset folder (created if needed)")
+    p.add_argument("--seed", type=int, default=0, help="run seed (>= 0, default 0)")
+    p.add_argument("--size", default="small", metavar="{small,full}",
+                   help="small: fast (brats 96x96x64 at 2.5 mm, shapes 64^3 at 2 mm); "
+                        "full: brats 240x240x155 at 1 mm, shapes 128^3 at 1 mm (default small)")
+    return p
+
+
+def _demo(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("demo", help="segment a sample case with the built-in model and draw an overview",
+                       description="Make a synthetic BraTS-like case, segment it with the built-in sample "
+                                   "model, write the outputs and overview.png, and print the Dice against "
+                                   "the case's known label and each modality's contribution.")
+    p.add_argument("--out", default="ciml-demo", metavar="DIR", help="output folder (ciml-demo)")
+    p.add_argument("--model", metavar="BUNDLE", help="another bundle with the brats modalities")
+    p.add_argument("--size", choices=SAMPLE_SIZES, default="small",
+                   help="the case's size: small (96x96x64 at 2.5 mm) or full (240x240x155 at 1 mm)")
+    p.add_argument("--progress", choices=PROGRESS_MODES, default="bar")
+    return p
+
+
+def _segment(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("segment", help="segment a case and compute per-modality heat maps",
+                       description="Segment one case with a model bundle. Writes segmentation.<fmt>, "
+                                   "cam_<modality>.<fmt> heat maps and report.json into --out.")
+    p.add_argument("--model", required=True, metavar="BUNDLE", help="the model bundle folder")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
+                   help="one per modality of the model (file or DICOM folder)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="auto takes CUDA when present and falls back to the CPU when out of memory")
+    p.add_argument("--no-cam", action="store_true", help="skip the heat maps")
+    p.add_argument("--cam-per-target", action="store_true", help="also write cam_<target>_<modality>")
+    p.add_argument("--format", choices=OUTPUT_FORMATS, default="nii.gz", help="output image format")
+    p.add_argument("--progress", choices=PROGRESS_MODES, default="bar",
+                   help="json: one JSON object per line on stdout (for the Slicer module)")
+    return p
+
+
+def _train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train or fine-tune a model on your cases",
+                       description="Train (or fine-tune with --init) a model on a dataset folder, "
+                                   "datalist or CSV. RUN/bundle holds the best validation Dice. "
+                                   "Several GPUs or machines: launch with torchrun (see docs/training.md).")
+    p.add_argument("--data", metavar="DIR_OR_FILE", help="dataset folder, dataset.json datalist, or cases CSV")
+    p.add_argument("--out", required=True, metavar="RUN", help="the run folder")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--preset", choices=sorted(PRESETS), default=None, help="start from a preset card")
+    model.add_argument("--card", metavar="FILE", help="start from a card file")
+    p.add_argument("--init", metavar="BUNDLE", help="fine-tune from this bundle (its card)")
+    p.add_argument("--freeze-encoders", action="store_true", default=None, help="keep the encoders fixed")
+    p.add_argument("--arch", choices=ARCHITECTURES, default=None, help="architecture (ciml)")
+    steps = p.add_mutually_exclusive_group()
+    steps.add_argument("--max-steps", type=int, metavar="N", help="optimiser steps (card: training.max_steps)")
+    steps.add_argument("--epochs", type=int, metavar="N", help="passes over the training cases")
+    p.add_argument("--val-fraction", type=float, metavar="F", help="share of labelled cases for validation (0.2)")
+    p.add_argument("--layout", help="dataset layout, when detection is not wanted (see docs/data-layouts.md)")
+    p.add_argument("--unlabeled", metavar="DIR", help="unlabelled cases for semi-supervised training (DTC)")
+    p.add_argument("--missing-rates", metavar="NAME=P,...", help="train for missing modalities (PASSION)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--seed", type=int, help="random seed (card: training.seed)")
+    p.add_argument("--device", choices=DEVICES, default=None, help="where to train (auto)")
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON settings; the command line overrides them")
+    p.add_argument("--num-workers", type=int, help="data loader processes (0)")
+    p.add_argument("--cache", choices=CACHE_MODES, help="cache of loaded cases (memory)")
+    p.add_argument("--progress", choices=PROGRESS_MODES, default="bar", help="progress display")
+    return p
+
+
+def _evaluate(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("evaluate", help="score a model on labelled cases (Dice, HD95)",
+                       description="Segment every labelled case of a dataset with a bundle and score it "
+                                   "per target with MONAI's Dice and HD95 (empty masks scored as the "
+                                   "BraTS challenge does; see docs/training.md).")
+    p.add_argument("--model", required=True, metavar="BUNDLE", help="the bundle folder")
+    p.add_argument("--data", required=True, metavar="DIR_OR_FILE", help="dataset folder, datalist or CSV")
+    p.add_argument("--layout", help="dataset layout, when detection is not wanted")
+    p.add_argument("--out", metavar="FILE.json", help="also write the scores here (never overwrites)")
+    p.add_argument("--missing", metavar="NAME,...", help="evaluate as if these modalities were absent")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--progress", choices=PROGRESS_MODES, default="bar")
+    return p
+
+
+def _info(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("info", help="check a model bundle and summarise it",
+                       description="Check a model bundle (format, weights hash, weights fit the "
+                                   "card) and print its card, provenance and metrics.")
+    p.add_argument("--model", required=True, metavar="DIR", help="the bundle folder")
+    p.add_argument("--json", action="store_true", help="print the metadata as JSON instead")
+    return p
+
+
+def _init(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("init", help="write an untrained model bundle for a card",
+                       description="Build the network a model card describes, with seeded random "
+                                   "weights, and save it as a bundle (no training provenance).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", choices=sorted(PRESETS), help="a built-in card")
+    src.add_argument("--card", metavar="FILE", help="a card file (JSON or YAML)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the bundle folder to write")
+    p.add_argument("--arch", choices=ARCHITECTURES, default="ciml", help="network architecture")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    return p
+
+
+def _benchmark(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("benchmark", help="time inference and heat maps on a BraTS-sized case",
+                       description="Time CIML segmentation, CIML with all heat maps, early fusion of the "
+                                   "same size and a Captum LayerGradCam loop on one synthetic case, and "
+                                   "report the ratios against the performance targets (docs/performance-targets.md) and peak memory.")
+    p.add_argument("--size", choices=SAMPLE_SIZES, default="full",
+                   help="full: 4 x 240 x 240 x 155 at 1 mm (default); small: 96 x 96 x 64 at 2.5 mm")
+    p.add_argument("--repeats", type=int, default=3, metavar="N", help="timed runs per configuration (default 3)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="brats", help="model card preset (default brats)")
+    p.add_argument("--out", metavar="FILE.json", help="write the results as JSON (never overwrites)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's choice)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default), cpu or cuda")
+    p.add_argument("--only", metavar="NAMES",
+                   help=f"comma-separated configurations to run (default all: {','.join(CONFIGS)})")
+    p.add_argument("--windows", type=int, metavar="K",
+                   help="time every configuration on K windows only and scale to the volume (quick estimate)")
+    p.add_argument("--baseline-windows", type=int, metavar="K",
+                   help="time the Captum loop on K windows only and scale to the volume (it is slow)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run every configuration in this process (no per-configuration peak memory on CPU)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and the case (default 0)")
+    return p
+
+
+def _study(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("study", help="accuracy study: every method trained with the same budget, scored on held-out cases",
+                       description="Train CIML, the baselines and the ablations of a task's study plan with the "
+                                   "same budget and seeds, evaluate them on held-out synthetic cases (also with "
+                                   "each auxiliary missing), and write results.json, results.md and plots. "
+                                   "Rerun to continue an interrupted study. See docs/BENCHMARKS.md.")
+    p.add_argument("--task", required=True, choices=sorted(PLANS), help="which study plan")
+    p.add_argument("--out", required=True, metavar="DIR", help="study folder (data, runs, results)")
+    p.add_argument("--seeds", metavar="S,...", help="training seeds (plan: 0,1,2)")
+    p.add_argument("--methods", metavar="NAME,...", help="only these of the plan's methods")
+    p.add_argument("--max-steps", type=int, metavar="N", help="training steps of every run (plan's budget)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs trained at once (default 1)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch threads per run (default: torch's choice; use cores / --jobs)")
+    p.add_argument("--report-only", action="store_true", help="only rewrite the report from the runs so far")
+    return p
+
+
+# Runner module (ciml/cli/<name>.py) -> its parser, in the order `ciml --help` lists them.
+COMMANDS = {"card": _card, "sample_data": _sample_data, "demo": _demo, "segment": _segment, "train": _train, "evaluate": _evaluate, "info": _info, "init": _init, "benchmark": _benchmark, "study": _study}

@@ -1,1 +1,0 @@
-"""Training, inference, evaluation and progress reporting."""
