@@ -2,23 +2,36 @@
 
 Thin module file: metadata, a widget that loads the .ui and hands it to the panel, a headless
 logic, and the self-test. The network runs in a separate worker process (``python -m ciml``),
-so torch never loads into Slicer; everything else lives in CIMLSegmentationLib.
+so torch never loads into Slicer; everything else lives in CIMLSegmentationLib. Imports qt,
+slicer and the Slicer-side CIMLSegmentationLib modules at the top (this file only runs in Slicer).
 """
 
 import os
 import subprocess
 import tempfile
 
+import qt
 import slicer
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
 from CIMLSegmentationLib import models as modelsLib
+from CIMLSegmentationLib.parameters import CIMLSegmentationParameterNode
 from CIMLSegmentationLib.process import python_executable
-from CIMLSegmentationLib.training import TrainingRun
+from CIMLSegmentationLib.segmentation import SegmentationJob
+from CIMLSegmentationLib.training import TrainingJob
+from CIMLSegmentationLib.widget import Panel
 
 MODULE_DIR = os.path.dirname(__file__)
+
+
+def pollTimer(intervalMs, callback):
+    """The timer that drives a background job's poll() from Slicer's event loop."""
+    timer = qt.QTimer()
+    timer.setInterval(intervalMs)
+    timer.connect("timeout()", callback)
+    return timer
 
 
 class CIMLSegmentation(ScriptedLoadableModule):
@@ -54,8 +67,6 @@ class CIMLSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
-        from CIMLSegmentationLib.widget import Panel
-
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/CIMLSegmentation.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -91,8 +102,6 @@ class CIMLSegmentationLogic(ScriptedLoadableModuleLogic):
     builtinModels = [os.path.join(MODULE_DIR, "Resources", "Models", "brats-sample")]
 
     def getParameterNode(self):
-        from CIMLSegmentationLib.parameters import CIMLSegmentationParameterNode
-
         return CIMLSegmentationParameterNode(super().getParameterNode())
 
     def modelsFolder(self):
@@ -107,18 +116,16 @@ class CIMLSegmentationLogic(ScriptedLoadableModuleLogic):
     def segment(self, model, volumes, segmentation=None, device="auto", heatMaps=True, wait=False,
                 onProgress=None, onFinished=None):
         """Run the model on {modality: volume node}; returns the SegmentationJob."""
-        from CIMLSegmentationLib.segmentation import SegmentationJob
-
-        job = SegmentationJob(model, volumes, segmentation, MODULE_DIR, device, heatMaps, onProgress, onFinished).start()
+        job = SegmentationJob(model, volumes, segmentation, MODULE_DIR, device, heatMaps, timer=pollTimer,
+                              onProgress=onProgress, onFinished=onFinished).start()
         return job.wait() if wait else job
 
-    def train(self, dataFolder, baseModel=None, steps=None, wait=False):
-        run = TrainingRun(python_executable(), MODULE_DIR, dataFolder, self.modelsFolder(), baseModel, steps).start()
-        if wait:
-            run.worker.wait()
-            if run.worker.succeeded():
-                run.finish()  # copies RUN/bundle into the models folder
-        return run
+    def train(self, dataFolder, baseModel=None, steps=None, wait=False, onProgress=None, onFinished=None):
+        """Fine-tune on a dataset folder; returns the TrainingJob. On success its bundle is copied
+        into the models folder (``job.model``)."""
+        job = TrainingJob(MODULE_DIR, dataFolder, self.modelsFolder(), baseModel, steps, timer=pollTimer,
+                          onProgress=onProgress, onFinished=onFinished).start()
+        return job.wait() if wait else job
 
     def showChart(self, chart):
         layoutManager = slicer.app.layoutManager()

@@ -10,15 +10,14 @@ import pytest
 import torch
 from data_helpers import SIZE, brats_images, brats_label, grid, tiny_card, write_case_2020
 
-from ciml.data import (
+from ciml.data import list_cases, write_image
+from ciml.data.datasets import (
     NO_AUGMENTATION,
     Augmentation,
     build_dataset,
     build_loaders,
-    list_cases,
     split_records,
     train_transforms,
-    write_image,
 )
 
 CASES = ("case_a", "case_b", "case_c")

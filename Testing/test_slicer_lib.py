@@ -1,5 +1,6 @@
-"""The plain functions of CIMLSegmentationLib (models, roles, progress, results, install),
-tested outside Slicer with real bundle folders made by ``ciml init``."""
+"""The plain functions of CIMLSegmentationLib (models, roles, progress, report, geometry,
+requirements), tested outside Slicer with real bundle folders made by ``ciml init`` and the
+cards as ``ciml.config.ModelCard``."""
 
 import json
 import subprocess
@@ -8,11 +9,12 @@ import sys
 import pytest
 import slicer_lib_helpers  # noqa: F401  (puts the module folder on sys.path)
 
-from ciml.config import preset_dict
-from CIMLSegmentationLib import export, install, models, progress, results, roles
+from ciml.choices import DEVICES
+from ciml.config import preset
+from CIMLSegmentationLib import geometry, models, process, progress, report, requirements, roles
 
-BRATS = preset_dict("brats")
-AUTOPET = preset_dict("autopet")
+BRATS = preset("brats")
+AUTOPET = preset("autopet")
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +40,10 @@ def test_find_models_reads_real_bundles_and_reports_bad_folders(models_dir, tmp_
     assert brats.modalities == ["t1", "t1ce", "t2", "flair"] and brats.reference == "t1ce"
     assert brats.targets == ["WT", "TC", "ET"] and brats.trained is False
     assert brats.display_name == "brats (built-in, untrained)"
-    assert len(problems) == 3 and any("not a 'ciml-bundle'" in p for p in problems)
-    assert any("cannot be read as JSON" in p for p in problems)
+    # the core's messages (ciml.bundle.read_metadata), one line each
+    assert len(problems) == 3 and any("not a ciml-bundle metadata file" in p for p in problems)
+    assert any("metadata.json: unreadable (" in p for p in problems)
+    assert all("\n" not in p for p in problems)
 
 
 def test_summary_and_register(models_dir, tmp_path):
@@ -54,6 +58,24 @@ def test_summary_and_register(models_dir, tmp_path):
         models.read_model(tmp_path)
     assert models.user_models_dir("/home/u/.config/slicer.org/Slicer.ini").as_posix() == \
         "/home/u/.config/slicer.org/CIMLSegmentation/models"
+
+
+def test_a_card_the_core_rejects_is_one_model_error(models_dir, tmp_path):
+    """No defaults of its own: a card without a reference is refused as the core refuses it."""
+    bad = tmp_path / "no-reference"
+    bad.mkdir()
+    meta = json.loads((models_dir / "brats" / "metadata.json").read_text())
+    del meta["card"]["reference"]
+    (bad / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(models.ModelError, match="model card: reference: missing") as caught:
+        models.read_model(bad)
+    assert "\n" not in str(caught.value)
+    brats = models.read_model(models_dir / "brats")
+    assert brats.card == preset("brats") and brats.kind("flair") == "MR"
+
+
+def test_device_choices_come_from_the_core():
+    assert [process.device_label(d) for d in DEVICES] == ["Auto", "CPU", "GPU (CUDA)"]
 
 
 # --- roles ----------------------------------------------------------------------------------
@@ -95,7 +117,6 @@ def test_apply_disabled_reasons():
     assert roles.apply_disabled_reason(False, ok) == "Choose a model first."
     assert roles.apply_disabled_reason(True, {"t1": "n1", "t2": None, "flair": ""}) == "Select a volume for: t2, flair."
     assert roles.apply_disabled_reason(True, {"t1": "n1", "t2": "n1"}) == "The same volume is selected for t1 and t2."
-    assert "running" in roles.apply_disabled_reason(True, ok, running=True)
 
 
 # --- progress -------------------------------------------------------------------------------
@@ -124,48 +145,48 @@ def test_status_and_elapsed_texts():
     assert progress.elapsed_text(65) == "Elapsed 1:05"
 
 
-# --- export and results ---------------------------------------------------------------------
+# --- geometry and report --------------------------------------------------------------------
 
 def _grid(**change):
-    grid = export.geometry([0, 0, 0], [1, 1, 1], [[-1, 0, 0], [0, -1, 0], [0, 0, 1]], [240, 240, 155])
+    grid = geometry.geometry([0, 0, 0], [1, 1, 1], [[-1, 0, 0], [0, -1, 0], [0, 0, 1]], [240, 240, 155])
     grid.update(change)
     return grid
 
 
 def test_geometry_differs_decision():
-    assert not export.geometry_differs(_grid(), _grid())
-    assert not export.geometry_differs(_grid(), _grid(origin=[1e-5, 0, 0]))  # float noise
-    assert export.geometry_differs(_grid(), _grid(origin=[0.5, 0, 0]))
-    assert export.geometry_differs(_grid(), _grid(spacing=[1, 1, 1.2]))
-    assert export.geometry_differs(_grid(), _grid(dimensions=[240, 240, 154]))
-    assert export.geometry_differs(_grid(), _grid(directions=[[1, 0, 0], [0, -1, 0], [0, 0, 1]]))
+    assert not geometry.geometry_differs(_grid(), _grid())
+    assert not geometry.geometry_differs(_grid(), _grid(origin=[1e-5, 0, 0]))  # float noise
+    assert geometry.geometry_differs(_grid(), _grid(origin=[0.5, 0, 0]))
+    assert geometry.geometry_differs(_grid(), _grid(spacing=[1, 1, 1.2]))
+    assert geometry.geometry_differs(_grid(), _grid(dimensions=[240, 240, 154]))
+    assert geometry.geometry_differs(_grid(), _grid(directions=[[1, 0, 0], [0, -1, 0], [0, 0, 1]]))
 
 
-def test_results_plain_parts(tmp_path):
-    report = {"targets": {"WT": {"voxels": 10, "volume_ml": 12.5, "contributions": {"flair": 0.6, "t1": 0.1}},
+def test_report_plain_parts(tmp_path):
+    report_json = {"targets": {"WT": {"voxels": 10, "volume_ml": 12.5, "contributions": {"flair": 0.6, "t1": 0.1}},
                           "TC": {"volume_ml": 3, "contributions": {}, "warnings": ["small"]}},
               "warnings": ["ran on CPU after CUDA ran out of memory"]}
-    rows = results.relations_rows(report, ["t1", "flair"])
+    rows = report.relations_rows(report_json, ["t1", "flair"])
     assert rows == [("WT", [0.1, 0.6], 12.5), ("TC", [None, None], 3.0)]
-    as_list = dict(report, targets=[dict(name="WT", **report["targets"]["WT"])])
-    assert results.relations_rows(as_list, ["flair"]) == [("WT", [0.6], 12.5)]
-    assert results.report_warnings(report) == ["ran on CPU after CUDA ran out of memory", "TC: small"]
-    assert results.format_share(0.456) == "46%" and results.format_share(None) == ""
+    as_list = dict(report_json, targets=[dict(name="WT", **report_json["targets"]["WT"])])
+    assert report.relations_rows(as_list, ["flair"]) == [("WT", [0.6], 12.5)]
+    assert report.report_warnings(report_json) == ["ran on CPU after CUDA ran out of memory", "TC: small"]
+    assert report.format_share(0.456) == "46%" and report.format_share(None) == ""
     for name in ("cam_flair.nrrd", "cam_WT_flair.nrrd", "cam_t1_pre.nii.gz", "segmentation.nrrd", "report.json"):
         (tmp_path / name).write_text("")
-    files = results.heat_map_files(str(tmp_path), ["flair", "t1_pre"], ["WT"])
+    files = report.heat_map_files(str(tmp_path), ["flair", "t1_pre"], ["WT"])
     assert sorted(files) == ["WT/flair", "flair", "t1_pre"]
-    specs = results.segment_specs(BRATS)
+    specs = report.segment_specs(BRATS)
     assert [(s["name"], s["label"]) for s in specs] == [("WT", 2), ("TC", 1), ("ET", 4)]
     assert [s["includes"] for s in specs] == [[1, 2, 4], [1, 4], [4]], "segments overlap as regions nest"
-    term = results.terminology_string(AUTOPET["targets"][0]["terminology"])
+    term = report.terminology_string(AUTOPET.targets[0].terminology)
     assert "~SCT^52988006^Lesion~" in term and term.count("~") == 6
-    assert results.terminology_string(None) == ""
+    assert report.terminology_string(None) == ""
 
 
-def test_install_missing_requirements():
+def test_missing_requirements():
     versions = {"torch": "2.3.1+cu121", "monai": "1.3.2", "scipy": "1.13.0"}
     needed = [("torch", ">=2.2"), ("monai", ">=1.4"), ("scipy", ">=1.10"), ("safetensors", ">=0.4")]
-    assert install.missing(needed, versions.get) == ["monai>=1.4", "safetensors>=0.4"]
-    assert install.version_tuple("2.10.0rc1") == (2, 10, 0)
-    assert install.missing([("pytest", ">=1")]) == []  # real metadata of this environment
+    assert requirements.missing(needed, versions.get) == ["monai>=1.4", "safetensors>=0.4"]
+    assert requirements.version_tuple("2.10.0rc1") == (2, 10, 0)
+    assert requirements.missing([("pytest", ">=1")]) == []  # real metadata of this environment

@@ -17,6 +17,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "CIMLSegmentation"))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt starts: no display needed
+
+from PySide6 import QtCore, QtGui, QtUiTools, QtWidgets  # noqa: E402  (after the path and platform)
+
+from ciml.choices import DEVICES  # noqa: E402
+from CIMLSegmentationLib.models import read_model, summary  # noqa: E402
+from CIMLSegmentationLib.process import device_label  # noqa: E402
+from CIMLSegmentationLib.progress import elapsed_text, status_text  # noqa: E402
+from CIMLSegmentationLib.roles import modality_label, role_table  # noqa: E402
+
+BUILTIN_MODEL = ROOT / "CIMLSegmentation" / "Resources" / "Models" / "brats-sample"
 
 # CTK/MRML class -> plain Qt stand-in, and which of its properties the stand-in understands.
 STAND_INS = {
@@ -57,15 +68,9 @@ def plain_ui(ui_path: Path) -> bytes:
     return ET.tostring(root, encoding="utf-8")
 
 
-def fill(panel, card):
-    from PySide6 import QtCore, QtWidgets
-
-    from CIMLSegmentationLib.models import ModelInfo, summary
-    from CIMLSegmentationLib.progress import elapsed_text, status_text
-    from CIMLSegmentationLib.roles import modality_label, role_table
-
+def fill(panel, model):
     find = lambda cls, name: panel.findChild(cls, name)  # noqa: E731
-    model = ModelInfo(path="Resources/Models/brats-sample", name="brats-sample", card=card, origin="built-in")
+    card = model.card
     find(QtWidgets.QComboBox, "modelComboBox").addItem(model.display_name)
     find(QtWidgets.QLabel, "modelSummaryLabel").setText(summary(model))
 
@@ -87,6 +92,9 @@ def fill(panel, card):
     roles.setFixedHeight(roles.horizontalHeader().height() + sum(roles.rowHeight(i) for i in range(len(rows))) + 4)
 
     find(QtWidgets.QComboBox, "outputSegmentationSelector").addItem("Create new segmentation")
+    devices = find(QtWidgets.QComboBox, "deviceComboBox")
+    for device in DEVICES:  # as the panel fills it
+        devices.addItem(device_label(device), device)
     apply = find(QtWidgets.QPushButton, "applyButton")
     apply.setText("Cancel")
     find(QtWidgets.QProgressBar, "progressBar").setValue(62)
@@ -126,11 +134,6 @@ def fill(panel, card):
 
 
 def render(out: Path, width: int = 460) -> Path:
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6 import QtCore, QtGui, QtUiTools, QtWidgets
-
-    from ciml.config import preset_dict
-
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     app.setStyle("Fusion")
     app.setFont(QtGui.QFont("DejaVu Sans", 9))
@@ -140,9 +143,7 @@ def render(out: Path, width: int = 460) -> Path:
     panel = QtUiTools.QUiLoader().load(buffer)
     if panel is None:
         raise RuntimeError("the .ui did not load")
-    card = preset_dict("brats")
-    card["name"] = "brats-sample"
-    fill(panel, card)
+    fill(panel, read_model(BUILTIN_MODEL, origin="built-in"))
     panel.setFixedWidth(width)
     panel.adjustSize()
     panel.resize(width, panel.layout().sizeHint().height())

@@ -3,37 +3,23 @@
 Every volume goes to a temporary .nrrd. The worker reads the outputs on the reference modality's
 grid; an input whose grid differs from the reference volume's is resampled onto it here, in
 physical space, assuming the volumes are already co-registered (a note says so in the log).
+
+Slicer-only: imports slicer and vtk at the top, so it is imported only by the segmentation job.
+Comparing grids is plain Python in ``geometry``.
 """
 
 import logging
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
+import slicer
+import vtk
 
-def geometry(origin: Sequence[float], spacing: Sequence[float], directions: Sequence[Sequence[float]],
-             dimensions: Sequence[int]) -> Dict:
-    return {"origin": list(origin), "spacing": list(spacing),
-            "directions": [list(row) for row in directions], "dimensions": list(dimensions)}
-
-
-def geometry_differs(a: Dict, b: Dict, tolerance: float = 1e-3) -> bool:
-    """True when two grids differ: size exactly; origin, spacing, direction within tolerance
-    (relative to the spacing for the origin, so sub-voxel float noise is not a difference)."""
-    if list(a["dimensions"]) != list(b["dimensions"]):
-        return True
-    spacing = max(min(a["spacing"]), 1e-6)
-    if any(abs(x - y) > tolerance * spacing for x, y in zip(a["origin"], b["origin"])):
-        return True
-    if any(abs(x - y) > tolerance * max(abs(x), 1e-6) for x, y in zip(a["spacing"], b["spacing"])):
-        return True
-    return any(abs(x - y) > tolerance for ra, rb in zip(a["directions"], b["directions"])
-               for x, y in zip(ra, rb))
+from .geometry import geometry, geometry_differs
 
 
 def volumeGeometry(volume) -> Dict:
     """The grid of a Slicer volume node, as geometry() values."""
-    import vtk
-
     matrix = vtk.vtkMatrix4x4()
     volume.GetIJKToRASDirectionMatrix(matrix)
     directions = [[matrix.GetElement(r, c) for c in range(3)] for r in range(3)]
@@ -56,8 +42,6 @@ def checkUsable(modality: str, volume) -> str:
 
 def resampleOnto(volume, reference):
     """A new hidden volume: ``volume`` resampled (linear) onto ``reference``'s grid."""
-    import slicer
-
     output = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", volume.GetName() + "_resampled")
     output.SetHideFromEditors(True)
     parameters = {"inputVolume": volume.GetID(), "outputVolume": output.GetID(),
@@ -72,8 +56,6 @@ def resampleOnto(volume, reference):
 
 def exportInputs(volumes: Dict, reference: str, folder: str) -> Tuple[Dict[str, str], List[str]]:
     """Write {modality: volume} to folder; returns ({modality: path}, notes for the log)."""
-    import slicer
-
     problems = [p for p in (checkUsable(m, v) for m, v in volumes.items()) if p]
     if problems:
         raise ValueError("\n".join(problems))

@@ -1,54 +1,23 @@
-"""Python dependencies of the worker, installed into Slicer's Python on first Apply, after the
-user agrees. Never at import time; nothing here imports torch: versions are read from package
-metadata. torch comes through the PyTorch extension (it picks the CUDA build that fits the
-driver); the rest through pip. SimpleITK is left alone: Slicer ships its own build.
+"""Installing the worker's Python dependencies into Slicer's Python on first Apply (or Train),
+after the user agrees; never at import time.
+
+torch comes through the PyTorch extension (it picks the CUDA build that fits the driver); the
+rest through pip. SimpleITK and numpy are left alone: Slicer ships its own builds. Slicer-only:
+imports slicer at the top, so it is imported only by the panel; what is missing is decided by
+the plain ``requirements``.
 """
 
-import importlib.metadata
 import logging
-import re
-from typing import Callable, List, Optional, Tuple
 
-TORCH = ("torch", ">=2.2")
-PIP_REQUIREMENTS = [("monai", ">=1.4"), ("safetensors", ">=0.4"), ("pyyaml", ">=6"),
-                    ("scipy", ">=1.10"), ("tqdm", ">=4.60")]
-ALREADY_IN_SLICER = [("SimpleITK", ">=2.3"), ("numpy", ">=1.24")]
+import slicer
+from slicer.util import WaitCursor  # a class in the API index (the checker lists only functions)
 
-
-def version_tuple(text: str) -> Tuple[int, ...]:
-    """'2.3.1+cu121' -> (2, 3, 1); enough for >= checks on release numbers."""
-    parts = []
-    for piece in re.split(r"[.+-]", text):
-        match = re.match(r"\d+", piece)
-        if not match:
-            break
-        parts.append(int(match.group()))
-    return tuple(parts)
-
-
-def installed_version(name: str) -> Optional[str]:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def missing(requirements, version_of: Callable[[str], Optional[str]] = installed_version) -> List[str]:
-    """The requirements ('name>=x') not installed or installed too old."""
-    result = []
-    for name, spec in requirements:
-        found = version_of(name)
-        if found is None or version_tuple(found) < version_tuple(spec.lstrip(">=")):
-            result.append(f"{name}{spec}")
-    return result
+from .requirements import ALREADY_IN_SLICER, PIP_REQUIREMENTS, TORCH, missing
 
 
 def ensure_dependencies(ask: bool = True) -> bool:
     """Install what the worker lacks. Returns True when all is in place; False, with a message
     already shown, when the user declined or an install failed."""
-    import slicer
-    from slicer.util import WaitCursor
-
     torch_missing = missing([TORCH])
     others = missing(PIP_REQUIREMENTS)
     if missing(ALREADY_IN_SLICER):
@@ -86,7 +55,8 @@ def ensure_dependencies(ask: bool = True) -> bool:
 
 def _install_torch() -> None:
     try:
-        import PyTorchUtils  # the PyTorch extension, a dependency of this extension
+        # Lazy: the PyTorch extension may be absent, which is reported here rather than at load.
+        import PyTorchUtils
     except ModuleNotFoundError:
         raise RuntimeError("the PyTorch extension is not installed: install 'PyTorch' from the "
                            "Extensions Manager, restart Slicer and press Apply again") from None

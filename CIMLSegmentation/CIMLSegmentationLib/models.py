@@ -1,19 +1,21 @@
-"""Finding and describing model bundles, reading only ``metadata.json`` (no torch, no ciml).
+"""Finding and describing model bundles from their metadata only (never their weights).
 
-A bundle is any folder with a ``metadata.json`` whose ``format`` is ``ciml-bundle``. Models come
-from three places, in this order: the built-in sample model shipped with the module, the user's
-models folder, and folders the user chose with "Load bundle from folder".
+A bundle is read through ``ciml.bundle`` (``read_metadata``/``read_card``), so every rule of the
+core's format and card validation applies here too; imports ``ciml.bundle`` and ``ciml.config``,
+which load neither torch nor numpy. Models come from three places, in this order: the built-in
+sample model shipped with the module, the user's models folder, and folders the user chose with
+"Load bundle from folder".
 """
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
-BUNDLE_FORMAT = "ciml-bundle"
-METADATA_FILE = "metadata.json"
+from ciml.bundle import read_card, read_metadata
+from ciml.config import ModelCard
+from ciml.errors import CIMLError
 
 
 class ModelError(Exception):
@@ -24,28 +26,25 @@ class ModelError(Exception):
 class ModelInfo:
     path: str
     name: str
-    card: Dict
+    card: ModelCard
     origin: str = "folder"  # "built-in", "models folder" or "folder"
     trained: bool = True
     metadata: Dict = field(default_factory=dict, repr=False)
 
     @property
     def modalities(self) -> List[str]:
-        return [m["name"] for m in self.card.get("modalities", [])]
+        return list(self.card.modality_names)
 
     @property
     def targets(self) -> List[str]:
-        return [t["name"] for t in self.card.get("targets", [])]
+        return list(self.card.target_names)
 
     @property
     def reference(self) -> str:
-        return self.card.get("reference", self.modalities[0] if self.modalities else "")
+        return self.card.reference
 
     def kind(self, modality: str) -> str:
-        for m in self.card.get("modalities", []):
-            if m["name"] == modality:
-                return m.get("kind", "MR")
-        return "MR"
+        return self.card.modalities[self.card.modality_index(modality)].kind
 
     @property
     def display_name(self) -> str:
@@ -54,23 +53,15 @@ class ModelInfo:
 
 
 def read_model(folder, origin: str = "folder") -> ModelInfo:
-    """Read a bundle's card. Raises ModelError with a one-line reason."""
-    folder = Path(folder)
-    meta_path = folder / METADATA_FILE
-    if not meta_path.is_file():
-        raise ModelError(f"{folder}: no {METADATA_FILE}: not a CIML model bundle")
+    """Read a bundle's metadata and validated card. Raises ModelError with a one-line reason."""
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{meta_path}: cannot be read as JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
-        raise ModelError(f"{folder}: {METADATA_FILE} is not a '{BUNDLE_FORMAT}' file")
-    card = meta.get("card")
-    if not isinstance(card, dict) or not card.get("modalities") or not card.get("targets"):
-        raise ModelError(f"{folder}: the model card lacks modalities or targets")
-    trained = bool(meta.get("provenance", {}).get("trained", True))
-    return ModelInfo(path=str(folder), name=str(card.get("name", folder.name)), card=card,
-                     origin=origin, trained=trained, metadata=meta)
+        meta = read_metadata(folder)
+        card = read_card(folder)
+    except CIMLError as exc:  # the core's message already names the folder and the problem
+        raise ModelError(str(exc)) from None
+    provenance = meta.get("provenance")
+    trained = bool(provenance.get("trained", True)) if isinstance(provenance, dict) else True
+    return ModelInfo(path=str(folder), name=card.name, card=card, origin=origin, trained=trained, metadata=meta)
 
 
 def find_models(builtin_dirs: Iterable = (), models_dir=None, extra_dirs: Iterable = ()):
@@ -97,23 +88,22 @@ def user_models_dir(settings_file_path: str) -> Path:
     return Path(settings_file_path).parent / "CIMLSegmentation" / "models"
 
 
-def _join(names: List[str]) -> str:
-    return ", ".join(names) if names else "none"
+def _join(names: Iterable[str]) -> str:
+    return ", ".join(names) or "none"
 
 
 def summary(model: ModelInfo) -> str:
     """A few lines for the Model section: inputs, outputs and the task decomposition."""
     card = model.card
-    mods = [f"{m['name']} ({m.get('kind', 'MR')})" for m in card.get("modalities", [])]
-    lines = [f"Inputs: {_join(mods)}; outputs on the {model.reference} grid.",
-             f"Targets: {_join(model.targets)}."]
-    for sub in card.get("subtasks", []):
-        lines.append(f"Sub-task {sub['name']}: {_join(sub.get('targets', []))} from "
-                     f"{sub['primary']} + {_join(sub.get('auxiliaries', []))}.")
+    lines = [f"Inputs: {_join(f'{m.name} ({m.kind})' for m in card.modalities)}; "
+             f"outputs on the {card.reference} grid.",
+             f"Targets: {_join(card.target_names)}."]
+    for sub in card.subtasks:
+        lines.append(f"Sub-task {sub.name}: {_join(sub.targets)} from {sub.primary} + {_join(sub.auxiliaries)}.")
     if not model.trained:
         lines.append("Untrained weights: results are meaningless until it is trained.")
-    if card.get("description"):
-        lines.insert(0, card["description"])
+    if card.description:
+        lines.insert(0, card.description)
     return "\n".join(lines)
 
 

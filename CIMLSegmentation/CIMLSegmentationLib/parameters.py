@@ -4,12 +4,16 @@ The input volumes are one per modality of the chosen model, so their number and 
 with the model. ``parameterNodeWrapper`` declares fixed fields, so the inputs are kept as MRML
 node references on the same node, one role per modality ("input:flair"): they are saved with the
 scene and cleared by Slicer when a volume is deleted.
+
+Slicer-only: imports slicer at the top; the device choices come from ``ciml.choices``.
 """
 
 from typing import Annotated, Optional
 
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+
+from ciml.choices import DEVICES
 
 INPUT_ROLE = "input:"
 
@@ -18,12 +22,9 @@ INPUT_ROLE = "input:"
 class CIMLSegmentationParameterNode:
     modelPath: str = ""
     outputSegmentation: vtkMRMLSegmentationNode
-    device: Annotated[str, Choice(["auto", "cuda", "cpu"])] = "auto"
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
     computeHeatMaps: bool = True
     heatMapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
-    selectedHeatMap: str = ""
-    trainingDataFolder: str = ""
-    trainingBaseModel: str = ""
     trainingSteps: Annotated[int, WithinRange(1, 1000000)] = 200
 
 

@@ -1,9 +1,10 @@
 """The background worker: command lines, launch, non-blocking reading, cancel, errors.
 
-Plain Python on ``subprocess.Popen`` so that it is tested here with real processes; the Slicer
-logic polls ``WorkerProcess.poll()`` from a ``qt.QTimer`` and never blocks the GUI. The worker is
-started in its own session (POSIX) or process group (Windows) so that Cancel can end the whole
-tree: a worker's data-loader children must not outlive it, holding GPU memory.
+Plain Python on ``subprocess.Popen`` so that it is tested here with real processes; a
+``job.BackgroundJob`` polls ``WorkerProcess.poll()`` from a timer and never blocks the GUI. The
+worker is started in its own session (POSIX) or process group (Windows) so that Cancel can end
+the whole tree: a worker's data-loader children must not outlive it, holding GPU memory.
+Imports the standard library and ``progress`` only: ``ciml`` itself runs in the worker.
 """
 
 import collections
@@ -33,6 +34,11 @@ def python_executable(executable: str = sys.executable) -> str:
         if candidate.is_file():
             return str(candidate)
     return executable
+
+
+def device_label(device: str) -> str:
+    """The panel's name for a ``--device`` choice of ``ciml.choices.DEVICES``."""
+    return {"auto": "Auto", "cpu": "CPU", "cuda": "GPU (CUDA)"}.get(device, device)
 
 
 def segment_command(python: str, model: str, inputs: Dict[str, str], out_dir: str,

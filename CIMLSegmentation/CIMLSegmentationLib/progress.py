@@ -1,4 +1,7 @@
-"""The worker's JSON-lines progress: incremental parsing and the texts shown to the user."""
+"""The worker's JSON-lines progress: incremental parsing and the texts shown to the user.
+
+Plain Python on the standard library only, tested outside Slicer.
+"""
 
 import json
 from typing import Dict, List, Optional

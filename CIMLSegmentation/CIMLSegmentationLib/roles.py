@@ -4,11 +4,15 @@ What the user may edit: the trained weights fix the task decomposition (which mo
 primary of which sub-task, which are its auxiliaries), so the role table is shown read-only. What
 the user does choose is which loaded volume plays each modality; that assignment is the one
 editable part, and it is pre-filled from the volume names.
+
+Plain Python on the ``ciml.config.ModelCard`` (which loads neither torch nor numpy).
 """
 
 import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from ciml.config import ModelCard
 
 # Names that radiologists and scanners give each sequence or modality. Longer, more specific
 # aliases score higher, so "t2-flair" goes to flair and "T1 post" to t1ce, not to t2 or t1.
@@ -33,33 +37,25 @@ class RoleRow:
     auxiliaries: List[str]
 
 
-def role_table(card: Dict) -> List[RoleRow]:
-    """Per target, its sub-task's primary and auxiliaries, in the card's target order."""
-    by_target = {}
-    for sub in card.get("subtasks", []):
-        for target in sub.get("targets", []):
-            by_target[target] = sub
-    rows = []
-    for target in card.get("targets", []):
-        sub = by_target.get(target["name"], {})
-        rows.append(RoleRow(target["name"], sub.get("name", ""), sub.get("primary", ""),
-                            list(sub.get("auxiliaries", []))))
-    return rows
+def role_table(card: ModelCard) -> List[RoleRow]:
+    """Per target, its sub-task's primary and auxiliaries, in the card's target order (the card
+    guarantees that every target belongs to exactly one sub-task)."""
+    by_target = {target: sub for sub in card.subtasks for target in sub.targets}
+    return [RoleRow(name, by_target[name].name, by_target[name].primary, list(by_target[name].auxiliaries))
+            for name in card.target_names]
 
 
-def modality_roles(card: Dict) -> Dict[str, Dict[str, List[str]]]:
+def modality_roles(card: ModelCard) -> Dict[str, Dict[str, List[str]]]:
     """For each modality, the targets it is primary for and those it is auxiliary for."""
-    roles = {m["name"]: {"primary": [], "auxiliary": []} for m in card.get("modalities", [])}
+    roles = {name: {"primary": [], "auxiliary": []} for name in card.modality_names}
     for row in role_table(card):
-        if row.primary in roles:
-            roles[row.primary]["primary"].append(row.target)
+        roles[row.primary]["primary"].append(row.target)
         for aux in row.auxiliaries:
-            if aux in roles:
-                roles[aux]["auxiliary"].append(row.target)
+            roles[aux]["auxiliary"].append(row.target)
     return roles
 
 
-def modality_label(card: Dict, modality: str) -> str:
+def modality_label(card: ModelCard, modality: str) -> str:
     """'flair (primary for WT; auxiliary for TC, ET)': the label of an input selector."""
     role = modality_roles(card).get(modality, {"primary": [], "auxiliary": []})
     parts = []
@@ -103,13 +99,13 @@ def name_score(volume_name: str, modality: str, kind: str = "MR") -> float:
     return best
 
 
-def auto_select(volume_names: Sequence[str], card: Dict) -> Dict[str, Optional[str]]:
+def auto_select(volume_names: Sequence[str], card: ModelCard) -> Dict[str, Optional[str]]:
     """Map each modality to the best-fitting volume name, each volume used at most once.
 
     Greedy on the highest score first, so a specific match ("t2-flair" -> flair) is taken before a
     weaker one ("t2-flair" -> t2) can claim the volume. Modalities with no match get None.
     """
-    kinds = {m["name"]: m.get("kind", "MR") for m in card.get("modalities", [])}
+    kinds = {m.name: m.kind for m in card.modalities}
     pairs = [(name_score(v, m, k), -i, v, m) for m, k in kinds.items()
              for i, v in enumerate(volume_names)]
     chosen: Dict[str, Optional[str]] = {m: None for m in kinds}
@@ -122,11 +118,9 @@ def auto_select(volume_names: Sequence[str], card: Dict) -> Dict[str, Optional[s
     return chosen
 
 
-def apply_disabled_reason(model_ok: bool, assignment: Dict[str, Optional[str]],
-                          running: bool = False, model_problem: str = "") -> str:
-    """Why Apply cannot run now ('' when it can); shown as the button's tooltip."""
-    if running:
-        return "A segmentation is running: wait for it or press Cancel."
+def apply_disabled_reason(model_ok: bool, assignment: Dict[str, Optional[str]], model_problem: str = "") -> str:
+    """Why Apply cannot run now ('' when it can); shown as the button's tooltip. While a run goes
+    on the button is Cancel, which the panel decides."""
     if not model_ok:
         return model_problem or "Choose a model first."
     missing = [m for m, v in assignment.items() if not v]

@@ -1,15 +1,15 @@
-"""Fine-tuning from the GUI: ``ciml train`` in the same background-process pattern.
+"""Fine-tuning from the GUI: ``ciml train`` as a background job, like a segmentation.
 
-Plain Python: the widget starts a ``TrainingRun``, polls it from its timer, and on success the
-new bundle (``RUN/bundle``) is copied into the user's models folder so the Model list shows it.
+Plain Python (tested with pytest on real processes), importing only ``job`` and ``models``:
+``TrainingJob`` runs the worker in a temporary run folder, and on success copies the new bundle
+(``RUN/bundle``) into the user's models folder so the Model list shows it.
 """
 
-import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
+from .job import BackgroundJob, TimerFactory
 from .models import ModelInfo, read_model, register_bundle
-from .process import WorkerProcess, worker_environment
 
 
 def train_command(python: str, data_dir: str, run_dir: str, init: Optional[str] = None,
@@ -22,10 +22,9 @@ def train_command(python: str, data_dir: str, run_dir: str, init: Optional[str] 
     return args + ["--progress", "json"]
 
 
-def train_disabled_reason(data_dir: str, running: bool = False) -> str:
-    """Why Train cannot run now ('' when it can)."""
-    if running:
-        return "Training is running: wait for it or press Cancel."
+def train_disabled_reason(data_dir: str) -> str:
+    """Why Train cannot run now ('' when it can). While training runs the button is Cancel,
+    which the panel decides."""
     if not data_dir:
         return "Choose a dataset folder."
     if not Path(data_dir).is_dir():
@@ -33,25 +32,31 @@ def train_disabled_reason(data_dir: str, running: bool = False) -> str:
     return ""
 
 
-class TrainingRun:
-    """One training run in a temporary run folder; ``finish()`` registers the bundle."""
+class TrainingJob(BackgroundJob):
+    """One training run; on success ``model`` is the bundle registered in ``models_dir``."""
 
-    def __init__(self, python: str, module_dir: str, data_dir: str, models_dir: str,
-                 init: Optional[str] = None, max_steps: Optional[int] = None):
-        self.run_dir = tempfile.mkdtemp(prefix="ciml-train-")
-        self.models_dir = models_dir
-        self.worker = WorkerProcess(
-            train_command(python, data_dir, str(Path(self.run_dir) / "run"), init, max_steps),
-            env=worker_environment(module_dir), temp_dir=self.run_dir)
+    TITLE = "CIML Segmentation training"
+    TEMP_PREFIX = "ciml-train-"
+    POLL_MS = 500
 
-    def start(self) -> "TrainingRun":
-        self.worker.start()
-        return self
+    def __init__(self, module_dir: str, data_dir: str, models_dir: str, init: Optional[str] = None,
+                 max_steps: Optional[int] = None, python: Optional[str] = None,
+                 timer: Optional[TimerFactory] = None, onProgress=None, onFinished=None):
+        super().__init__(module_dir, python, timer, onProgress, onFinished)
+        self.data_dir, self.models_dir = str(data_dir), str(models_dir)
+        self.init, self.max_steps = init, max_steps
+        self.model: Optional[ModelInfo] = None
 
-    def finish(self) -> ModelInfo:
-        """After a successful exit: copy RUN/bundle into the models folder, remove the run."""
-        try:
-            target = register_bundle(Path(self.run_dir) / "run" / "bundle", self.models_dir)
-            return read_model(target, origin="models folder")
-        finally:
-            self.worker.cleanup()
+    def _prepare(self, folder: str) -> List[str]:
+        return train_command(self.python, self.data_dir, str(Path(folder) / "run"), self.init, self.max_steps)
+
+    def _finish(self, folder: str) -> None:
+        target = register_bundle(Path(folder) / "run" / "bundle", self.models_dir)
+        self.model = read_model(target, origin="models folder")
+
+    def outcome_text(self) -> str:
+        if self.status == "done":
+            return f"Done: saved as '{self.model.path}'."
+        if self.status == "failed" and self.worker is not None and self.worker.succeeded():
+            return f"Training finished but its bundle could not be saved: {self.error}"
+        return super().outcome_text()

@@ -1,6 +1,9 @@
-"""The panel: wires the .ui to the logic. Every decision is a plain function elsewhere
-(roles.apply_disabled_reason, roles.auto_select, progress.status_text, ...); this file only
-moves values between widgets, the parameter node and the logic."""
+"""The panel: wires the .ui to the logic. Every decision is a plain function or job elsewhere
+(roles.apply_disabled_reason, roles.auto_select, progress.status_text, job.BackgroundJob, ...);
+this file only moves values between widgets, the parameter node and the logic's jobs.
+
+Slicer-only: imports qt and slicer at the top; imported only by the module file.
+"""
 
 import logging
 
@@ -8,14 +11,17 @@ import qt
 import slicer
 from slicer.util import WaitCursor  # a class in the API index (the checker lists only functions)
 
+from ciml.choices import DEVICES
+
 from . import install, results
 from .models import summary
 from .parameters import inputVolume, inputVolumes, setInputVolume
+from .process import device_label
 from .progress import elapsed_text, progress_percent, status_text
+from .report import format_share, relations_rows
 from .roles import apply_disabled_reason, auto_select, modality_label, role_table
 from .training import train_disabled_reason
 
-DEVICES = ["auto", "cuda", "cpu"]  # the order of deviceComboBox's items
 EXTRA_FOLDERS_KEY = "CIMLSegmentation/extraModelFolders"
 
 
@@ -28,9 +34,8 @@ class Panel:
         self.elapsedTimer = qt.QTimer()
         self.elapsedTimer.setInterval(1000)
         self.elapsedTimer.connect("timeout()", self.updateElapsed)
-        self.trainingTimer = qt.QTimer()
-        self.trainingTimer.setInterval(500)
-        self.trainingTimer.connect("timeout()", self.pollTraining)
+        for device in DEVICES:  # the combo's index is the index in DEVICES
+            ui.deviceComboBox.addItem(device_label(device), device)
         ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
         ui.loadBundleButton.connect("clicked()", self.onLoadBundle)
         ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
@@ -145,14 +150,13 @@ class Panel:
         model = self.currentModel()
         running = self.job is not None and self.job.running()
         assignment = {m: (s.currentNodeID or None) for m, s in self.inputSelectors.items()}
-        reason = apply_disabled_reason(model is not None, assignment, running=False,
-                                       model_problem="No model: load a bundle folder.")
+        reason = apply_disabled_reason(model is not None, assignment, model_problem="No model: load a bundle folder.")
         self.ui.applyButton.text = "Cancel" if running else "Apply"
         self.ui.applyButton.enabled = running or not reason
         self.ui.applyButton.toolTip = ("Stop the segmentation and remove its temporary files." if running
                                        else reason or "Segment the selected volumes in the background.")
-        trainRunning = self.training is not None and self.training.worker.running()
-        trainReason = train_disabled_reason(self.ui.trainingDataPathLineEdit.currentPath, running=False)
+        trainRunning = self.training is not None and self.training.running()
+        trainReason = train_disabled_reason(self.ui.trainingDataPathLineEdit.currentPath)
         self.ui.trainButton.text = "Cancel training" if trainRunning else "Train"
         self.ui.trainButton.enabled = trainRunning or not trainReason
         self.ui.trainButton.toolTip = trainReason or "Fine-tune the base model on the dataset in the background."
@@ -172,10 +176,12 @@ class Panel:
         self.ui.progressBar.setVisible(True)
         self.ui.statusLabel.text = "Preparing the inputs..."
         with WaitCursor():
-            self.job = self.logic.segment(model, inputVolumes(p, model.modalities), p.outputSegmentation,
-                                          device=p.device, heatMaps=p.computeHeatMaps,
-                                          onProgress=self.onProgress, onFinished=self.onFinished)
-        self.elapsedTimer.start()
+            job = self.logic.segment(model, inputVolumes(p, model.modalities), p.outputSegmentation,
+                                     device=p.device, heatMaps=p.computeHeatMaps,
+                                     onProgress=self.onProgress, onFinished=self.onFinished)
+        if job.running():  # else it failed to start and onFinished has already shown why
+            self.job = job
+            self.elapsedTimer.start()
         self.updateButtons()
 
     def onProgress(self, event) -> None:
@@ -183,10 +189,11 @@ class Panel:
         self.ui.statusLabel.text = status_text(event)
 
     def updateElapsed(self) -> None:
-        if self.job is not None and self.job.worker is not None:
-            self.ui.elapsedLabel.text = elapsed_text(self.job.worker.elapsed)
+        if self.job is not None:
+            self.ui.elapsedLabel.text = elapsed_text(self.job.elapsed)
 
     def onFinished(self, job) -> None:
+        self.job = job
         self.elapsedTimer.stop()
         self.updateElapsed()
         self.ui.progressBar.setVisible(False)
@@ -198,28 +205,26 @@ class Panel:
             for note in job.notes:
                 logging.info("CIML Segmentation: %s", note)
             self.showRelations(job)
-        elif job.status == "cancelled":
-            self.ui.statusLabel.text = "Cancelled."
         else:
-            self.ui.statusLabel.text = "Failed: " + job.error
+            self.ui.statusLabel.text = job.outcome_text()
+        if job.status == "failed":
             if job.outOfMemory and slicer.util.confirmYesNoDisplay(
                     f"The GPU ran out of memory:\n{job.error}\n\nRun again on the CPU (slower)?", "Out of memory"):
                 self.ui.deviceComboBox.setCurrentIndex(DEVICES.index("cpu"))
                 self.onApplyOrCancel()
             elif not job.outOfMemory:
-                log = job.worker.stderr_text if job.worker else ""
-                slicer.util.errorDisplay(f"Segmentation failed: {job.error}", "CIML Segmentation", detailedText=log)
+                slicer.util.errorDisplay(f"Segmentation failed: {job.error}", "CIML Segmentation", detailedText=job.log)
 
     # --- relations and heat maps ------------------------------------------------------------
     def showRelations(self, job) -> None:
         modalities = job.model.modalities
-        rows = results.relations_rows(job.report, modalities)
+        rows = relations_rows(job.report, modalities)
         table = self.ui.relationsTableWidget
         table.setColumnCount(len(modalities) + 2)
         table.setHorizontalHeaderLabels(["Target"] + modalities + ["ml"])
         table.setRowCount(len(rows))
         for r, (target, shares, volume) in enumerate(rows):
-            cells = [target] + [results.format_share(s) for s in shares] + [f"{volume:.1f}"]
+            cells = [target] + [format_share(s) for s in shares] + [f"{volume:.1f}"]
             for c, text in enumerate(cells):
                 table.setItem(r, c, qt.QTableWidgetItem(text))
         combo = self.ui.heatMapComboBox
@@ -238,7 +243,6 @@ class Panel:
             return
         nodeId = self.ui.heatMapComboBox.currentData
         node = slicer.mrmlScene.GetNodeByID(nodeId) if nodeId else None
-        self.parameters.selectedHeatMap = self.ui.heatMapComboBox.currentText
         results.showHeatMap(node, self.job.reference, self.ui.heatMapOpacitySlider.value)
 
     def onShowChart(self) -> None:
@@ -247,45 +251,37 @@ class Panel:
 
     # --- fine-tuning ----------------------------------------------------------------------
     def onTrainOrCancel(self) -> None:
-        if self.training is not None and self.training.worker.running():
-            self.training.worker.cancel()
+        if self.training is not None and self.training.running():
+            self.training.cancel()
             return
         if not install.ensure_dependencies():
             return
         base = self.ui.trainingBaseModelComboBox.currentData or None
-        self.training = self.logic.train(self.ui.trainingDataPathLineEdit.currentPath, base,
-                                         self.ui.trainingStepsSpinBox.value)
         self.ui.trainingProgressBar.setValue(0)
         self.ui.trainingProgressBar.setVisible(True)
         self.ui.trainingStatusLabel.text = "Starting..."
-        self.trainingTimer.start()
+        job = self.logic.train(self.ui.trainingDataPathLineEdit.currentPath, base, self.ui.trainingStepsSpinBox.value,
+                               onProgress=self.onTrainingProgress, onFinished=self.onTrainingFinished)
+        if job.running():  # else it failed to start and onTrainingFinished has already shown why
+            self.training = job
         self.updateButtons()
 
-    def pollTraining(self) -> None:
-        worker = self.training.worker
-        for event in worker.poll():
-            self.ui.trainingProgressBar.setValue(progress_percent(event))
-            self.ui.trainingStatusLabel.text = status_text(event) + " - " + elapsed_text(worker.elapsed)
-        if worker.running():
-            return
-        self.trainingTimer.stop()
+    def onTrainingProgress(self, event) -> None:
+        elapsed = self.training.elapsed if self.training is not None else 0.0
+        self.ui.trainingProgressBar.setValue(progress_percent(event))
+        self.ui.trainingStatusLabel.text = status_text(event) + " - " + elapsed_text(elapsed)
+
+    def onTrainingFinished(self, job) -> None:
+        self.training = job
         self.ui.trainingProgressBar.setVisible(False)
-        if worker.succeeded():
-            try:
-                model = self.training.finish()
-                self.ui.trainingStatusLabel.text = f"Done: saved as '{model.path}'."
-                self.refreshModels(select=model.path)
-            except Exception as exc:
-                self.ui.trainingStatusLabel.text = f"Training finished but its bundle could not be saved: {exc}"
-        else:
-            self.ui.trainingStatusLabel.text = "Cancelled." if worker.cancelled else "Failed: " + worker.error()
-            worker.cleanup()
+        self.ui.trainingStatusLabel.text = job.outcome_text()
+        if job.status == "done":
+            self.refreshModels(select=job.model.path)
         self.updateButtons()
 
     def cleanup(self) -> None:
-        for timer in (self.elapsedTimer, self.trainingTimer):
-            timer.stop()
-        if self.job is not None:
-            self.job.cancel()
-        if self.training is not None and self.training.worker.running():
-            self.training.worker.cancel()
+        self.elapsedTimer.stop()
+        for job in (self.job, self.training):
+            if job is not None:
+                job.onProgress = job.onFinished = None  # the panel is going away: no more updates
+                job.cancel()

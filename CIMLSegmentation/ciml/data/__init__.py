@@ -1,6 +1,6 @@
 """Images, case loading, dataset layouts and datasets (``ciml.data``).
 
-Importing this package is cheap: it loads SimpleITK and numpy, never torch or MONAI. The
+Importing this package is cheap: it imports SimpleITK and numpy, never torch or MONAI. The
 MONAI datasets and loaders are in :mod:`ciml.data.datasets` (imported by name: they load torch).
 
 Main entry points:

@@ -1,4 +1,7 @@
-"""Training losses: the supervised CIML loss, and the PASSION and DTC terms."""
+"""Training losses: the supervised CIML loss, and the PASSION and DTC terms.
+
+May import torch, MONAI, ``ciml.config``, ``ciml.data`` and ``ciml.nn`` (the outputs they score).
+"""
 
 from ciml.losses.dtc import DTCLoss, DTCTerms, sigmoid_rampup, signed_distance
 from ciml.losses.passion import (

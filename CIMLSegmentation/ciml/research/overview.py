@@ -36,6 +36,8 @@ def draw_overview(images: Mapping[str, np.ndarray], label: np.ndarray, cams: Map
         path: the PNG to write.
         spacing: voxel spacing, so that planes keep their physical aspect.
     """
+    # optional, imported where used: Slicer's Python ships no matplotlib, and the backend
+    # must be chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")

@@ -9,6 +9,8 @@ from typing import Any
 
 def training_curve(history: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
     """Draw loss (left) and validation Dice (right) from the run's log entries."""
+    # optional, imported where used: Slicer's Python ships no matplotlib, and the backend
+    # must be chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")

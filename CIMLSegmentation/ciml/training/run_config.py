@@ -27,6 +27,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ciml.config import ModelCard, card_from_dict, load_card, preset
 from ciml.errors import CIMLError
 
@@ -41,8 +43,6 @@ def read_config(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CIMLError(f"--config {path}: file not found")
     try:
-        import yaml
-
         data = yaml.safe_load(path.read_text()) or {}  # YAML is a superset of JSON
     except Exception as exc:  # noqa: BLE001 - one message for any syntax error
         raise CIMLError(f"--config {path}: cannot be parsed ({exc})") from None

@@ -7,6 +7,8 @@ Both write the BraTS 2020 layout (``DIR/<case>/<case>_<modality>.nii.gz`` and
 - ``shapes``: shapes (primary), cue (complementary), echo (redundant); label 0/1
   (:mod:`ciml.data.synthetic.shapes`).
 
+Imports numpy, SimpleITK and ``ciml.data``'s image writing; never torch.
+
 Example::
 
     from ciml.data.synthetic import generate_case, write_cases

@@ -44,6 +44,8 @@ def render_case(case: SyntheticCase, path: str | Path, title: str | None = None,
         others: optional boolean ``(X, Y, Z)`` mask outlined dashed (e.g. the non-target
             candidates of the shapes task).
     """
+    # optional, imported where used: Slicer's Python ships no matplotlib, and the backend
+    # must be chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")

@@ -15,6 +15,8 @@ from ciml.research.study.runner import figure_case, run_folder
 
 
 def _pyplot():
+    # optional, imported where used: Slicer's Python ships no matplotlib, and the backend
+    # must be chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")

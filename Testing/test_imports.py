@@ -1,0 +1,119 @@
+"""The import rule (docs/developers.md): the command-line parser and the card/bundle-metadata
+layer import no torch and no numpy; everything else imports at the top of its module; the
+shipped runtime never imports the research tools."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ciml.resources import builtin_model
+
+PACKAGE = Path(__file__).resolve().parents[1] / "CIMLSegmentation" / "ciml"
+# Optional packages, imported where used (each such import carries a comment saying why).
+OPTIONAL = {"yaml", "matplotlib", "captum"}
+RUNTIME = ("bundle", "config", "data", "nn", "losses", "inference", "training", "evaluation")
+
+BLOCKER = textwrap.dedent("""
+    import sys
+
+    class Blocked:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "numpy", "monai", "SimpleITK", "safetensors"):
+                raise ImportError(f"{name} is blocked in this test")
+
+    sys.meta_path.insert(0, Blocked())
+""")
+
+
+def run_blocked(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_card_and_bundle_metadata_and_parser_import_without_torch_or_numpy():
+    done = run_blocked(f"""
+        import ciml.choices, ciml.config, ciml.bundle, ciml.cli.parser
+        from ciml.bundle import read_card
+        card = read_card({str(builtin_model())!r})
+        assert card.reference == "t1ce", card.reference
+        ciml.cli.parser.build_parser().parse_args(["segment", "--model", "m", "--out", "o"])
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "numpy"))
+        print("heavy:", heavy)
+    """)
+    assert done.returncode == 0, done.stderr
+    assert "heavy: []" in done.stdout
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["--help"], "segment"),
+    (["card", "--preset", "brats"], '"reference": "t1ce"'),
+    (["segment", "--help"], "--input NAME=PATH"),
+])
+def test_help_and_card_run_without_torch(argv, expect):
+    done = run_blocked(f"""
+        from ciml.cli.main import main
+        try:
+            code = main({argv!r})
+        except SystemExit as exit:  # --help exits through argparse
+            code = exit.code
+        sys.exit(code)
+    """)
+    assert done.returncode == 0, done.stderr
+    assert expect in done.stdout
+
+
+def test_a_command_needing_torch_says_so_in_one_line_when_torch_is_missing(tmp_path):
+    done = run_blocked(f"""
+        from ciml.cli.main import main
+        sys.exit(main(["init", "--preset", "shapes", "--out", {str(tmp_path / "b")!r}]))
+    """)
+    assert done.returncode == 3
+    assert "Traceback" not in done.stderr and "blocked" in done.stderr
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        yield path, ast.parse(path.read_text(encoding="utf-8"))
+
+
+def _root(node: ast.Import | ast.ImportFrom) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    return [node.module or ""]
+
+
+def test_imports_are_at_the_top_except_optional_packages():
+    nested = []
+    for path, tree in _modules():
+        for fn in ast.walk(tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)) and not any(
+                            name.split(".")[0] in OPTIONAL for name in _root(node)):
+                        nested.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert nested == []
+
+
+def test_the_shipped_runtime_never_imports_the_research_tools():
+    offenders = []
+    for path, tree in _modules():
+        package = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        if package not in RUNTIME:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
+                    name.startswith("ciml.research") or name.startswith("ciml.cli") for name in _root(node)):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_every_package_says_what_it_holds_and_may_import():
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        assert "import" in doc.lower(), f"{init.relative_to(PACKAGE)}: its docstring must say what it may import"
