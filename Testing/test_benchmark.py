@@ -10,14 +10,8 @@ from ciml.cli.main import main
 from ciml.config import card_from_dict, preset_dict
 from ciml.inference.sliding_window import predict_with_cams
 from ciml.nn import CIMLNet
-from ciml.research.benchmark import (
-    CONFIGS,
-    Setup,
-    benchmark_card,
-    benchmark_image,
-    predict_with_captum,
-    run_benchmark,
-)
+from ciml.research.benchmark import Setup, benchmark_card, benchmark_image, predict_with_captum, run_benchmark
+from ciml.research.targets import CONFIGS
 
 TINY = {"network": {"features": [4, 8, 16]}, "inference": {"roi_size": [16, 16, 16]}}
 

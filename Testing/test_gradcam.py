@@ -8,7 +8,7 @@ from captum.attr import LayerGradCam
 from conftest import multimodal_dict, tiny
 
 from ciml.config import card_from_dict, preset_dict
-from ciml.inference.gradcam import region_score, target_cams
+from ciml.inference.gradcam import region_score, target_cams, target_layer_cams
 from ciml.inference.segment import contributions, normalised_maps
 from ciml.inference.sliding_window import predict_logits, predict_with_cams
 from ciml.nn import CIMLNet
@@ -32,7 +32,8 @@ def test_maps_equal_captums_layer_gradcam(brats_net):
     card, net = brats_net.card, brats_net
     torch.manual_seed(1)
     window = torch.randn(1, 4, 16, 16, 16)
-    _, mine = target_cams(net, window, card.inference.threshold, layer_resolution=True)
+    _, mine = target_layer_cams(net, window, card.inference.threshold)
+    deepest = len(card.network.features) - 1
     with torch.no_grad():
         predicted = net(window) > 0  # the mask the score uses, fixed for Captum's forward
     for s in card.subtasks:
@@ -43,14 +44,30 @@ def test_maps_equal_captums_layer_gradcam(brats_net):
                 logits = net(x)[:, i]
                 return (logits * predicted[:, i]).flatten(1).sum(dim=1)
 
-            layers = {(s.primary, None): net.encoders[s.primary].levels[-1]}
-            layers.update({(a, lv): net.gates[f"{s.name}__{a}__{lv}"].message
-                           for a in s.auxiliaries for lv in net.gate_levels})
+            layers = {(s.primary, deepest): net.encoders[s.primary].levels[-1]}
+            layers.update({(a, lv): net.gate(s.name, a, lv).message for a in s.auxiliaries for lv in net.gate_levels})
+            assert set(mine[t]) == set(layers), t
             for (m, lv), layer in layers.items():
                 theirs = LayerGradCam(score, layer).attribute(window, relu_attributions=True)
-                ours = mine[t][m] if lv is None else mine[t][m][lv]
+                ours = mine[t][(m, lv)]
                 assert theirs.abs().max() > 0, (t, m, lv)
                 torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=1e-6 * float(theirs.detach().abs().max()))
+
+
+def test_window_maps_are_the_layer_maps_upsampled_and_summed_per_modality(brats_net):
+    card, net = brats_net.card, brats_net
+    torch.manual_seed(4)
+    window = torch.randn(1, 4, 16, 16, 16)
+    logits, cams = target_cams(net, window, card.inference.threshold)
+    layer_logits, layer_maps = target_layer_cams(net, window, card.inference.threshold)
+    torch.testing.assert_close(logits, layer_logits)
+    for t, maps in layer_maps.items():
+        assert set(cams[t]) == {m for m, _ in maps}, t
+        for m, cam in cams[t].items():
+            assert cam.shape == (1, 1, 16, 16, 16), (t, m)
+            expected = sum(torch.nn.functional.interpolate(x, size=(16, 16, 16), mode="trilinear")
+                           for (n, _), x in maps.items() if n == m)
+            torch.testing.assert_close(cam, expected)
 
 
 def test_no_gradient_is_kept_for_the_weights(brats_net):
@@ -65,11 +82,11 @@ def test_a_closed_gate_gets_a_near_zero_contribution():
     card = net.card
     silent = "m1"  # an auxiliary of both sub-tasks; close all its gates
     with torch.no_grad():
-        for key, gate in net.gates.items():
-            if key.split("__")[1] == silent:
-                last = gate.attention[-2]
-                last.weight.zero_()
-                last.bias.fill_(-40.0)
+        for gate in [net.gate(s.name, silent, lv) for s in card.subtasks if silent in s.auxiliaries
+                     for lv in net.gate_levels]:
+            last = gate.attention[-2]
+            last.weight.zero_()
+            last.bias.fill_(-40.0)
     torch.manual_seed(2)
     image = torch.randn(3, 24, 20, 16)
     logits, cams = predict_with_cams(net, image, card, torch.device("cpu"))

@@ -48,11 +48,6 @@ def write_text_new(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 @contextmanager
 def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; on success it becomes ``path``.

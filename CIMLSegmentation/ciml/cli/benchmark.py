@@ -2,8 +2,8 @@
 
 Times CIML segmentation, CIML with every heat map, an early-fusion network of the same
 parameter count, and a loop of Captum LayerGradCam calls computing the same maps, on one
-synthetic case with the card's sliding window; prints a table with the DESIGN.md section 4
-ratios and targets, and writes it as JSON with ``--out``. See docs/BENCHMARKS.md.
+synthetic case with the card's sliding window; prints a table with the ratios and bounds of
+docs/performance-targets.md, and writes it as JSON with ``--out``. See docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import torch
 from ciml.errors import CIMLError
 from ciml.inference.device import resolve_device
 from ciml.io_utils import write_text_new
-from ciml.research.benchmark import CONFIGS, Setup, benchmark_card, benchmark_image, machine_info, run_benchmark
+from ciml.research.benchmark import Setup, benchmark_card, benchmark_image, machine_info, run_benchmark
+from ciml.research.targets import CONFIGS
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,8 +21,12 @@ class Terminated(CIMLError):
     exit_code = 143
 
 
-
 def parse_inputs(pairs: list[str]) -> dict[str, str]:
+    """``--input NAME=PATH`` values -> {name: path}; a malformed or repeated name is refused.
+
+    Args:
+        pairs: the ``--input`` values in the order given.
+    """
     inputs: dict[str, str] = {}
     for pair in pairs:
         name, sep, path = pair.partition("=")

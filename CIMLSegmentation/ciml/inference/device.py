@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from ciml.choices import DEVICES
 from ciml.errors import CIMLError
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` takes CUDA when present; asking for ``cuda`` without a GPU is an error."""
+    """The torch device for ``name``, one of :data:`~ciml.choices.DEVICES`.
+
+    ``auto`` takes CUDA when present; asking for ``cuda`` without a GPU is an error.
+    """
     if name not in DEVICES:
         raise CIMLError(f"unknown device {name!r} (choose {', '.join(DEVICES)})")
     if name == "cuda" and not torch.cuda.is_available():
@@ -21,7 +23,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16; no autocast on the CPU (it is slower there)."""
+    """Autocast type on ``device``: bf16 where the GPU supports it, else fp16; ``None`` on the CPU
+    (no autocast: it is slower there)."""
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

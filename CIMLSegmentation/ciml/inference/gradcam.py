@@ -64,48 +64,59 @@ def cam_layers(network, windows: torch.Tensor, present: torch.Tensor | None = No
     return output, features
 
 
-def target_cams(network, windows: torch.Tensor, threshold: float,
-                present: torch.Tensor | None = None, layer_resolution: bool = False
-                ) -> tuple[torch.Tensor, dict[str, dict[str, torch.Tensor]]]:
-    """Logits and every (target, modality) Grad-CAM of a batch of windows.
+def target_layer_cams(network, windows: torch.Tensor, threshold: float, present: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, dict[str, dict[tuple[str, int], torch.Tensor]]]:
+    """Logits and every (target, layer) Grad-CAM of a batch of windows, each at its layer's resolution.
+
+    What other Grad-CAM implementations (Captum's ``LayerGradCam``) compute layer by layer;
+    :func:`target_cams` brings them to the window and sums them per modality.
 
     Args:
         network: a :class:`~ciml.nn.CIMLNet` in eval mode.
         windows: (B, M, *S) input windows.
         threshold: probability that makes a voxel part of a target (the card's).
         present: (B, M) modalities given (absent ones send no message).
-        layer_resolution: return each layer's map at its own resolution instead of the
-            window's (for comparing with other Grad-CAM implementations; auxiliaries then map
-            level -> map).
 
     Returns:
-        logits (B, T, *S) detached, and ``cams[target][modality]`` (B, 1, *S) at window size.
+        logits (B, T, *S) detached, and ``cams[target][(modality, level)]`` (B, 1, *S_level):
+        the primary's map at its deepest encoder level and each auxiliary's at every gated
+        level (its gate's message), in that order.
     """
     card: ModelCard = network.card
-    size, mode = windows.shape[2:], "trilinear" if windows.dim() == 5 else "bilinear"
+    deepest = len(card.network.features) - 1
     with frozen(network), torch.enable_grad():
         output, features = cam_layers(network, windows, present)
         logits = output.logits
-        cams: dict[str, dict[str, torch.Tensor]] = {}
+        cams: dict[str, dict[tuple[str, int], torch.Tensor]] = {}
         for s in card.subtasks:
-            primary = features[s.primary][-1]
-            messages = [(a, lv, output.gates[(s.name, a, lv)].message) for a in s.auxiliaries for lv in network.gate_levels]
-            inputs = [primary] + [msg for _, _, msg in messages]
+            layers = {(s.primary, deepest): features[s.primary][deepest]}
+            layers |= {(a, lv): output.gates[(s.name, a, lv)].message
+                       for a in s.auxiliaries for lv in network.gate_levels}
             for t in s.targets:
                 # Nothing predicted: the score is 0 and so are its gradients and maps.
                 score = region_score(logits[:, card.target_index(t)], threshold)
-                grads = torch.autograd.grad(score, inputs, retain_graph=True)
-                maps = {s.primary: layer_cam(primary.detach(), grads[0])}
-                for (a, lv, msg), grad in zip(messages, grads[1:]):
-                    maps.setdefault(a, {})[lv] = layer_cam(msg.detach(), grad)
-                cams[t] = _assemble(maps, s.primary, size, mode, layer_resolution)
+                grads = torch.autograd.grad(score, list(layers.values()), retain_graph=True)
+                cams[t] = {key: layer_cam(act.detach(), grad) for (key, act), grad in zip(layers.items(), grads)}
     return logits.detach(), cams
 
 
-def _assemble(maps: dict, primary: str, size, mode: str, layer_resolution: bool) -> dict:
-    if layer_resolution:
-        return maps
-    def up(cam: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(cam, size=size, mode=mode, align_corners=False)
+def target_cams(network, windows: torch.Tensor, threshold: float, present: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, dict[str, torch.Tensor]]]:
+    """Logits and every (target, modality) Grad-CAM of a batch of windows, at window size.
 
-    return {m: up(v) if m == primary else sum(up(x) for x in v.values()) for m, v in maps.items()}
+    Each layer's map of :func:`target_layer_cams` upsampled to the window; an auxiliary's
+    maps at its gated levels summed. Arguments as there.
+
+    Returns:
+        logits (B, T, *S) detached, and ``cams[target][modality]`` (B, 1, *S) for the
+        modalities of the target's sub-task (the others have no map).
+    """
+    size, mode = windows.shape[2:], "trilinear" if windows.dim() == 5 else "bilinear"
+    logits, layer_maps = target_layer_cams(network, windows, threshold, present)
+    cams: dict[str, dict[str, torch.Tensor]] = {}
+    for t, maps in layer_maps.items():
+        cams[t] = {}
+        for (m, _), cam in maps.items():
+            up = F.interpolate(cam, size=size, mode=mode, align_corners=False)
+            cams[t][m] = cams[t][m] + up if m in cams[t] else up
+    return logits, cams

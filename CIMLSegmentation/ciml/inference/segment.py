@@ -20,22 +20,22 @@ import numpy as np
 import torch
 
 from ciml import __version__
-from ciml.bundle.weights import load_bundle, read_card
+from ciml.bundle.weights import Bundle, load_bundle, read_card
+from ciml.choices import OUTPUT_FORMATS
 from ciml.config import ModelCard
-from ciml.data import load_case, write_image
+from ciml.data import Case, load_case, write_image
 from ciml.errors import CIMLError
 from ciml.inference.device import resolve_device
 from ciml.inference.sliding_window import predict_logits, predict_with_cams
 from ciml.progress import Progress
 
-FORMATS = ("nii.gz", "nrrd")
 # Stages and the share of the progress bar each takes.
 STAGES = {"loading model": 0.05, "reading images": 0.10, "segmenting": 0.75, "writing": 0.10}
 
 
-@dataclass
+@dataclass(frozen=True)
 class SegmentRequest:
-    """What to segment and how.
+    """What to segment and how (a description only: the run's warnings are in :class:`Inference`).
 
     Args:
         model: the bundle folder.
@@ -44,7 +44,7 @@ class SegmentRequest:
         device: ``auto``, ``cpu`` or ``cuda``.
         cams: compute the per-modality heat maps.
         cam_per_target: also write one heat map per (target, modality).
-        fmt: ``nii.gz`` or ``nrrd``.
+        fmt: one of :data:`~ciml.choices.OUTPUT_FORMATS`.
     """
 
     model: str
@@ -54,6 +54,23 @@ class SegmentRequest:
     cams: bool = True
     cam_per_target: bool = False
     fmt: str = "nii.gz"
+
+
+@dataclass
+class Inference:
+    """What the segmenting stage produced, on the case's working grid.
+
+    Attributes:
+        logits: (T, *S) float32 logits on the CPU.
+        maps: (T, M, *S) raw (un-normalised) heat maps on the CPU, or ``None`` when none were
+            computed.
+        device: where the windows ran (the CPU after a CUDA out-of-memory fallback).
+        warnings: sentences for report.json about the run (after the case's own).
+    """
+
+    logits: torch.Tensor
+    maps: torch.Tensor | None
+    device: torch.device
     warnings: list[str] = field(default_factory=list)
 
 
@@ -98,8 +115,8 @@ class _Stages:
 def segment(request: SegmentRequest, progress: Progress | None = None) -> dict[str, Any]:
     """Run the whole job; returns the report (also written as report.json)."""
 
-    if request.fmt not in FORMATS:
-        raise CIMLError(f"--format {request.fmt}: choose one of {', '.join(FORMATS)}")
+    if request.fmt not in OUTPUT_FORMATS:
+        raise CIMLError(f"--format {request.fmt}: choose one of {', '.join(OUTPUT_FORMATS)}")
     progress = progress or Progress("none")
     stages = _Stages(progress)
     card = read_card(request.model)
@@ -113,30 +130,38 @@ def segment(request: SegmentRequest, progress: Progress | None = None) -> dict[s
     stages.enter("reading images")
     case = load_case(card, request.inputs, case_id=out.name)
     stages.enter("segmenting")
-    logits, cams, device = _run(bundle, case.image, request, stages)
+    inference = _run(bundle, case.image, request, stages)
     stages.enter("writing")
-    report = _write(request, bundle, case, logits, cams, device, stages)
-    return report
+    return _write(request, bundle, case, inference, stages)
 
 
-def _run(bundle, image: np.ndarray, request: SegmentRequest, stages: _Stages):
-    """Inference on the asked device; CUDA out of memory falls back to the CPU unless forced."""
+def _run(bundle: Bundle, image: np.ndarray, request: SegmentRequest, stages: _Stages) -> Inference:
+    """Inference on the asked device; CUDA out of memory falls back to the CPU unless forced.
 
+    Args:
+        bundle: the loaded bundle.
+        image: (M, *S) the case's normalised modalities on its working grid.
+        request: the asked device and whether to compute heat maps.
+        stages: progress, inside the ``segmenting`` stage.
+    """
     device = resolve_device(request.device)
     with_cams = request.cams and bundle.arch == "ciml"
+    warnings: list[str] = []
     if request.cams and not with_cams:
-        request.warnings.append(f"heat maps need the ciml architecture; this model is {bundle.arch}: none computed")
+        warnings.append(f"heat maps need the ciml architecture; this model is {bundle.arch}: none computed")
     try:
-        return (*_infer(bundle, image, device, with_cams, stages), device)
+        return _infer(bundle, image, device, with_cams, stages, warnings)
     except torch.OutOfMemoryError:
         if request.device == "cuda":
             raise CIMLError("CUDA out of memory (--device cuda was forced); rerun with --device cpu") from None
         torch.cuda.empty_cache()
-        request.warnings.append("CUDA ran out of memory; segmented on the CPU instead")
-        return (*_infer(bundle, image, torch.device("cpu"), with_cams, stages), torch.device("cpu"))
+        warnings.append("CUDA ran out of memory; segmented on the CPU instead")
+        return _infer(bundle, image, torch.device("cpu"), with_cams, stages, warnings)
 
 
-def _infer(bundle, image: np.ndarray, device: torch.device, with_cams: bool, stages: _Stages):
+def _infer(bundle: Bundle, image: np.ndarray, device: torch.device, with_cams: bool, stages: _Stages,
+           warnings: list[str]) -> Inference:
+    """One attempt at :func:`_run`'s job on ``device``; ``warnings`` so far go into the result."""
     network = bundle.network.to(device).eval()
     tensor = torch.from_numpy(np.ascontiguousarray(image))
 
@@ -144,8 +169,10 @@ def _infer(bundle, image: np.ndarray, device: torch.device, with_cams: bool, sta
         stages.within(done / total)
 
     if with_cams:
-        return predict_with_cams(network, tensor, bundle.card, device, on_window)
-    return predict_logits(network, tensor, bundle.card, device, on_window), None
+        logits, maps = predict_with_cams(network, tensor, bundle.card, device, on_window)
+    else:
+        logits, maps = predict_logits(network, tensor, bundle.card, device, on_window), None
+    return Inference(logits=logits, maps=maps, device=device, warnings=warnings)
 
 
 def normalised_maps(cams: torch.Tensor) -> torch.Tensor:
@@ -175,18 +202,17 @@ def contributions(cams: torch.Tensor, regions: torch.Tensor, card: ModelCard) ->
     return out
 
 
-def _write(request: SegmentRequest, bundle, case, logits: torch.Tensor, cams: torch.Tensor | None,
-           device: torch.device, stages: _Stages) -> dict[str, Any]:
-
+def _write(request: SegmentRequest, bundle: Bundle, case: Case, inference: Inference,
+           stages: _Stages) -> dict[str, Any]:
+    """Write the label map, the heat maps and report.json into ``request.out``, all or nothing."""
     card = bundle.card
     out = Path(request.out)
     out.mkdir(parents=True, exist_ok=True)
-    probabilities = torch.sigmoid(logits)
-    regions = probabilities > card.inference.threshold
+    probabilities = torch.sigmoid(inference.logits)
     label = case.label_map(probabilities.numpy(), card)
     files: dict[str, np.ndarray] = {"segmentation": label}
-    if cams is not None:
-        scaled = normalised_maps(cams)
+    if inference.maps is not None:
+        scaled = normalised_maps(inference.maps)
         for j, m in enumerate(card.modality_names):
             files[f"cam_{m}"] = scaled[:, j].amax(dim=0).numpy()
             if request.cam_per_target:
@@ -202,7 +228,7 @@ def _write(request: SegmentRequest, bundle, case, logits: torch.Tensor, cams: to
             names[name] = path.name
             stages.within((k + 1) / (len(files) + 1))
         stages.leave()
-        report = _report(request, bundle, case, label, cams, regions, device, stages.timings, names)
+        report = _report(request, bundle, case, inference, label, probabilities, stages.timings, names)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         for path in tmp.iterdir():  # all written: now replace what an earlier run left
             os.replace(path, out / path.name)
@@ -211,10 +237,25 @@ def _write(request: SegmentRequest, bundle, case, logits: torch.Tensor, cams: to
     return report
 
 
-def _report(request, bundle, case, label, cams, regions, device, timings, names) -> dict[str, Any]:
+def _report(request: SegmentRequest, bundle: Bundle, case: Case, inference: Inference, label: np.ndarray,
+            probabilities: torch.Tensor, timings: dict[str, float], outputs: dict[str, str]) -> dict[str, Any]:
+    """The contents of report.json (docs/segment.md; the Slicer module reads it).
+
+    Args:
+        request: what was asked (its inputs are reported).
+        bundle: the bundle that segmented (path, name, architecture, weights hash).
+        case: the case (its reference spacing gives volumes; its warnings come first).
+        inference: the segmenting stage's result (device, maps, warnings).
+        label: the written label map, on the reference grid.
+        probabilities: (T, *S) sigmoid of the logits on the working grid (the contributions'
+            regions).
+        timings: seconds per stage.
+        outputs: output name -> file name written.
+    """
     card = bundle.card
     voxel_ml = float(np.prod(case.reference.spacing)) / 1000.0
-    shares = contributions(cams, regions, card) if cams is not None else {}
+    cams = inference.maps
+    shares = contributions(cams, probabilities > card.inference.threshold, card) if cams is not None else {}
     targets = {}
     for t in card.targets:
         voxels = int(np.isin(label, t.includes).sum())  # the written label map, as a reader sees it
@@ -224,7 +265,7 @@ def _report(request, bundle, case, label, cams, regions, device, timings, names)
         "ciml_version": __version__,
         "model": {"path": str(bundle.path), "name": card.name, "arch": bundle.arch,
                   "sha256": bundle.metadata["weights"]["sha256"]},
-        "inputs": dict(request.inputs), "reference": card.reference, "device": str(device),
-        "heat_maps": cams is not None, "outputs": names, "timings_s": timings, "targets": targets,
-        "warnings": list(case.warnings) + request.warnings,
+        "inputs": dict(request.inputs), "reference": card.reference, "device": str(inference.device),
+        "heat_maps": cams is not None, "outputs": outputs, "timings_s": timings, "targets": targets,
+        "warnings": list(case.warnings) + inference.warnings,
     }

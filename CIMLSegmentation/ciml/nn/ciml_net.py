@@ -70,6 +70,14 @@ class CIMLNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x).logits
 
+    def gate(self, subtask: str, auxiliary: str, level: int) -> CrossModalityInformationGate:
+        """The gate through which ``auxiliary`` talks to ``subtask``'s primary at encoder ``level``.
+
+        The one way to reach a gate from outside (its ``message`` is the layer Grad-CAM reads);
+        :class:`~ciml.nn.output.NetOutput` ``gates`` are keyed by the same triple.
+        """
+        return self.gates[_gate_key(subtask, auxiliary, level)]
+
     def encode(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         """Features of every used modality at every level. x: (B, M, *S)."""
         return {m: self.encoders[m](x[:, i:i + 1]) for i, m in enumerate(self.card.modality_names)
@@ -87,7 +95,7 @@ class CIMLNet(nn.Module):
             skips = list(features[s.primary])
             for lv in self.gate_levels:
                 for a in s.auxiliaries:
-                    g = self.gates[_gate_key(s.name, a, lv)](features[s.primary][lv], features[a][lv])
+                    g = self.gate(s.name, a, lv)(features[s.primary][lv], features[a][lv])
                     if present is not None:
                         g.message = g.message * _per_sample(present[:, self.card.modality_index(a)], g.message)
                     gates[(s.name, a, lv)] = g

@@ -9,6 +9,7 @@ from torch import nn
 from ciml.config import ModelCard
 from ciml.nn.ciml_net import CIMLNet
 from ciml.nn.output import NetOutput
+from ciml.nn.parameters import parameter_count
 
 
 def _dynunet(card: ModelCard, features: tuple[int, ...]) -> DynUNet:
@@ -21,12 +22,8 @@ def _dynunet(card: ModelCard, features: tuple[int, ...]) -> DynUNet:
         dropout=net.dropout or None)
 
 
-def _count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def matched_features(card: ModelCard, parameter_count: int) -> tuple[int, ...]:
-    """The card's feature widths scaled so that the DynUNet has about ``parameter_count`` weights.
+def matched_features(card: ModelCard, target: int) -> tuple[int, ...]:
+    """The card's feature widths scaled so that the DynUNet has about ``target`` weights.
 
     Bisects the width multiplier, building candidates on the meta device (no memory, no time).
     """
@@ -35,8 +32,8 @@ def matched_features(card: ModelCard, parameter_count: int) -> tuple[int, ...]:
     for _ in range(30):
         mid = (low + high) / 2
         with torch.device("meta"):
-            n = _count(_dynunet(card, tuple(max(1, round(f * mid)) for f in base)))
-        low, high = (mid, high) if n < parameter_count else (low, mid)
+            n = parameter_count(_dynunet(card, tuple(max(1, round(f * mid)) for f in base)))
+        low, high = (mid, high) if n < target else (low, mid)
     return tuple(max(1, round(f * (low + high) / 2)) for f in base)
 
 
@@ -55,7 +52,7 @@ class EarlyFusionNet(nn.Module):
         super().__init__()
         if features is None:
             with torch.device("meta"):
-                features = matched_features(card, _count(CIMLNet(card)))
+                features = matched_features(card, parameter_count(CIMLNet(card)))
         self.card = card
         self.features = tuple(features)
         self.net = _dynunet(card, self.features)

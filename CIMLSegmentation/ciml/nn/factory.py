@@ -30,7 +30,3 @@ def build_network(card: ModelCard, arch: str = "ciml", options: dict | None = No
     if arch == "maml":
         return MAMLNet(card, **options)
     raise CIMLError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
-
-
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

@@ -34,15 +34,14 @@ import monai.inferers  # noqa: F401 - loaded before a child measures its baselin
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.inferers import sliding_window_inference
 
 from ciml.config import ModelCard, card_from_dict, preset_dict
 from ciml.data.case import regrid
 from ciml.data.geometry import Geometry
 from ciml.data.normalize import normalize
 from ciml.data.synthetic import SIZES, generate_case
-from ciml.inference.sliding_window import _window_count, autocast, predict_logits, predict_with_cams
-from ciml.nn import CIMLNet, EarlyFusionNet
+from ciml.inference.sliding_window import autocast, predict_logits, predict_maps, predict_with_cams, window_count
+from ciml.nn import build_network, parameter_count
 from ciml.research.targets import CONFIGS, LABELS, MEMORY_TARGET_BYTES, RATIOS
 
 
@@ -88,21 +87,32 @@ def benchmark_image(card: ModelCard, size: str = "full", seed: int = 0, kind: st
     return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
 
 
-def build_network(name: str, card: ModelCard, seed: int = 0) -> torch.nn.Module:
-    """The (randomly initialised, seeded) network a configuration runs, in eval mode."""
+def config_network(name: str, card: ModelCard, seed: int = 0) -> torch.nn.Module:
+    """The (randomly initialised, seeded) network configuration ``name`` runs, in eval mode.
 
+    Args:
+        name: one of :data:`CONFIGS`; ``early_fusion`` runs the early-fusion network, every
+            other configuration the CIML network.
+        card: the benchmark's card.
+        seed: seeds the initial weights.
+    """
     torch.manual_seed(seed)
-    return (EarlyFusionNet(card) if name == "early_fusion" else CIMLNet(card)).eval()
+    return build_network(card, "early-fusion" if name == "early_fusion" else "ciml").eval()
 
 
 def captum_window_cams(network, windows: torch.Tensor, card: ModelCard) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and (B, T*M, *S) maps of a batch of windows, by one Captum call per layer.
+    """Logits (B, T, *S) and maps (B, T*M, *S) of a batch of windows (B, M, *S), one Captum call per layer.
 
     The layers are those of :func:`~ciml.inference.gradcam.target_cams`: the primary's deepest
     encoder level and every gate message of the auxiliaries (summed over levels after
     upsampling); modalities outside a target's sub-task get zeros, as there.
+
+    Args:
+        network: a :class:`~ciml.nn.CIMLNet` in eval mode.
+        windows: (B, M, *S) input windows.
+        card: the network's card (targets, modalities, threshold).
     """
-    from captum.attr import LayerGradCam
+    from captum.attr import LayerGradCam  # optional package (the `test` extra): only this baseline needs it
 
     size, mode = windows.shape[2:], "trilinear" if windows.dim() == 5 else "bilinear"
     cut = float(torch.logit(torch.tensor(card.inference.threshold)))
@@ -112,8 +122,7 @@ def captum_window_cams(network, windows: torch.Tensor, card: ModelCard) -> tuple
     maps = torch.zeros(windows.shape[0], len(card.targets) * len(card.modalities), *size)
     for s in card.subtasks:
         layers = [(s.primary, network.encoders[s.primary].levels[-1])]
-        layers += [(a, network.gates[f"{s.name}__{a}__{lv}"].message)
-                   for a in s.auxiliaries for lv in network.gate_levels]
+        layers += [(a, network.gate(s.name, a, lv).message) for a in s.auxiliaries for lv in network.gate_levels]
         for t in s.targets:
             i = card.target_index(t)
 
@@ -121,7 +130,8 @@ def captum_window_cams(network, windows: torch.Tensor, card: ModelCard) -> tuple
                 return (network(x)[:, i].float() * predicted[:, i]).flatten(1).sum(dim=1)
 
             for m, layer in layers:
-                cam = LayerGradCam(score, layer).attribute(windows, relu_attributions=True)
+                with torch.enable_grad():  # predict_windows runs predictors that need gradients under no_grad
+                    cam = LayerGradCam(score, layer).attribute(windows, relu_attributions=True)
                 up = F.interpolate(cam.detach().float(), size=size, mode=mode, align_corners=False)
                 maps[:, i * len(card.modalities) + card.modality_index(m)] += up[:, 0]
     return logits, maps
@@ -129,27 +139,15 @@ def captum_window_cams(network, windows: torch.Tensor, card: ModelCard) -> tuple
 
 def predict_with_captum(network, image: torch.Tensor, card: ModelCard, device: torch.device,
                         on_window: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Like :func:`~ciml.inference.sliding_window.predict_with_cams`, the maps from the Captum loop."""
+    """Like :func:`~ciml.inference.sliding_window.predict_with_cams` (its arguments but ``present``,
+    its results), the maps from the Captum loop (:func:`captum_window_cams`)."""
 
-
-    inf = card.inference
-    total = _window_count(tuple(image.shape[1:]), inf.roi_size, inf.overlap, inf.sw_batch_size)
-    done = [0]
-
-    def predictor(windows: torch.Tensor) -> dict[str, torch.Tensor]:
+    def window_maps(windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(device):
             logits, maps = captum_window_cams(network, windows, card)
-        done[0] += 1
-        if on_window is not None:
-            on_window(done[0], total)
-        return {"logits": logits, "cams": maps.to(logits.device)}
+        return logits, maps.to(logits.device)
 
-    out = sliding_window_inference(
-        image[None].to(device), roi_size=inf.roi_size, sw_batch_size=inf.sw_batch_size,
-        predictor=predictor, overlap=inf.overlap, mode=inf.blend, sw_device=device,
-        device=torch.device("cpu"))
-    cams = out["cams"][0].float().clamp_min(0)
-    return out["logits"][0].float(), cams.reshape(len(card.targets), len(card.modalities), *cams.shape[1:])
+    return predict_maps(window_maps, image, card, device, on_window)
 
 
 def runner(name: str, network, setup: Setup) -> Callable[[int | None], float]:
@@ -193,9 +191,8 @@ def time_config(name: str, setup: Setup, repeats: int, max_windows: int | None =
     With ``max_windows``, the time of that many windows is scaled to the whole volume.
     """
 
-    inf = setup.card.inference
-    total = _window_count(tuple(setup.image.shape[1:]), inf.roi_size, inf.overlap, inf.sw_batch_size)
-    network = build_network(name, setup.card, setup.seed).to(setup.device)
+    total = window_count(tuple(setup.image.shape[1:]), setup.card.inference)
+    network = config_network(name, setup.card, setup.seed).to(setup.device)
     run = runner(name, network, setup)
     if setup.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(setup.device)
@@ -204,9 +201,9 @@ def time_config(name: str, setup: Setup, repeats: int, max_windows: int | None =
     capped = max_windows is not None and max_windows < total
     scale = total / max_windows if capped else 1.0
     times = [run(max_windows if capped else None) * scale for _ in range(repeats)]
-    result = {"label": LABELS[name], "parameters": sum(p.numel() for p in network.parameters()),
-              "windows": total, "windows_timed": max_windows if capped else total, "extrapolated": capped, "warmup": warmup,
-              "times_s": times, "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+    result = {"label": LABELS[name], "parameters": parameter_count(network),
+              "windows": total, "windows_timed": max_windows if capped else total, "extrapolated": capped,
+              "warmup": warmup, "times_s": times, "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
     if setup.device.type == "cuda":
         result["cuda_peak_bytes"] = int(torch.cuda.max_memory_allocated(setup.device))
     return result
