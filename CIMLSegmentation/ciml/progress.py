@@ -15,11 +15,11 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-MODES = ("bar", "json", "none")
+from ciml.choices import PROGRESS_MODES
 
 
 class Progress:
-    """Reports stages and fractions in one of :data:`MODES`.
+    """Reports stages and fractions in one of :data:`ciml.choices.PROGRESS_MODES`.
 
     Args:
         mode: ``bar`` (tqdm on stderr), ``json`` (JSON lines on ``stream``) or ``none``.
@@ -27,8 +27,8 @@ class Progress:
     """
 
     def __init__(self, mode: str = "bar", stream: TextIO | None = None):
-        if mode not in MODES:
-            raise ValueError(f"progress mode must be one of {MODES}")
+        if mode not in PROGRESS_MODES:
+            raise ValueError(f"progress mode must be one of {PROGRESS_MODES}")
         self.mode = mode
         self.stream = stream or sys.stdout
         self.started = time.monotonic()
