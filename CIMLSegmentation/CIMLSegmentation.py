@@ -7,18 +7,19 @@ slicer and the Slicer-side CIMLSegmentationLib modules at the top (this file onl
 """
 
 import os
-import subprocess
-import tempfile
+import unittest
 
 import qt
 import slicer
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
+from CIMLSegmentationLib import install, sampledata, samplecase
 from CIMLSegmentationLib import models as modelsLib
 from CIMLSegmentationLib.parameters import CIMLSegmentationParameterNode
-from CIMLSegmentationLib.process import python_executable
 from CIMLSegmentationLib.segmentation import SegmentationJob
 from CIMLSegmentationLib.training import TrainingJob
 from CIMLSegmentationLib.widget import Panel
@@ -37,28 +38,31 @@ def pollTimer(intervalMs, callback):
 class CIMLSegmentation(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "CIML Segmentation"
-        self.parent.categories = ["Segmentation"]
+        self.parent.title = _("CIML Segmentation")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
         self.parent.contributors = ["CIMLSegmentation developers"]
-        self.parent.helpText = (
+        self.parent.helpText = _(
             "Segments tumours from several modalities at once (the MRI sequences of a brain scan, or "
             "PET with CT) and shows, per modality, a heat map of what it contributed. Choose a model, "
             "check the volume chosen for each modality, and press Apply: the network runs in the "
-            "background and can be cancelled.<br><br>"
+            "background and can be cancelled. A sample case is in the Sample Data module.<br><br>"
             "The network is CIML (complementary information mutual learning: Shen et al., Neural "
             "Networks 2024, arXiv 2401.02717); the network here is this project's interpretation of "
             "the published abstract. Also offered: MAML (Zhang et al., MICCAI 2021), PASSION "
             "(Shi et al., ACM MM 2024) for missing modalities, DTC (Luo et al., AAAI 2021) for "
             "semi-supervised training. "
             '<a href="https://github.com/ciml-segmentation/SlicerCIMLSegmentation/blob/main/docs/slicer-module.md">User guide</a>.')
-        self.parent.acknowledgementText = (
+        self.parent.acknowledgementText = _(
             "Built on 3D Slicer, PyTorch, MONAI and SimpleITK. The CIML, MAML, PASSION and DTC methods "
             "are the work of their authors, cited above; any error in their interpretation is ours.")
+        # Sample Data is importable only once every module is loaded (as in Slicer's module template).
+        slicer.app.connect("startupCompleted()", sampledata.registerSampleData)
 
 
 class CIMLSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Loads the .ui and hands it to the panel; keeps the parameter node across scene closes."""
+    """Loads the .ui and hands it to the panel; connects the parameter node while the module is
+    shown. Runs go on when the user leaves the module; closing the scene cancels a segmentation."""
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -73,14 +77,25 @@ class CIMLSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CIMLSegmentationLogic()
         self.panel = Panel(self.ui, self.logic)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, lambda *a: self.setParameterNode(None))
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, lambda *a: self.enter())
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
     def enter(self):
         self.setParameterNode(self.logic.getParameterNode())
 
     def exit(self):
         self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event):
+        # The parameter node goes first, so the cancelled run's callback cannot reach it.
+        self.setParameterNode(None)
+        self.panel.sceneClosing()
+
+    def onSceneEndClose(self, caller, event):
+        # Closing a scene while another module is shown must not connect this one's GUI
+        # (as Slicer's module template does).
+        if self.parent.isEntered:
+            self.enter()
 
     def setParameterNode(self, parameters):
         if self.panel.parameters is not None and self._guiTag is not None:
@@ -113,18 +128,19 @@ class CIMLSegmentationLogic(ScriptedLoadableModuleLogic):
     def readModel(self, folder):
         return modelsLib.read_model(folder)
 
-    def segment(self, model, volumes, segmentation=None, device="auto", heatMaps=True, wait=False,
-                onProgress=None, onFinished=None):
-        """Run the model on {modality: volume node}; returns the SegmentationJob."""
+    def segment(self, model, volumes, segmentation=None, device="auto", heatMaps=True, wait=False, **callbacks):
+        """Run the model on {modality: volume node}; returns the SegmentationJob, which brings the
+        results into the scene itself. ``callbacks``: onProgress, onFinished, onLog, onTick (see
+        CIMLSegmentationLib.job.BackgroundJob)."""
         job = SegmentationJob(model, volumes, segmentation, MODULE_DIR, device, heatMaps, timer=pollTimer,
-                              onProgress=onProgress, onFinished=onFinished).start()
+                              **callbacks).start()
         return job.wait() if wait else job
 
-    def train(self, dataFolder, baseModel=None, steps=None, wait=False, onProgress=None, onFinished=None):
+    def train(self, dataFolder, baseModel=None, steps=None, wait=False, **callbacks):
         """Fine-tune on a dataset folder; returns the TrainingJob. On success its bundle is copied
-        into the models folder (``job.model``)."""
+        into the models folder (``job.model``); a run that fails after saving a bundle keeps it."""
         job = TrainingJob(MODULE_DIR, dataFolder, self.modelsFolder(), baseModel, steps, timer=pollTimer,
-                          onProgress=onProgress, onFinished=onFinished).start()
+                          **callbacks).start()
         return job.wait() if wait else job
 
     def showChart(self, chart):
@@ -134,27 +150,38 @@ class CIMLSegmentationLogic(ScriptedLoadableModuleLogic):
 
 
 class CIMLSegmentationTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer: the built-in model on a generated BraTS-like case."""
+    """Runs inside Slicer, from CTest (``py_CIMLSegmentation``) or the module's Reload and Test:
+    the sample case from Sample Data, then the built-in model on it. The second test installs
+    the worker's dependencies when missing (no dialog under CTest), or is skipped with the reason
+    when they cannot be installed; set CIML_SELFTEST_INSTALL=0 to skip rather than install."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_segment_sample_case()
+        # Reload and Test calls this directly, outside unittest's runner: report a skip, not an error.
+        for test in (self.test_sample_case_loads, self.test_segment_sample_case):
+            self.setUp()
+            try:
+                test()
+            except unittest.SkipTest as skipped:
+                self.delayDisplay(f"Skipped {test.__name__}: {skipped}")
+
+    def test_sample_case_loads(self):
+        self.delayDisplay("Loading the sample case (made by the worker on first use)")
+        volumes = sampledata.loadSampleCase()
+        self.assertEqual(list(volumes), list(samplecase.MODALITIES))
+        for modality, volume in volumes.items():
+            self.assertEqual(volume.GetName(), samplecase.node_name(modality))
+            self.assertGreater(volume.GetImageData().GetDimensions()[2], 1)  # a 3D volume
+        self.delayDisplay("Sample case loaded")
 
     def test_segment_sample_case(self):
+        self.requireDependencies()
         logic = CIMLSegmentationLogic()
         model = modelsLib.read_model(logic.builtinModels[0], origin="built-in")
-        folder = tempfile.mkdtemp(prefix="ciml-selftest-")
-        self.delayDisplay("Generating a sample case with the worker")
-        subprocess.run([python_executable(), "-m", "ciml", "sample-data", "--kind", "brats", "--cases", "1",
-                        "--out", folder], check=True, env=dict(os.environ, PYTHONPATH=MODULE_DIR))
-        files = [os.path.join(root, f) for root, _, names in os.walk(folder) for f in names]
-        volumes = {}
-        for modality in model.modalities:
-            path = next(f for f in files if os.path.basename(f).split(".")[0].lower().endswith("_" + modality))
-            volumes[modality] = slicer.util.loadVolume(path)
+        volumes = sampledata.loadSampleCase()
+        self.assertEqual(sorted(volumes), sorted(model.modalities))
         self.delayDisplay("Running the built-in model")
         job = logic.segment(model, volumes, wait=True)
         self.assertEqual(job.status, "done", job.error)
@@ -163,3 +190,19 @@ class CIMLSegmentationTest(ScriptedLoadableModuleTest):
         self.assertEqual(names, model.targets)
         self.assertEqual(len(job.heatMaps), len(model.modalities))
         self.delayDisplay("Test passed")
+
+    def requireDependencies(self):
+        """Install the worker's packages if missing, or skip with the reason."""
+        if os.environ.get("CIML_SELFTEST_INSTALL", "1") == "0":
+            missing = install.missingPackages()
+            if missing:
+                self.skipTest(f"the worker's packages are missing ({', '.join(missing)}) and "
+                              "CIML_SELFTEST_INSTALL=0 forbids installing them")
+            return
+        try:
+            # No confirmation under CTest (--testing); Reload and Test asks, as Apply does.
+            install.install_dependencies(ask=not slicer.app.testingEnabled())
+        except install.Declined:
+            self.skipTest("installing the worker's packages was declined")
+        except install.DependencyError as exc:
+            self.skipTest(f"the worker's packages cannot be installed: {exc}")

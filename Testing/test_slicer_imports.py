@@ -23,7 +23,8 @@ BLOCKER = textwrap.dedent(f"""
     sys.meta_path.insert(0, Blocked())
     sys.path.insert(0, {str(slicer_lib_helpers.MODULE_DIR)!r})
 """)
-PLAIN = ("models", "roles", "report", "geometry", "requirements", "progress", "process", "job", "training")
+PLAIN = ("models", "roles", "report", "geometry", "requirements", "progress", "process", "job", "training",
+         "naming", "samplecase")
 
 
 def run_blocked(code: str) -> subprocess.CompletedProcess:

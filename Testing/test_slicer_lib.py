@@ -76,6 +76,13 @@ def test_a_card_the_core_rejects_is_one_model_error(models_dir, tmp_path):
 
 def test_device_choices_come_from_the_core():
     assert [process.device_label(d) for d in DEVICES] == ["Auto", "CPU", "GPU (CUDA)"]
+    assert DEVICES[0] == "auto"
+
+
+def test_device_index_falls_back_to_auto_for_a_stale_saved_value():
+    assert [process.device_index(DEVICES, d) for d in DEVICES] == list(range(len(DEVICES)))
+    for stale in ("gpu", "CUDA", "", None, "mps"):  # a scene saved by another version, or edited
+        assert process.device_index(DEVICES, stale) == 0
 
 
 # --- roles ----------------------------------------------------------------------------------

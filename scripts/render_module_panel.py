@@ -40,6 +40,11 @@ STAND_INS = {
 
 BRATS_VOLUMES = {"t1": "BraTS-sample-000_t1", "t1ce": "BraTS-sample-000_t1ce",
                  "t2": "BraTS-sample-000_t2", "flair": "BraTS-sample-000_flair"}
+# The Log box as the panel and the worker write it: the earlier run's summary, then this run.
+LOG_LINES = ["segmented with brats-sample on cuda in 21.4 s; outputs in /tmp/ciml-segment-k2j1/out",
+             "  WT: 61.3 ml  (contributions: t1 8%, t1ce 17%, t2 21%, flair 54%)",
+             "Done.",
+             "Segmenting with brats-sample on Auto."]
 RELATIONS = [("WT", {"t1": 0.08, "t1ce": 0.17, "t2": 0.21, "flair": 0.54}, 61.3),
              ("TC", {"t1": 0.11, "t1ce": 0.58, "t2": 0.14, "flair": 0.17}, 18.9),
              ("ET", {"t1": 0.06, "t1ce": 0.71, "t2": 0.09, "flair": 0.14}, 7.4)]
@@ -101,6 +106,12 @@ def fill(panel, model):
     find(QtWidgets.QLabel, "statusLabel").setText(
         status_text({"event": "progress", "stage": "sliding_window", "fraction": 0.62, "eta_s": 14}))
     find(QtWidgets.QLabel, "elapsedLabel").setText(elapsed_text(23))
+    log = find(QtWidgets.QPlainTextEdit, "logTextEdit")
+    log.setPlainText("\n".join(LOG_LINES))
+    log.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
+    log.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
+    log.setFixedHeight(log.fontMetrics().lineSpacing() * len(LOG_LINES) + 16)
+    log.parentWidget().setSizePolicy(QtWidgets.QSizePolicy.Preferred, QtWidgets.QSizePolicy.Maximum)
 
     relations = find(QtWidgets.QTableWidget, "relationsTableWidget")
     relations.setColumnCount(len(model.modalities) + 2)

@@ -1,11 +1,14 @@
 """Writing the input volumes for the worker.
 
-Every volume goes to a temporary .nrrd. The worker reads the outputs on the reference modality's
-grid; an input whose grid differs from the reference volume's is resampled onto it here, in
-physical space, assuming the volumes are already co-registered (a note says so in the log).
+Every volume goes to a temporary .nrrd. A volume file holds no parent transform, so an input
+under one is written as a hidden copy with the transform hardened: the worker reads the image
+where the views show it, and the results (on the reference's world grid) land there too. The
+worker reads the outputs on the reference modality's grid; an input whose grid differs from the
+reference volume's is resampled onto it here, in physical space, assuming the volumes are
+already co-registered (a note says so in the log). Temporary nodes never outlive the export.
 
 Slicer-only: imports slicer and vtk at the top, so it is imported only by the segmentation job.
-Comparing grids is plain Python in ``geometry``.
+The plan (what is hardened, what is resampled, the notes) is plain Python in ``geometry``.
 """
 
 import logging
@@ -14,8 +17,9 @@ from typing import Dict, List, Tuple
 
 import slicer
 import vtk
+from slicer.i18n import tr as _
 
-from .geometry import geometry, geometry_differs
+from .geometry import export_plan, geometry
 
 
 def volumeGeometry(volume) -> Dict:
@@ -31,13 +35,29 @@ def checkUsable(modality: str, volume) -> str:
     """A message when a volume cannot be used ('' when it can): empty, not 3D, vector-valued."""
     image = volume.GetImageData() if volume else None
     if image is None:
-        return f"{modality}: the volume has no image data."
+        return _("{modality}: the volume has no image data.").format(modality=modality)
     dims = image.GetDimensions()
     if min(dims) < 2:
-        return f"{modality}: '{volume.GetName()}' is not a 3D volume (size {dims})."
+        return _("{modality}: '{name}' is not a 3D volume (size {size}).").format(
+            modality=modality, name=volume.GetName(), size=dims)
     if image.GetNumberOfScalarComponents() != 1:
-        return f"{modality}: '{volume.GetName()}' has {image.GetNumberOfScalarComponents()} components; a scalar volume is needed."
+        return _("{modality}: '{name}' has {count} components; a scalar volume is needed.").format(
+            modality=modality, name=volume.GetName(), count=image.GetNumberOfScalarComponents())
     return ""
+
+
+def hardenedCopy(volume):
+    """A new hidden volume: ``volume`` with its parent transform hardened (a linear transform
+    moves the grid, a warping one resamples the voxels), the user's volume untouched."""
+    copy = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", volume.GetName() + "_hardened")
+    copy.SetHideFromEditors(True)
+    copy.CopyOrientation(volume)
+    image = vtk.vtkImageData()
+    image.DeepCopy(volume.GetImageData())
+    copy.SetAndObserveImageData(image)
+    copy.SetAndObserveTransformNodeID(volume.GetTransformNodeID())
+    copy.HardenTransform()
+    return copy
 
 
 def resampleOnto(volume, reference):
@@ -46,11 +66,22 @@ def resampleOnto(volume, reference):
     output.SetHideFromEditors(True)
     parameters = {"inputVolume": volume.GetID(), "outputVolume": output.GetID(),
                   "referenceVolume": reference.GetID(), "interpolationType": "linear"}
-    result = slicer.cli.runSync(slicer.modules.resamplescalarvectordwivolume, None, parameters)
-    if result.GetStatus() & result.ErrorsMask:
+    cliNode = None
+    try:
+        # update_display=False: the default shows the output in the views and resets them
+        cliNode = slicer.cli.runSync(slicer.modules.resamplescalarvectordwivolume, None, parameters,
+                                     update_display=False)
+        if cliNode is None:
+            raise RuntimeError(_("the Resample Scalar/Vector/DWI Volume module could not run"))
+        if cliNode.GetStatus() & cliNode.ErrorsMask:
+            raise RuntimeError(_("resampling '{name}' failed: {error}").format(
+                name=volume.GetName(), error=cliNode.GetErrorText()))
+    except Exception:
         slicer.mrmlScene.RemoveNode(output)
-        raise RuntimeError(f"resampling '{volume.GetName()}' failed: {result.GetErrorText()}")
-    slicer.mrmlScene.RemoveNode(result)
+        raise
+    finally:
+        if cliNode is not None:  # the CLI's parameter node is not the user's: never leave it behind
+            slicer.mrmlScene.RemoveNode(cliNode)
     return output
 
 
@@ -59,22 +90,31 @@ def exportInputs(volumes: Dict, reference: str, folder: str) -> Tuple[Dict[str, 
     problems = [p for p in (checkUsable(m, v) for m, v in volumes.items()) if p]
     if problems:
         raise ValueError("\n".join(problems))
-    reference_node = volumes[reference]
-    reference_grid = volumeGeometry(reference_node)
-    paths, notes = {}, []
-    for modality, volume in volumes.items():
-        node, temporary = volume, False
-        if modality != reference and geometry_differs(volumeGeometry(volume), reference_grid):
-            notes.append(f"{modality} ('{volume.GetName()}') resampled onto the grid of {reference} "
-                         f"('{reference_node.GetName()}'); the volumes are assumed co-registered.")
-            logging.info(notes[-1])
-            node, temporary = resampleOnto(volume, reference_node), True
-        path = os.path.join(folder, f"{modality}.nrrd")
-        try:
+    temporary = []  # hardened copies and resampled volumes, removed whatever happens
+    try:
+        world = {}
+        for modality, volume in volumes.items():
+            world[modality] = volume
+            if volume.GetParentTransformNode() is not None:
+                world[modality] = hardenedCopy(volume)
+                temporary.append(world[modality])
+        transforms = {m: v.GetParentTransformNode().GetName() if v.GetParentTransformNode() else ""
+                      for m, v in volumes.items()}
+        resample, notes = export_plan(reference, {m: v.GetName() for m, v in volumes.items()},
+                                      {m: volumeGeometry(n) for m, n in world.items()}, transforms)
+        for note in notes:
+            logging.info(note)
+        paths = {}
+        for modality, node in world.items():
+            if resample[modality]:
+                node = resampleOnto(node, world[reference])
+                temporary.append(node)
+            path = os.path.join(folder, f"{modality}.nrrd")
             if not slicer.util.saveNode(node, path, {"useCompression": 0}):
-                raise RuntimeError(f"{modality}: '{volume.GetName()}' could not be written to {path}")
-        finally:
-            if temporary:
-                slicer.mrmlScene.RemoveNode(node)
-        paths[modality] = path
+                raise RuntimeError(_("{modality}: '{name}' could not be written to {path}").format(
+                    modality=modality, name=volumes[modality].GetName(), path=path))
+            paths[modality] = path
+    finally:
+        for node in temporary:
+            slicer.mrmlScene.RemoveNode(node)
     return paths, notes

@@ -1,10 +1,12 @@
-"""Voxel grids as plain values, and whether two of them differ (so an input is resampled onto
-the reference grid before the worker reads it).
+"""Voxel grids as plain values, whether two of them differ, and what happens to each input
+before the worker reads it: an input under a parent transform is read as a hardened copy (the
+volume where the views show it), and one whose grid differs from the reference's is resampled.
 
-Plain Python, tested outside Slicer; no imports. ``export`` reads the grids of Slicer volumes.
+Plain Python, tested outside Slicer; imports only ``typing``. ``export`` reads the grids of
+Slicer volumes and carries the plan out.
 """
 
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 
 def geometry(origin: Sequence[float], spacing: Sequence[float], directions: Sequence[Sequence[float]],
@@ -25,3 +27,24 @@ def geometry_differs(a: Dict, b: Dict, tolerance: float = 1e-3) -> bool:
         return True
     return any(abs(x - y) > tolerance for ra, rb in zip(a["directions"], b["directions"])
                for x, y in zip(ra, rb))
+
+
+def export_plan(reference: str, names: Dict[str, str], grids: Dict[str, Dict],
+                transforms: Dict[str, str]) -> Tuple[Dict[str, bool], List[str]]:
+    """Which inputs are resampled onto the reference grid, and the notes for the log.
+
+    ``grids`` are the inputs' grids in world space, that is after hardening the parent transform
+    named in ``transforms`` ('' for none): a volume file holds no transform, so writing the
+    volume itself would give the worker the image where it was before the transform moved it.
+    ``names`` are the volumes' names, for the notes.
+    """
+    resample, notes = {}, []
+    for modality, grid in grids.items():
+        if transforms.get(modality):
+            notes.append(f"{modality} ('{names[modality]}') is under the transform '{transforms[modality]}': "
+                         "the segmentation used a copy with that transform hardened, as the views show it.")
+        resample[modality] = modality != reference and geometry_differs(grid, grids[reference])
+        if resample[modality]:
+            notes.append(f"{modality} ('{names[modality]}') resampled onto the grid of {reference} "
+                         f"('{names[reference]}'); the volumes are assumed co-registered.")
+    return resample, notes

@@ -2,10 +2,16 @@
 
 ``start()`` prepares the run in a temporary folder (the subclass writes its inputs and builds
 the command line), starts the worker and the poll timer. Each ``poll()`` hands the worker's new
-progress events to ``onProgress``; once the worker has exited, the subclass finishes the run
-(imports the results, registers the bundle), the temporary folder is removed, and
+stderr lines to ``onLog``, the job itself to ``onTick`` (the panel's elapsed time: it can only
+tick while the job's own timer runs, so it stops when the job ends, however it ends), and the
+new progress events to ``onProgress``. Once the worker has exited, the subclass finishes the run
+(imports the results, registers the bundle), ``_settle`` decides whether the folder must be
+kept (a training run that wrote a bundle), the folder is otherwise removed, and
 ``onFinished(job)`` is called exactly once, as it is after a failed start or a ``cancel()``.
 ``wait()`` polls in a blocking loop instead (scripts, self-test, pytest).
+
+``RunRecord`` is what the panel keeps of its runs apart from the parameter node, which the
+widget drops whenever the user leaves the module or the scene closes while a run goes on.
 
 Plain Python: the timer comes from a factory the caller passes (a ``qt.QTimer`` in Slicer; a
 stand-in or none at all in tests), so this is tested with pytest on real processes. Imports
@@ -22,6 +28,7 @@ from .process import WorkerProcess, python_executable, worker_environment
 
 # (interval in ms, callback) -> an object with start() and stop(), e.g. a connected qt.QTimer
 TimerFactory = Callable[[int, Callable[[], None]], object]
+CALLBACKS = ("onProgress", "onFinished", "onLog", "onTick")
 
 
 class BackgroundJob:
@@ -33,10 +40,12 @@ class BackgroundJob:
 
     def __init__(self, module_dir: str, python: Optional[str] = None, timer: Optional[TimerFactory] = None,
                  onProgress: Optional[Callable[[Dict], None]] = None,
-                 onFinished: Optional[Callable[["BackgroundJob"], None]] = None):
+                 onFinished: Optional[Callable[["BackgroundJob"], None]] = None,
+                 onLog: Optional[Callable[[List[str]], None]] = None,
+                 onTick: Optional[Callable[["BackgroundJob"], None]] = None):
         self.module_dir = str(module_dir)
         self.python = python or python_executable()
-        self.onProgress, self.onFinished = onProgress, onFinished
+        self.onProgress, self.onFinished, self.onLog, self.onTick = onProgress, onFinished, onLog, onTick
         self.status = "new"  # then running, and at the end done, failed or cancelled
         self.error = ""
         self.temp_dir = ""
@@ -56,17 +65,25 @@ class BackgroundJob:
         """The message when ``_finish`` raised."""
         return str(exc)
 
+    def _settle(self, folder: str) -> bool:
+        """Once the run has ended, however (``status`` is set): True keeps ``folder``."""
+        return False
+
+    def _temp_parent(self) -> Optional[str]:
+        """Where the run's folder is made (None: the system's temporary folder)."""
+        return None
+
     # --- driving ------------------------------------------------------------------------------
     def start(self) -> "BackgroundJob":
         if self.status != "new":
             raise RuntimeError(f"a job starts once; this one is {self.status}")
-        self.temp_dir = tempfile.mkdtemp(prefix=self.TEMP_PREFIX)
         try:
+            self.temp_dir = tempfile.mkdtemp(prefix=self.TEMP_PREFIX, dir=self._temp_parent())
             args = self._prepare(self.temp_dir)
             logging.info("%s: %s", self.TITLE, " ".join(args))
-            self.worker = WorkerProcess(args, env=worker_environment(self.module_dir), temp_dir=self.temp_dir).start()
+            # The job, not the worker, removes the folder: _settle may keep it.
+            self.worker = WorkerProcess(args, env=worker_environment(self.module_dir)).start()
         except Exception as exc:  # unusable inputs or a worker that cannot start: one message
-            self.cleanup()
             self._end("failed", str(exc))
             return self
         self.status = "running"
@@ -78,14 +95,21 @@ class BackgroundJob:
         return self.status == "running"
 
     def poll(self) -> None:
-        """Hand on the new progress events; finish the run once the worker has exited."""
+        """Hand on the new log lines, a tick and the new progress events; finish the run once
+        the worker has exited."""
         if self._polling or not self.running():  # a callback that spins the event loop re-enters
             return
         self._polling = True
         try:
             exited = not self.worker.running()  # checked first, so this poll reads the last events
-            for event in self.worker.poll():
-                if not self.running():  # a progress callback cancelled the job
+            events = self.worker.poll()
+            lines = self.worker.take_log()
+            if lines:
+                self._call(self.onLog, lines)
+            if self.running():  # a callback may have cancelled the job
+                self._call(self.onTick, self)
+            for event in events:
+                if not self.running():  # a callback cancelled the job
                     break
                 self._call(self.onProgress, event)
             if exited and self.running():
@@ -106,10 +130,15 @@ class BackgroundJob:
         return self
 
     def cancel(self) -> None:
-        """End the worker and all its children, remove the temporary folder."""
+        """End the worker and all its children, remove the folder (unless ``_settle`` keeps it)."""
         if self.running():
             self.worker.cancel()
             self._end("cancelled", "Cancelled.")
+
+    def detach(self) -> None:
+        """No more callbacks (the panel that set them is going away)."""
+        for name in CALLBACKS:
+            setattr(self, name, None)
 
     def cleanup(self) -> None:
         if self.temp_dir:
@@ -147,13 +176,21 @@ class BackgroundJob:
         finally:
             if self.worker.stderr_text:
                 logging.info("%s worker log:\n%s", self.TITLE, self.worker.stderr_text)
-            self.worker.cleanup()
         self._end(status, error)
 
     def _end(self, status: str, error: str) -> None:
         self.status, self.error = status, error
         if self._timer is not None:
             self._timer.stop()
+        keep = False
+        if self.temp_dir:
+            try:
+                keep = self._settle(self.temp_dir)
+            except Exception:  # deciding must not lose the folder or the finished callback
+                logging.exception("%s: settling the run folder failed", self.TITLE)
+                keep = True
+        if not keep:
+            self.cleanup()
         self._call(self.onFinished, self)
 
     def _call(self, callback, argument) -> None:
@@ -164,3 +201,39 @@ class BackgroundJob:
             callback(argument)
         except Exception:
             logging.exception("%s: a %s callback failed", self.TITLE, type(self).__name__)
+
+
+class RunRecord:
+    """What the panel keeps of one kind of run, apart from the parameter node.
+
+    The widget drops its parameter node whenever the user leaves the module or the scene closes,
+    while a run goes on. The job's finish callback therefore records the run here and never
+    writes the parameter node itself; ``take_result`` hands a finished run over to the
+    parameter node once the panel has one (at once when the module is shown, else on its return).
+    """
+
+    def __init__(self):
+        self.job: Optional[BackgroundJob] = None  # the job that runs, or the last that ended
+        self._untaken: Optional[BackgroundJob] = None
+
+    def running(self) -> bool:
+        return self.job is not None and self.job.running()
+
+    def finished(self, job: BackgroundJob) -> None:
+        """From the job's ``onFinished``: remember it; a successful one awaits ``take_result``."""
+        self.job = job
+        self._untaken = job if job.status == "done" else None
+
+    def take_result(self, connected: bool) -> Optional[BackgroundJob]:
+        """The finished run whose result the parameter node has not taken yet, once; None while
+        not ``connected`` (the panel has no parameter node)."""
+        if not connected or self._untaken is None:
+            return None
+        job, self._untaken = self._untaken, None
+        return job
+
+    def forget(self) -> None:
+        """The scene closes: cancel a run (its nodes go with the scene), forget the last one."""
+        if self.running():
+            self.job.cancel()
+        self.job = self._untaken = None

@@ -1,19 +1,23 @@
-"""Finding and describing model bundles from their metadata only (never their weights).
+"""Finding and describing model bundles from their metadata (weights are hashed, never loaded).
 
 A bundle is read through ``ciml.bundle`` (``read_metadata``/``read_card``), so every rule of the
 core's format and card validation applies here too; imports ``ciml.bundle`` and ``ciml.config``,
 which load neither torch nor numpy. Models come from three places, in this order: the built-in
 sample model shipped with the module, the user's models folder, and folders the user chose with
 "Load bundle from folder".
+
+Those folders are saved in Slicer's settings and compared by path, so two plain helpers live here
+too: ``folder_list`` reads the saved value back as a list whatever the settings file made of it,
+and ``path_key`` compares paths the way the platform does ('/' and '\\', case on Windows).
 """
 
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Sequence
 
-from ciml.bundle import read_card, read_metadata
+from ciml.bundle import read_card, read_metadata, verify_weights
 from ciml.config import ModelCard
 from ciml.errors import CIMLError
 
@@ -64,15 +68,57 @@ def read_model(folder, origin: str = "folder") -> ModelInfo:
     return ModelInfo(path=str(folder), name=card.name, card=card, origin=origin, trained=trained, metadata=meta)
 
 
+def path_key(path, pathmod=os.path) -> str:
+    """A path in the form two spellings of the same folder share: separators, '..', a trailing
+    separator and, on Windows, case. Qt's file dialog answers 'C:/Models/b' where Python writes
+    'C:\\Models\\b'. ``pathmod`` is ``os.path`` (``ntpath`` or ``posixpath`` in tests)."""
+    return pathmod.normcase(pathmod.normpath(str(path))) if str(path) else ""
+
+
+def model_index(paths: Sequence, path, pathmod=os.path) -> int:
+    """The index of ``path`` among ``paths`` (model paths, combo data) by ``path_key``; -1 if absent."""
+    key = path_key(path, pathmod) if path else None
+    return next((i for i, p in enumerate(paths) if key and path_key(p, pathmod) == key), -1)
+
+
+def folder_list(value, pathmod=os.path) -> List[str]:
+    """The saved bundle folders as a list of paths, whatever the settings returned.
+
+    Slicer's settings are an INI file: a list of one folder is read back as a plain string, an
+    empty list as None or '', and some bindings answer a tuple. Blank or non-path entries are
+    dropped, and spellings of the same folder are kept once (the first)."""
+    if value is None:
+        items = []
+    elif isinstance(value, (str, os.PathLike)):
+        items = [value]  # never iterated: that would give its characters
+    else:
+        try:
+            items = list(value)
+        except TypeError:  # a number or other junk in a hand-edited settings file
+            items = []
+    folders, seen = [], set()
+    for item in items:
+        text = str(item) if isinstance(item, (str, os.PathLike)) else ""
+        if text.strip() and path_key(text, pathmod) not in seen:
+            seen.add(path_key(text, pathmod))
+            folders.append(text)
+    return folders
+
+
+def add_folder(saved, folder, pathmod=os.path) -> List[str]:
+    """The folder list to save after the user loaded ``folder`` (once, whatever its spelling)."""
+    return folder_list(folder_list(saved, pathmod) + [str(folder)], pathmod)
+
+
 def find_models(builtin_dirs: Iterable = (), models_dir=None, extra_dirs: Iterable = ()):
     """All readable bundles, de-duplicated by real path; returns (models, problems)."""
     candidates = [(Path(d), "built-in") for d in builtin_dirs]
     if models_dir and Path(models_dir).is_dir():
         candidates += [(p, "models folder") for p in sorted(Path(models_dir).iterdir()) if p.is_dir()]
-    candidates += [(Path(d), "folder") for d in extra_dirs]
+    candidates += [(Path(d), "folder") for d in folder_list(extra_dirs)]
     models, problems, seen = [], [], set()
     for folder, origin in candidates:
-        key = os.path.realpath(str(folder))
+        key = path_key(os.path.realpath(str(folder)))
         if key in seen or not folder.is_dir():
             continue
         seen.add(key)
@@ -107,9 +153,21 @@ def summary(model: ModelInfo) -> str:
     return "\n".join(lines)
 
 
-def register_bundle(bundle_dir, models_dir, name: Optional[str] = None) -> Path:
-    """Copy a bundle into the models folder under a name that does not overwrite another."""
+def check_complete(bundle_dir) -> ModelInfo:
+    """A bundle that can be used: readable metadata and card, and weights whose SHA-256 is the
+    one the metadata records (a worker stopped while writing leaves no such bundle). Raises
+    ModelError."""
     model = read_model(bundle_dir)
+    try:
+        verify_weights(Path(bundle_dir), model.metadata)
+    except CIMLError as exc:
+        raise ModelError(str(exc)) from None
+    return model
+
+
+def register_bundle(bundle_dir, models_dir, name: Optional[str] = None) -> Path:
+    """Copy a complete bundle into the models folder under a name that does not overwrite another."""
+    model = check_complete(bundle_dir)
     base = "".join(c if c.isalnum() or c in "-_" else "-" for c in (name or model.name)) or "model"
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,16 @@
 """The module's parameter node, saved with the scene.
 
+``parameterNodeWrapper`` writes a field into the MRML node whenever it is assigned (and its
+default when the node is first wrapped), bound to a widget or not, so every field below is saved
+with the scene. Four are bound in the .ui (``SlicerParameterName``); the panel writes the other
+two itself: ``modelPath`` (the model combo lists display names, its data holds the path) and
+``device`` (the combo shows readable labels, which the wrapper's Choice binding would replace by
+the raw values).
+
 The input volumes are one per modality of the chosen model, so their number and names change
-with the model. ``parameterNodeWrapper`` declares fixed fields, so the inputs are kept as MRML
-node references on the same node, one role per modality ("input:flair"): they are saved with the
-scene and cleared by Slicer when a volume is deleted.
+with the model. The wrapper declares fixed fields, so the inputs are kept as MRML node
+references on the same node, one role per modality (``naming.input_role``: "input_flair"): they
+are saved with the scene and cleared by Slicer when a volume is deleted.
 
 Slicer-only: imports slicer at the top; the device choices come from ``ciml.choices``.
 """
@@ -15,7 +22,7 @@ from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 from ciml.choices import DEVICES
 
-INPUT_ROLE = "input:"
+from .naming import input_role
 
 
 @parameterNodeWrapper
@@ -29,11 +36,11 @@ class CIMLSegmentationParameterNode:
 
 
 def inputVolume(parameters, modality: str) -> Optional[vtkMRMLScalarVolumeNode]:
-    return parameters.parameterNode.GetNodeReference(INPUT_ROLE + modality)
+    return parameters.parameterNode.GetNodeReference(input_role(modality))
 
 
 def setInputVolume(parameters, modality: str, volume) -> None:
-    parameters.parameterNode.SetNodeReferenceID(INPUT_ROLE + modality, volume.GetID() if volume else None)
+    parameters.parameterNode.SetNodeReferenceID(input_role(modality), volume.GetID() if volume else None)
 
 
 def inputVolumes(parameters, modalities) -> dict:

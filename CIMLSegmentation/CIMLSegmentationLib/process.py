@@ -4,10 +4,25 @@ Plain Python on ``subprocess.Popen`` so that it is tested here with real process
 ``job.BackgroundJob`` polls ``WorkerProcess.poll()`` from a timer and never blocks the GUI. The
 worker is started in its own session (POSIX) or process group (Windows) so that Cancel can end
 the whole tree: a worker's data-loader children must not outlive it, holding GPU memory.
+
+The worker also must not outlive Slicer when Slicer crashes or is killed. Inside Slicer the
+worker is ``PythonSlicer``, a launcher that starts the real Python as its child, so a parent-death
+signal set on it (Linux ``PR_SET_PDEATHSIG``) would reach the launcher only. Instead:
+
+* POSIX (Linux, macOS): a *lifeline*, a tiny Python process that blocks reading a pipe whose
+  only writer is Slicer. The kernel closes the pipe when Slicer dies, however it dies; the
+  lifeline then ends the worker's whole process group. A worker that ends normally gets a byte
+  on the pipe first, and the lifeline leaves quietly.
+* Windows: the worker joins a Job object with ``JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`` whose only
+  handle Slicer holds: Windows kills every process of the job (the launcher, Python and their
+  children) when that handle closes, at Slicer's exit or crash.
+
 Imports the standard library and ``progress`` only: ``ciml`` itself runs in the worker.
 """
 
 import collections
+import ctypes
+import logging
 import os
 import re
 import shutil
@@ -24,6 +39,27 @@ from .progress import JsonLineParser
 ERROR_LINE = re.compile(r"^ciml [\w-]+: error: (.+)$")
 OOM_SIGNS = ("out of memory", "outofmemoryerror", "cuda_error_out_of_memory")
 
+# Run as ``python -c LIFELINE <process group>`` with stdin a pipe from Slicer. Reading returns a
+# byte when the worker ended normally, and end-of-file when Slicer is gone: then SIGTERM, a
+# grace period, SIGKILL for the whole group.
+LIFELINE = """
+import os, signal, sys, time
+group = int(sys.argv[1])
+try:
+    released = sys.stdin.buffer.read(1)
+except OSError:
+    released = b""
+if not released:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(group, sig)
+        except OSError:
+            break
+        time.sleep(1.0)
+"""
+JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
+JOB_OBJECT_EXTENDED_LIMIT_INFORMATION = 9  # the JOBOBJECTINFOCLASS value
+
 
 def python_executable(executable: str = sys.executable) -> str:
     """Slicer's ``PythonSlicer`` next to the running executable (it sets up Slicer's Python
@@ -39,6 +75,13 @@ def python_executable(executable: str = sys.executable) -> str:
 def device_label(device: str) -> str:
     """The panel's name for a ``--device`` choice of ``ciml.choices.DEVICES``."""
     return {"auto": "Auto", "cpu": "CPU", "cuda": "GPU (CUDA)"}.get(device, device)
+
+
+def device_index(devices: Sequence[str], device) -> int:
+    """The index of ``device`` in ``devices`` (the panel's combo order), or 0 ("auto") for a
+    value that is not one of them: the parameter node's wrapper does not check a value it reads
+    back, so a scene saved by another version may hold a stale one."""
+    return list(devices).index(device) if device in devices else 0
 
 
 def segment_command(python: str, model: str, inputs: Dict[str, str], out_dir: str,
@@ -86,14 +129,21 @@ def is_out_of_memory(message: str) -> bool:
 
 
 class WorkerProcess:
-    """One run of the worker. ``poll()`` returns the new JSON events and never blocks."""
+    """One run of the worker. ``poll()`` returns the new JSON events and never blocks;
+    ``take_log()`` the stderr lines that arrived since it was last called."""
 
     def __init__(self, args: Sequence[str], env: Optional[Dict[str, str]] = None,
-                 cwd: Optional[str] = None, temp_dir: Optional[str] = None):
+                 cwd: Optional[str] = None, temp_dir: Optional[str] = None,
+                 lifeline_python: Optional[str] = None):
         self.args = list(args)
         self.env, self.cwd, self.temp_dir = env, cwd, temp_dir
         self.events: List[Dict] = []
         self.stderr_lines = collections.deque(maxlen=500)
+        self._new_lines = collections.deque(maxlen=2000)  # bounded even if nobody takes them
+        self.lifeline_python = lifeline_python or python_executable()
+        self.lifeline: Optional[subprocess.Popen] = None
+        self._job_handle = None
+        self._released = False
         self.cancelled = False
         self.started_at: Optional[float] = None
         self._parser = JsonLineParser()
@@ -111,19 +161,60 @@ class WorkerProcess:
                                      stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
                                      text=True, encoding="utf-8", errors="replace", bufsize=1, **kwargs)
         self.started_at = time.monotonic()
+        self._tie_to_parent()
         # Reader threads: pipes cannot be read without blocking on every platform, and a full
         # pipe would stall the worker.
-        for stream, sink in ((self.proc.stdout, self._chunks.append), (self.proc.stderr, self.stderr_lines.append)):
+        for stream, sink in ((self.proc.stdout, self._chunks.append), (self.proc.stderr, self._stderr_line)):
             thread = threading.Thread(target=self._pump, args=(stream, sink), daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
+
+    def _tie_to_parent(self) -> None:
+        """End the worker when this process ends, even by a crash (see the module docstring).
+        Without it the worker still runs, so a failure here is a warning, not an error."""
+        try:
+            if os.name == "nt":
+                self._job_handle = kill_on_close_job(self.proc.pid)
+            else:
+                self.lifeline = subprocess.Popen(
+                    [self.lifeline_python, "-c", LIFELINE, str(self.proc.pid)], stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        except (OSError, ValueError) as exc:
+            logging.warning("CIML Segmentation: the worker would outlive a crash of Slicer: %s", exc)
+
+    def _release(self) -> None:
+        """The worker has ended: let the lifeline go without killing, close the Job handle."""
+        if self._released:
+            return
+        self._released = True
+        if self.lifeline is not None:
+            try:
+                self.lifeline.stdin.write(b"x")
+                self.lifeline.stdin.close()
+            except OSError:  # the lifeline is already gone
+                pass
+        if self._job_handle:
+            _kernel32().CloseHandle(self._job_handle)
+            self._job_handle = None
+
+    def _stderr_line(self, line: str) -> None:
+        self.stderr_lines.append(line)
+        self._new_lines.append(line)
 
     @staticmethod
     def _pump(stream, sink) -> None:
         for line in iter(stream.readline, ""):
             sink(line)
         stream.close()
+
+    def take_log(self) -> List[str]:
+        """The stderr lines (the worker's messages for people) since the last call, without
+        their line ends; after the exit, up to the last one."""
+        lines = []
+        while self._new_lines:
+            lines.append(self._new_lines.popleft().rstrip("\r\n"))
+        return lines
 
     @property
     def elapsed(self) -> float:
@@ -142,6 +233,7 @@ class WorkerProcess:
         if finished:
             for thread in self._threads:
                 thread.join(timeout=2)
+            self._release()
         new: List[Dict] = []
         while self._chunks:
             new += self._parser.feed(self._chunks.popleft())
@@ -176,6 +268,7 @@ class WorkerProcess:
         self.cancelled = True
         if self.proc is not None and self.proc.poll() is None or self._group_alive():
             kill_tree(self.proc, grace_s)
+        self._release()
         self.cleanup()
 
     def _group_alive(self) -> bool:
@@ -215,3 +308,54 @@ def kill_tree(proc: subprocess.Popen, grace_s: float = 0.5) -> None:
             except ProcessLookupError:
                 pass
         break
+
+
+class _BasicLimits(ctypes.Structure):  # JOBOBJECT_BASIC_LIMIT_INFORMATION
+    _fields_ = [("PerProcessUserTimeLimit", ctypes.c_int64), ("PerJobUserTimeLimit", ctypes.c_int64),
+                ("LimitFlags", ctypes.c_uint32), ("MinimumWorkingSetSize", ctypes.c_size_t),
+                ("MaximumWorkingSetSize", ctypes.c_size_t), ("ActiveProcessLimit", ctypes.c_uint32),
+                ("Affinity", ctypes.c_size_t), ("PriorityClass", ctypes.c_uint32),
+                ("SchedulingClass", ctypes.c_uint32)]
+
+
+class _ExtendedLimits(ctypes.Structure):  # JOBOBJECT_EXTENDED_LIMIT_INFORMATION
+    _fields_ = [("BasicLimitInformation", _BasicLimits), ("IoInfo", ctypes.c_uint64 * 6),
+                ("ProcessMemoryLimit", ctypes.c_size_t), ("JobMemoryLimit", ctypes.c_size_t),
+                ("PeakProcessMemoryUsed", ctypes.c_size_t), ("PeakJobMemoryUsed", ctypes.c_size_t)]
+
+
+def _kernel32():
+    """Windows only: kernel32 with the signatures used here (handles are pointer-sized)."""
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    handle, dword = ctypes.c_void_p, ctypes.c_uint32
+    kernel32.CreateJobObjectW.restype = handle
+    kernel32.CreateJobObjectW.argtypes = (ctypes.c_void_p, ctypes.c_wchar_p)
+    kernel32.SetInformationJobObject.argtypes = (handle, ctypes.c_int, ctypes.c_void_p, dword)
+    kernel32.OpenProcess.restype = handle
+    kernel32.OpenProcess.argtypes = (dword, ctypes.c_int, dword)
+    kernel32.AssignProcessToJobObject.argtypes = (handle, handle)
+    kernel32.CloseHandle.argtypes = (handle,)
+    return kernel32
+
+
+def kill_on_close_job(pid: int):
+    """Windows: put process ``pid`` in a new Job object that kills all its processes when its
+    last handle closes; returns that handle, which only this process holds (not inheritable).
+    The worker's children join the job as they start."""
+    kernel32 = _kernel32()
+    job = kernel32.CreateJobObjectW(None, None)
+    if not job:
+        raise ctypes.WinError(ctypes.get_last_error())
+    limits = _ExtendedLimits()
+    limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+    process = kernel32.OpenProcess(0x0100 | 0x0001, False, pid)  # PROCESS_SET_QUOTA | PROCESS_TERMINATE
+    ok = bool(process) and bool(kernel32.SetInformationJobObject(
+        job, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, ctypes.byref(limits), ctypes.sizeof(limits))) \
+        and bool(kernel32.AssignProcessToJobObject(job, process))
+    error = ctypes.get_last_error()
+    if process:
+        kernel32.CloseHandle(process)
+    if not ok:
+        kernel32.CloseHandle(job)
+        raise ctypes.WinError(error)
+    return job

@@ -2,13 +2,15 @@
 
 ``SegmentationJob`` is a ``job.BackgroundJob``: polled from the timer the logic passes (a
 ``qt.QTimer``, so the GUI stays responsive), or by ``wait()`` for scripts and the self-test.
-Slicer-only: imports slicer at the top.
+The job, not the panel, brings the results into the scene, so a run finishes whatever module is
+shown. Slicer-only: imports slicer at the top.
 """
 
 import os
 from typing import Dict, List, Optional
 
 import slicer
+from slicer.i18n import tr as _
 
 from . import export, results
 from .job import BackgroundJob, TimerFactory
@@ -23,8 +25,8 @@ class SegmentationJob(BackgroundJob):
 
     def __init__(self, model: ModelInfo, volumes: Dict, segmentation, moduleDir: str,
                  device: str = "auto", heatMaps: bool = True, timer: Optional[TimerFactory] = None,
-                 onProgress=None, onFinished=None):
-        super().__init__(moduleDir, timer=timer, onProgress=onProgress, onFinished=onFinished)
+                 **callbacks):
+        super().__init__(moduleDir, timer=timer, **callbacks)
         self.model, self.volumes, self.segmentation = model, volumes, segmentation
         self.device, self.heatMapsWanted = device, heatMaps
         self.reference = volumes[model.reference]
@@ -48,14 +50,14 @@ class SegmentationJob(BackgroundJob):
         self._importResults(os.path.join(folder, "out"))
 
     def _finish_error(self, exc: Exception) -> str:
-        return f"the results could not be loaded: {exc}"
+        return _("the results could not be loaded: {error}").format(error=exc)
 
     def _importResults(self, outDir: str) -> None:
         card = self.model.card
         files = [f for f in os.listdir(outDir) if f.startswith("segmentation.")]
         if not files:
-            raise RuntimeError("the worker wrote no segmentation")
-        if self.segmentation is None:
+            raise RuntimeError(_("the worker wrote no segmentation"))
+        if self.segmentation is None or self.segmentation.GetScene() is None:  # none, or deleted meanwhile
             self.segmentation = slicer.mrmlScene.AddNewNodeByClass(
                 "vtkMRMLSegmentationNode", f"{self.reference.GetName()} {self.model.name} segmentation")
         results.loadSegmentation(os.path.join(outDir, files[0]), card, self.segmentation, self.reference)

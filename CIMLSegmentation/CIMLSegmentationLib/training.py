@@ -1,15 +1,22 @@
 """Fine-tuning from the GUI: ``ciml train`` as a background job, like a segmentation.
 
 Plain Python (tested with pytest on real processes), importing only ``job`` and ``models``:
-``TrainingJob`` runs the worker in a temporary run folder, and on success copies the new bundle
+``TrainingJob`` runs the worker in a run folder, and on success copies the new bundle
 (``RUN/bundle``) into the user's models folder so the Model list shows it.
+
+A bundle the worker wrote is never deleted. The run folder lives beside the models folder (not
+in the system's temporary folder, which may be cleaned), and when a run fails or is cancelled
+after writing a bundle (the best validation so far), the folder is kept and the bundle, when
+complete, is registered too; ``outcome_text`` says where both are.
 """
 
 from pathlib import Path
 from typing import List, Optional
 
 from .job import BackgroundJob, TimerFactory
-from .models import ModelInfo, read_model, register_bundle
+from .models import ModelError, ModelInfo, read_model, register_bundle
+
+RUNS_FOLDER = "training-runs"  # beside the models folder
 
 
 def train_command(python: str, data_dir: str, run_dir: str, init: Optional[str] = None,
@@ -32,8 +39,16 @@ def train_disabled_reason(data_dir: str) -> str:
     return ""
 
 
+def bundle_written(run_dir) -> bool:
+    """True when the worker has written a bundle into ``run_dir``, even one caught while it was
+    being replaced by a better one (the core moves the old one aside as ``.bundle.old-PID``)."""
+    run = Path(run_dir)
+    return (run / "bundle").is_dir() or any(run.glob(".bundle.old-*"))
+
+
 class TrainingJob(BackgroundJob):
-    """One training run; on success ``model`` is the bundle registered in ``models_dir``."""
+    """One training run; ``model`` is the bundle registered in ``models_dir`` (on success, or
+    the last bundle of a run that failed or was cancelled), ``kept`` a run folder kept for it."""
 
     TITLE = "CIML Segmentation training"
     TEMP_PREFIX = "ciml-train-"
@@ -41,22 +56,52 @@ class TrainingJob(BackgroundJob):
 
     def __init__(self, module_dir: str, data_dir: str, models_dir: str, init: Optional[str] = None,
                  max_steps: Optional[int] = None, python: Optional[str] = None,
-                 timer: Optional[TimerFactory] = None, onProgress=None, onFinished=None):
-        super().__init__(module_dir, python, timer, onProgress, onFinished)
+                 timer: Optional[TimerFactory] = None, **callbacks):
+        super().__init__(module_dir, python, timer, **callbacks)
         self.data_dir, self.models_dir = str(data_dir), str(models_dir)
         self.init, self.max_steps = init, max_steps
         self.model: Optional[ModelInfo] = None
+        self.kept = ""  # the run folder kept because it holds a bundle
+        self.kept_problem = ""  # why that bundle was not registered
+
+    def _temp_parent(self) -> str:
+        runs = Path(self.models_dir).parent / RUNS_FOLDER
+        runs.mkdir(parents=True, exist_ok=True)
+        return str(runs)
 
     def _prepare(self, folder: str) -> List[str]:
         return train_command(self.python, self.data_dir, str(Path(folder) / "run"), self.init, self.max_steps)
 
     def _finish(self, folder: str) -> None:
-        target = register_bundle(Path(folder) / "run" / "bundle", self.models_dir)
+        self._register(Path(folder) / "run" / "bundle")
+
+    def _register(self, bundle: Path) -> None:
+        target = register_bundle(bundle, self.models_dir)
         self.model = read_model(target, origin="models folder")
+
+    def _settle(self, folder: str) -> bool:
+        run = Path(folder) / "run"
+        if self.status == "done" or not bundle_written(run):
+            return False
+        self.kept = str(run)
+        if self.model is None and self.status != "done":
+            try:
+                self._register(run / "bundle")
+            except (ModelError, OSError) as exc:  # incomplete, unreadable, or the models folder
+                self.kept_problem = str(exc)     # cannot be written: the run folder keeps it
+        return True
 
     def outcome_text(self) -> str:
         if self.status == "done":
             return f"Done: saved as '{self.model.path}'."
         if self.status == "failed" and self.worker is not None and self.worker.succeeded():
-            return f"Training finished but its bundle could not be saved: {self.error}"
-        return super().outcome_text()
+            text = f"Training finished but its bundle could not be saved: {self.error}"
+        else:
+            text = super().outcome_text()
+        if self.model is not None:
+            text += f" The last bundle it saved is in the Model list as '{self.model.path}'."
+        if self.kept:
+            text += f" The run folder is kept: {self.kept}"
+            text += f" (its bundle could not be added to the Model list: {self.kept_problem})" \
+                if self.kept_problem else ""
+        return text

@@ -2,6 +2,12 @@
 (roles.apply_disabled_reason, roles.auto_select, progress.status_text, job.BackgroundJob, ...);
 this file only moves values between widgets, the parameter node and the logic's jobs.
 
+A run outlives the panel's parameter node (the widget drops it when the user leaves the module
+or the scene closes): the job brings the results into the scene, its callbacks update only
+widgets and the ``job.RunRecord``, and the output segmentation reaches the parameter node once
+the panel has one again. The elapsed time ticks from the job's own timer, so it cannot outlast
+the job. The worker's messages go to the Log box as they arrive (bounded by the .ui).
+
 Slicer-only: imports qt and slicer at the top; imported only by the module file.
 """
 
@@ -9,20 +15,23 @@ import logging
 
 import qt
 import slicer
+from slicer.i18n import tr as _
 from slicer.util import WaitCursor  # a class in the API index (the checker lists only functions)
 
 from ciml.choices import DEVICES
 
 from . import install, results
-from .models import summary
+from .job import RunRecord
+from .models import add_folder, folder_list, model_index, summary
 from .parameters import inputVolume, inputVolumes, setInputVolume
-from .process import device_label
+from .process import device_index, device_label
 from .progress import elapsed_text, progress_percent, status_text
 from .report import format_share, relations_rows
 from .roles import apply_disabled_reason, auto_select, modality_label, role_table
 from .training import train_disabled_reason
 
 EXTRA_FOLDERS_KEY = "CIMLSegmentation/extraModelFolders"
+TRAINING_PREFIX = "[training] "  # the Log box holds both kinds of run
 
 
 class Panel:
@@ -30,10 +39,7 @@ class Panel:
         self.ui, self.logic = ui, logic
         self.parameters = None
         self.models, self.inputSelectors = [], {}
-        self.job, self.training = None, None
-        self.elapsedTimer = qt.QTimer()
-        self.elapsedTimer.setInterval(1000)
-        self.elapsedTimer.connect("timeout()", self.updateElapsed)
+        self.runs, self.training = RunRecord(), None  # segmentation runs; the training job
         for device in DEVICES:  # the combo's index is the index in DEVICES
             ui.deviceComboBox.addItem(device_label(device), device)
         ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
@@ -55,14 +61,22 @@ class Panel:
         self.parameters = parameters
         if parameters is None:
             return
-        index = max(0, next((i for i, m in enumerate(self.models) if m.path == parameters.modelPath), 0))
-        self.ui.deviceComboBox.setCurrentIndex(DEVICES.index(parameters.device))
+        index = max(0, model_index([m.path for m in self.models], parameters.modelPath))
+        self.ui.deviceComboBox.setCurrentIndex(device_index(DEVICES, parameters.device))
         self.ui.modelComboBox.setCurrentIndex(index)
         self.onModelChanged(index)
+        self.takeRunResult()
+
+    def takeRunResult(self) -> None:
+        """A run that finished while the module was not shown: its output now fills the selector."""
+        job = self.runs.take_result(self.parameters is not None)
+        if job is not None and job.segmentation is not None and job.segmentation.GetScene() is not None:
+            self.parameters.outputSegmentation = job.segmentation
 
     # --- model ----------------------------------------------------------------------------
     def extraFolders(self):
-        return [f for f in (qt.QSettings().value(EXTRA_FOLDERS_KEY) or []) if f]
+        # Settings are an INI file: a list of one folder comes back as a string (see folder_list).
+        return folder_list(qt.QSettings().value(EXTRA_FOLDERS_KEY))
 
     def refreshModels(self, select: str = "") -> None:
         self.models, problems = self.logic.findModels(self.extraFolders())
@@ -74,8 +88,8 @@ class Panel:
             for model in self.models:
                 combo.addItem(model.display_name, model.path)
             combo.blockSignals(wasBlocked)
-        if select:
-            self.ui.modelComboBox.setCurrentIndex(max(0, self.ui.modelComboBox.findData(select)))
+        if select:  # by path_key: the dialog's 'C:/a/b' is the model's 'C:\\a\\b' on Windows
+            self.ui.modelComboBox.setCurrentIndex(max(0, model_index([m.path for m in self.models], select)))
         self.onModelChanged(self.ui.modelComboBox.currentIndex)
 
     def currentModel(self):
@@ -83,20 +97,20 @@ class Panel:
         return self.models[index] if 0 <= index < len(self.models) else None
 
     def onLoadBundle(self) -> None:
-        folder = qt.QFileDialog.getExistingDirectory(None, "Choose a CIML model bundle folder")
+        folder = qt.QFileDialog.getExistingDirectory(None, _("Choose a CIML model bundle folder"))
         if not folder:
             return
         try:
             self.logic.readModel(folder)
         except Exception as exc:
-            slicer.util.errorDisplay(str(exc), "Not a model bundle")
+            slicer.util.errorDisplay(str(exc), _("Not a model bundle"))
             return
-        qt.QSettings().setValue(EXTRA_FOLDERS_KEY, self.extraFolders() + [folder])
+        qt.QSettings().setValue(EXTRA_FOLDERS_KEY, add_folder(self.extraFolders(), folder))
         self.refreshModels(select=folder)
 
     def onModelChanged(self, index) -> None:
         model = self.currentModel()
-        self.ui.modelSummaryLabel.text = summary(model) if model else "No model found: load a bundle folder."
+        self.ui.modelSummaryLabel.text = summary(model) if model else _("No model found: load a bundle folder.")
         if self.parameters is not None and model is not None:
             self.parameters.modelPath = model.path
         self.rebuildInputs(model)
@@ -112,7 +126,7 @@ class Panel:
         if model is None or self.parameters is None:
             return
         volumes = [n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-                   if not n.IsA("vtkMRMLLabelMapVolumeNode") and not n.GetAttribute("CIMLSegmentation.HeatMap")]
+                   if not n.IsA("vtkMRMLLabelMapVolumeNode") and not results.isOutputVolume(n)]
         guess = auto_select([n.GetName() for n in volumes], model.card)
         for modality in model.modalities:
             selector = slicer.qMRMLNodeComboBox()
@@ -121,6 +135,7 @@ class Panel:
             selector.addEnabled, selector.removeEnabled, selector.noneEnabled = False, False, True
             selector.noneDisplay = "(select a volume)"
             selector.setMRMLScene(slicer.mrmlScene)
+            results.hideOutputVolumes(selector)  # heat and effect maps are never inputs
             chosen = inputVolume(self.parameters, modality)
             if chosen is None and guess.get(modality):
                 chosen = next(n for n in volumes if n.GetName() == guess[modality])
@@ -148,72 +163,84 @@ class Panel:
     # --- run ------------------------------------------------------------------------------
     def updateButtons(self) -> None:
         model = self.currentModel()
-        running = self.job is not None and self.job.running()
+        running = self.runs.running()
         assignment = {m: (s.currentNodeID or None) for m, s in self.inputSelectors.items()}
-        reason = apply_disabled_reason(model is not None, assignment, model_problem="No model: load a bundle folder.")
-        self.ui.applyButton.text = "Cancel" if running else "Apply"
+        reason = apply_disabled_reason(model is not None, assignment, model_problem=_("No model: load a bundle folder."))
+        self.ui.applyButton.text = _("Cancel") if running else _("Apply")
         self.ui.applyButton.enabled = running or not reason
-        self.ui.applyButton.toolTip = ("Stop the segmentation and remove its temporary files." if running
-                                       else reason or "Segment the selected volumes in the background.")
+        self.ui.applyButton.toolTip = (_("Stop the segmentation and remove its temporary files.") if running
+                                       else reason or _("Segment the selected volumes in the background."))
         trainRunning = self.training is not None and self.training.running()
         trainReason = train_disabled_reason(self.ui.trainingDataPathLineEdit.currentPath)
-        self.ui.trainButton.text = "Cancel training" if trainRunning else "Train"
+        self.ui.trainButton.text = _("Cancel training") if trainRunning else _("Train")
         self.ui.trainButton.enabled = trainRunning or not trainReason
-        self.ui.trainButton.toolTip = trainReason or "Fine-tune the base model on the dataset in the background."
+        self.ui.trainButton.toolTip = trainReason or _("Fine-tune the base model on the dataset in the background.")
 
     def onDeviceChanged(self, index) -> None:
         if self.parameters is not None:
             self.parameters.device = DEVICES[index]
 
     def onApplyOrCancel(self) -> None:
-        if self.job is not None and self.job.running():
-            self.job.cancel()
+        if self.runs.running():
+            self.runs.job.cancel()
             return
         if not install.ensure_dependencies():
             return
         model, p = self.currentModel(), self.parameters
+        self.startRun(model, inputVolumes(p, model.modalities), p.outputSegmentation, p.device, p.computeHeatMaps)
+
+    def startRun(self, model, volumes, segmentation, device, heatMaps) -> None:
+        """Start a segmentation; a run that cannot start has already shown why when this returns."""
         self.ui.progressBar.setValue(0)
         self.ui.progressBar.setVisible(True)
-        self.ui.statusLabel.text = "Preparing the inputs..."
+        self.ui.statusLabel.text = _("Preparing the inputs...")
+        self.ui.elapsedLabel.text = ""
+        self.appendLog([_("Segmenting with {model} on {device}.").format(model=model.name, device=device_label(device))])
         with WaitCursor():
-            job = self.logic.segment(model, inputVolumes(p, model.modalities), p.outputSegmentation,
-                                     device=p.device, heatMaps=p.computeHeatMaps,
-                                     onProgress=self.onProgress, onFinished=self.onFinished)
-        if job.running():  # else it failed to start and onFinished has already shown why
-            self.job = job
-            self.elapsedTimer.start()
+            self.runs.job = self.logic.segment(model, volumes, segmentation, device=device, heatMaps=heatMaps,
+                                               onProgress=self.onProgress, onFinished=self.onFinished,
+                                               onLog=self.appendLog, onTick=self.onTick)
         self.updateButtons()
 
     def onProgress(self, event) -> None:
         self.ui.progressBar.setValue(progress_percent(event))
         self.ui.statusLabel.text = status_text(event)
 
-    def updateElapsed(self) -> None:
-        if self.job is not None:
-            self.ui.elapsedLabel.text = elapsed_text(self.job.elapsed)
+    def onTick(self, job) -> None:
+        self.ui.elapsedLabel.text = elapsed_text(job.elapsed)
+
+    def appendLog(self, lines, prefix: str = "") -> None:
+        """The worker's messages, as they arrive; the .ui's maximumBlockCount bounds the box."""
+        if lines:
+            self.ui.logTextEdit.appendPlainText("\n".join(prefix + line for line in lines))
 
     def onFinished(self, job) -> None:
-        self.job = job
-        self.elapsedTimer.stop()
-        self.updateElapsed()
+        # Runs whatever module is shown, even after the scene closed: widgets and the record only.
+        self.runs.finished(job)
+        self.onTick(job)
         self.ui.progressBar.setVisible(False)
         self.updateButtons()
         if job.status == "done":
-            self.parameters.outputSegmentation = job.segmentation
-            notes = f" {len(job.notes)} note(s) in the log." if job.notes else ""
-            self.ui.statusLabel.text = "Done." + notes
+            notes = _(" {count} note(s) in the log.").format(count=len(job.notes)) if job.notes else ""
+            self.ui.statusLabel.text = _("Done.") + notes
+            self.appendLog(job.notes, _("Note: "))
             for note in job.notes:
                 logging.info("CIML Segmentation: %s", note)
             self.showRelations(job)
+            self.takeRunResult()
         else:
             self.ui.statusLabel.text = job.outcome_text()
+        self.appendLog([self.ui.statusLabel.text])
         if job.status == "failed":
             if job.outOfMemory and slicer.util.confirmYesNoDisplay(
-                    f"The GPU ran out of memory:\n{job.error}\n\nRun again on the CPU (slower)?", "Out of memory"):
+                    _("The GPU ran out of memory:\n{error}\n\nRun again on the CPU (slower)?").format(error=job.error),
+                    _("Out of memory")):
                 self.ui.deviceComboBox.setCurrentIndex(DEVICES.index("cpu"))
-                self.onApplyOrCancel()
+                # The same inputs as the failed run: the parameter node may be gone meanwhile.
+                self.startRun(job.model, job.volumes, job.segmentation, "cpu", job.heatMapsWanted)
             elif not job.outOfMemory:
-                slicer.util.errorDisplay(f"Segmentation failed: {job.error}", "CIML Segmentation", detailedText=job.log)
+                slicer.util.errorDisplay(_("Segmentation failed: {error}").format(error=job.error),
+                                         _("CIML Segmentation"), detailedText=job.log)
 
     # --- relations and heat maps ------------------------------------------------------------
     def showRelations(self, job) -> None:
@@ -221,7 +248,7 @@ class Panel:
         rows = relations_rows(job.report, modalities)
         table = self.ui.relationsTableWidget
         table.setColumnCount(len(modalities) + 2)
-        table.setHorizontalHeaderLabels(["Target"] + modalities + ["ml"])
+        table.setHorizontalHeaderLabels([_("Target")] + modalities + [_("ml")])
         table.setRowCount(len(rows))
         for r, (target, shares, volume) in enumerate(rows):
             cells = [target] + [format_share(s) for s in shares] + [f"{volume:.1f}"]
@@ -230,7 +257,7 @@ class Panel:
         combo = self.ui.heatMapComboBox
         wasBlocked = combo.blockSignals(True)
         combo.clear()
-        combo.addItem("(none)", "")
+        combo.addItem(_("(none)"), "")
         for key, node in job.heatMaps.items():
             combo.addItem(key, node.GetID())
         combo.blockSignals(wasBlocked)
@@ -238,16 +265,27 @@ class Panel:
         self.ui.showChartButton.enabled = job.relationsChart is not None
         self.onHeatMapChanged()
 
+    def clearRelations(self) -> None:
+        """The scene closed: the last run's nodes are gone."""
+        self.ui.relationsTableWidget.setRowCount(0)
+        combo = self.ui.heatMapComboBox
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        combo.blockSignals(wasBlocked)
+        self.ui.showChartButton.enabled = False
+
     def onHeatMapChanged(self, index=None) -> None:
-        if self.job is None or self.job.status != "done":
+        job = self.runs.job
+        if job is None or job.status != "done":
             return
         nodeId = self.ui.heatMapComboBox.currentData
         node = slicer.mrmlScene.GetNodeByID(nodeId) if nodeId else None
-        results.showHeatMap(node, self.job.reference, self.ui.heatMapOpacitySlider.value)
+        results.showHeatMap(node, job.reference, self.ui.heatMapOpacitySlider.value)
 
     def onShowChart(self) -> None:
-        if self.job is not None and self.job.relationsChart is not None:
-            self.logic.showChart(self.job.relationsChart)
+        job = self.runs.job
+        if job is not None and job.status == "done" and job.relationsChart is not None:
+            self.logic.showChart(job.relationsChart)
 
     # --- fine-tuning ----------------------------------------------------------------------
     def onTrainOrCancel(self) -> None:
@@ -259,11 +297,14 @@ class Panel:
         base = self.ui.trainingBaseModelComboBox.currentData or None
         self.ui.trainingProgressBar.setValue(0)
         self.ui.trainingProgressBar.setVisible(True)
-        self.ui.trainingStatusLabel.text = "Starting..."
-        job = self.logic.train(self.ui.trainingDataPathLineEdit.currentPath, base, self.ui.trainingStepsSpinBox.value,
-                               onProgress=self.onTrainingProgress, onFinished=self.onTrainingFinished)
-        if job.running():  # else it failed to start and onTrainingFinished has already shown why
-            self.training = job
+        self.ui.trainingStatusLabel.text = _("Starting...")
+        self.appendLog([_("Fine-tuning on {folder}.").format(folder=self.ui.trainingDataPathLineEdit.currentPath)],
+                       TRAINING_PREFIX)
+        # A run that cannot start has called onTrainingFinished, which shows why, before this returns.
+        self.training = self.logic.train(
+            self.ui.trainingDataPathLineEdit.currentPath, base, self.ui.trainingStepsSpinBox.value,
+            onProgress=self.onTrainingProgress, onFinished=self.onTrainingFinished,
+            onLog=lambda lines: self.appendLog(lines, TRAINING_PREFIX))
         self.updateButtons()
 
     def onTrainingProgress(self, event) -> None:
@@ -275,13 +316,22 @@ class Panel:
         self.training = job
         self.ui.trainingProgressBar.setVisible(False)
         self.ui.trainingStatusLabel.text = job.outcome_text()
-        if job.status == "done":
-            self.refreshModels(select=job.model.path)
+        self.appendLog([job.outcome_text()], TRAINING_PREFIX)
+        if job.model is not None:  # done (select it), or a failed or cancelled run's kept bundle
+            current = self.currentModel()
+            self.refreshModels(select=job.model.path if job.status == "done" else current.path if current else "")
         self.updateButtons()
 
+    # --- the widget's lifecycle -------------------------------------------------------------
+    def sceneClosing(self) -> None:
+        """Cancel a segmentation (its inputs and outputs go with the scene; the widget has
+        already dropped the parameter node, so the cancel's callback cannot reach it) and forget
+        its results. Fine-tuning goes on: it writes to the models folder, not to the scene."""
+        self.runs.forget()
+        self.clearRelations()
+
     def cleanup(self) -> None:
-        self.elapsedTimer.stop()
-        for job in (self.job, self.training):
+        for job in (self.runs.job, self.training):
             if job is not None:
-                job.onProgress = job.onFinished = None  # the panel is going away: no more updates
+                job.detach()  # the panel is going away: no more updates
                 job.cancel()

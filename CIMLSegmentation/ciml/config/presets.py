@@ -13,7 +13,11 @@ from ciml.config.card import ModelCard
 from ciml.config.validate import card_from_dict
 from ciml.errors import CardError
 
+# Target codes, as in the Slicer module's terminology file
+# (Resources/Terminology/SegmentationCategoryTypeModifier-CIMLSegmentation.term.json): SNOMED CT
+# where a concept exists; the BraTS regions have none, so they use the private scheme 99CIML.
 _SCT = "SCT"
+_CIML = "99CIML"
 
 BRATS: dict[str, Any] = {
     "name": "brats",
@@ -27,10 +31,11 @@ BRATS: dict[str, Any] = {
     # Painted in this order into the label map, inner regions last (ET inside TC inside WT).
     "targets": [
         {"name": "WT", "label": 2, "includes": [1, 2, 4], "color": [0.2, 0.8, 0.2],
-         "terminology": {"scheme": _SCT, "code": "79654002", "meaning": "Edema"}},
+         "terminology": {"scheme": _CIML, "code": "BRATS-WT", "meaning": "Whole tumor"}},
         {"name": "TC", "label": 1, "includes": [1, 4], "color": [0.9, 0.3, 0.2],
-         "terminology": {"scheme": _SCT, "code": "108369006", "meaning": "Neoplasm"}},
-        {"name": "ET", "label": 4, "includes": [4], "color": [1.0, 0.9, 0.1]},
+         "terminology": {"scheme": _CIML, "code": "BRATS-TC", "meaning": "Tumor core"}},
+        {"name": "ET", "label": 4, "includes": [4], "color": [1.0, 0.9, 0.1],
+         "terminology": {"scheme": _CIML, "code": "BRATS-ET", "meaning": "Enhancing tumor"}},
     ],
     "subtasks": [
         {"name": "whole", "targets": ["WT"], "primary": "flair", "auxiliaries": ["t1", "t1ce", "t2"]},
@@ -70,9 +75,9 @@ HECKTOR: dict[str, Any] = {
     ],
     "targets": [
         {"name": "GTVp", "label": 1, "color": [0.9, 0.2, 0.2],
-         "terminology": {"scheme": _SCT, "code": "108369006", "meaning": "Neoplasm"}},
+         "terminology": {"scheme": _SCT, "code": "86049000", "meaning": "Neoplasm, Primary"}},
         {"name": "GTVn", "label": 2, "color": [0.2, 0.4, 0.9],
-         "terminology": {"scheme": _SCT, "code": "59441001", "meaning": "Lymph node"}},
+         "terminology": {"scheme": _SCT, "code": "14799000", "meaning": "Neoplasm, Secondary"}},
     ],
     "subtasks": [
         {"name": "primary_tumour", "targets": ["GTVp"], "primary": "pet", "auxiliaries": ["ct"]},

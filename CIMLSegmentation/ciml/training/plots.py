@@ -1,4 +1,8 @@
-"""The training-curve PNG of a run: loss per step and validation Dice per target."""
+"""The training-curve PNG of a run: loss per step and validation Dice per target.
+
+Optional: without matplotlib (Slicer's Python has none) the curve is skipped and the run, whose
+bundle is already saved, still succeeds.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,15 @@ from pathlib import Path
 from typing import Any
 
 
-def training_curve(history: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
-    """Draw loss (left) and validation Dice (right) from the run's log entries."""
+def training_curve(history: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path | None:
+    """Draw loss (left) and validation Dice (right) from the run's log entries; None, drawing
+    nothing, when matplotlib is not installed."""
     # optional, imported where used: Slicer's Python ships no matplotlib, and the backend
     # must be chosen before pyplot loads
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -6,7 +6,9 @@ Everything a run needs lives in its folder:
     RUN/log.jsonl              one JSON object per step and per validation
     RUN/checkpoints/last.pt    model, optimiser, scheduler, scaler, random state, history
     RUN/bundle/                the best validation Dice so far, as a model bundle
-    RUN/training-curve.png     loss and validation Dice over steps
+    RUN/training-curve.png     loss and validation Dice over steps, drawn only when matplotlib is
+                               installed (without it, e.g. in Slicer's Python, the run still
+                               succeeds and its log notes that the curve was skipped)
 """
 
 from __future__ import annotations
@@ -267,8 +269,10 @@ class Trainer:
                    "best_step": self.state.best_step, "bundle": str(self.out / "bundle"),
                    "wall_time_s": round(time.monotonic() - started, 1)}
         if self.world.main:
-            training_curve(self.state.history, self.out / "training-curve.png",
-                           f"{self.card.name} ({self.options.arch})")
+            if training_curve(self.state.history, self.out / "training-curve.png",
+                              f"{self.card.name} ({self.options.arch})") is None:
+                self.progress.message("note: matplotlib is not installed: training-curve.png was not drawn "
+                                      "(the loss and Dice are in log.jsonl)")
             self.progress.done(**summary)
         return summary
 

@@ -1,0 +1,463 @@
+"""The runs of the Slicer module, outside Slicer, with real processes: a run that finishes while
+the module is not shown, the elapsed time and log driven by the job, the saved bundle folders
+read back from an INI file, paths compared as Windows compares them, the export plan for inputs
+under a transform, training that never loses a bundle it wrote (also without matplotlib), and a
+worker that dies with the process that started it."""
+
+import ctypes
+import json
+import ntpath
+import os
+import posixpath
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import slicer_lib_helpers
+
+from ciml.config import card_from_dict, preset_dict
+from CIMLSegmentationLib import geometry, job, models, process, training
+
+MODULE_DIR = slicer_lib_helpers.MODULE_DIR
+SAMPLE_BUNDLE = MODULE_DIR / "Resources" / "Models" / "brats-sample"
+
+
+def _alive(pid):
+    """Running, and not a zombie waiting to be reaped by whoever adopted it."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _wait_dead(pids, limit_s=10.0):
+    deadline = time.monotonic() + limit_s
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+class FakeTimer:
+    """Stands in for the qt.QTimer the logic passes; the test fires it as Qt's event loop would."""
+
+    def __init__(self, interval_ms, callback):
+        self.interval_ms, self.callback, self.active = interval_ms, callback, False
+        FakeTimer.last = self
+
+    def start(self):
+        self.active = True
+
+    def stop(self):
+        self.active = False
+
+    def run(self, limit_s=20.0):
+        deadline = time.monotonic() + limit_s
+        while self.active and time.monotonic() < deadline:
+            self.callback()
+            time.sleep(self.interval_ms / 1000)
+        assert not self.active, "the job never stopped its timer"
+
+
+class OutputJob(job.BackgroundJob):
+    """A segmentation-shaped job: its worker writes out.txt, which ``_finish`` takes as the output
+    (in Slicer the job adds the segmentation node to the scene itself)."""
+
+    POLL_MS = 20
+
+    def __init__(self, body, **callbacks):
+        super().__init__(str(MODULE_DIR), python=sys.executable, **callbacks)
+        self.body, self.segmentation = body, None
+
+    def _prepare(self, folder):
+        if self.body is None:
+            raise ValueError("t2: the volume has no image data.")
+        script = Path(folder) / "worker.py"
+        script.write_text(textwrap.dedent(self.body))
+        return [self.python, str(script), folder]
+
+    def _finish(self, folder):
+        self.segmentation = (Path(folder) / "out.txt").read_text()
+
+
+WORKER = """
+    import os, sys, time
+    for i in range(3):
+        print(f"message {i}", file=sys.stderr, flush=True)
+        print('{"event": "progress", "stage": "infer", "fraction": %s}' % ((i + 1) / 4), flush=True)
+        time.sleep(0.1)
+    open(os.path.join(sys.argv[1], "out.txt"), "w").write("segmentation node")
+    print('{"event": "done"}')
+"""
+SLOW_WORKER = """
+    import time
+    print('{"event": "progress", "stage": "infer", "fraction": 0.1}', flush=True)
+    time.sleep(60)
+"""
+
+
+class HeadlessPanel:
+    """What the module's panel does with a run, without Slicer: its callbacks touch only widgets
+    (here: fields) and the RunRecord; the output reaches the parameter node once there is one."""
+
+    def __init__(self):
+        self.parameters = None  # the widget sets it while the module is shown
+        self.runs = job.RunRecord()
+        self.status, self.elapsed, self.log = "", "", []
+
+    def start(self, body):
+        self.runs.job = OutputJob(body, timer=FakeTimer, onFinished=self.onFinished, onLog=self.log.extend,
+                                  onTick=lambda j: setattr(self, "elapsed", f"{j.elapsed:.2f}")).start()
+        return self.runs.job
+
+    def onFinished(self, run):
+        self.runs.finished(run)
+        self.status = run.outcome_text()
+        self.takeRunResult()
+
+    def setParameterNode(self, parameters):
+        self.parameters = parameters
+        if parameters is not None:
+            self.takeRunResult()
+
+    def takeRunResult(self):
+        run = self.runs.take_result(self.parameters is not None)
+        if run is not None:
+            self.parameters["outputSegmentation"] = run.segmentation
+
+
+# --- bug 2: a run finishes whatever module is shown ----------------------------------------
+
+def test_a_run_finishes_while_the_module_is_not_shown_and_the_panel_takes_it_on_return():
+    panel = HeadlessPanel()
+    parameters = {"outputSegmentation": None}
+    panel.setParameterNode(parameters)
+    run = panel.start(WORKER)
+    panel.setParameterNode(None)  # the user opens another module: exit() drops the parameter node
+    FakeTimer.last.run()
+    assert run.status == "done" and panel.status == "Done." and run.segmentation == "segmentation node"
+    assert parameters["outputSegmentation"] is None  # nothing written while not shown
+    panel.setParameterNode(parameters)  # the user comes back
+    assert parameters["outputSegmentation"] == "segmentation node"
+    parameters["outputSegmentation"] = "chosen by the user afterwards"
+    panel.setParameterNode(None), panel.setParameterNode(parameters)
+    assert parameters["outputSegmentation"] == "chosen by the user afterwards"  # handed over once
+
+
+def test_a_run_that_finishes_while_shown_fills_the_output_at_once():
+    panel = HeadlessPanel()
+    parameters = {"outputSegmentation": None}
+    panel.setParameterNode(parameters)
+    panel.start(WORKER)
+    FakeTimer.last.run()
+    assert parameters["outputSegmentation"] == "segmentation node"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the process checks read /proc")
+def test_scene_close_cancels_the_run_without_reaching_the_parameter_node():
+    panel = HeadlessPanel()
+    panel.setParameterNode({"outputSegmentation": None})
+    run = panel.start(SLOW_WORKER)
+    run.poll()
+    panel.setParameterNode(None)  # StartCloseEvent: the parameter node goes first...
+    panel.runs.forget()  # ...then the run is cancelled
+    assert run.status == "cancelled" and panel.status == "Cancelled." and not FakeTimer.last.active
+    assert _wait_dead([run.worker.proc.pid]) == [] and not Path(run.temp_dir).exists()
+    assert panel.runs.job is None and panel.runs.take_result(True) is None
+    panel.setParameterNode({"outputSegmentation": None})  # EndCloseEvent with the module shown
+
+
+# --- bug 9 and the log: driven by the job's own timer ----------------------------------------
+
+def test_elapsed_time_and_log_lines_come_from_the_job_and_stop_with_it():
+    ticks, lines, events = [], [], []
+    run = OutputJob(WORKER, timer=FakeTimer, onTick=lambda j: ticks.append(j.elapsed), onLog=lines.extend,
+                    onProgress=events.append).start()
+    FakeTimer.last.run()
+    assert run.status == "done" and len(ticks) >= 3 and ticks == sorted(ticks) and ticks[-1] > 0
+    assert lines == ["message 0", "message 1", "message 2"]  # each once, in order, without line ends
+    count = len(ticks)
+    run.poll(), run.wait()
+    assert len(ticks) == count  # the run has ended: nothing ticks any more
+
+
+def test_a_run_that_cannot_start_never_ticks():
+    ticks, finished = [], []
+    run = OutputJob(None, timer=FakeTimer, onTick=ticks.append, onFinished=finished.append).start()
+    assert finished == [run] and run.status == "failed" and run.error == "t2: the volume has no image data."
+    assert not FakeTimer.last.active and ticks == [] and not Path(run.temp_dir).exists()
+
+
+def test_detached_job_calls_nothing():
+    called = []
+    run = OutputJob(WORKER, onTick=called.append, onLog=called.append, onFinished=called.append,
+                    onProgress=called.append).start()
+    run.detach()
+    run.wait(timeout=20)
+    assert run.status == "done" and called == []
+
+
+# --- bug 4: the saved bundle folders from Slicer's INI settings -------------------------------
+
+@pytest.mark.parametrize("saved, expected", [
+    (None, []),
+    ("", []),
+    ("/data/bundles/brats", ["/data/bundles/brats"]),  # a one-element list, read back from the INI
+    (["/data/bundles/brats"], ["/data/bundles/brats"]),
+    (("/a", "/b"), ["/a", "/b"]),
+    (["/a", "", "  ", None, 3, "/a/", "/b"], ["/a", "/b"]),
+    (42, []),
+])
+def test_saved_folders_are_a_list_whatever_the_settings_return(saved, expected):
+    assert models.folder_list(saved, posixpath) == expected
+
+
+def test_adding_a_folder_to_what_the_settings_returned():
+    assert models.add_folder("/data/b1", "/data/b2", posixpath) == ["/data/b1", "/data/b2"]
+    assert models.add_folder(None, "/data/b1", posixpath) == ["/data/b1"]
+    assert models.add_folder(["/data/b1"], "/data/b1/", posixpath) == ["/data/b1"]  # no duplicate
+    assert models.add_folder("C:\\Bundles\\b1", "c:/bundles/B1", ntpath) == ["C:\\Bundles\\b1"]
+
+
+# --- Windows paths: one folder, several spellings ----------------------------------------------
+
+def test_paths_compare_as_windows_compares_them():
+    assert models.path_key("C:/Models/brats", ntpath) == models.path_key("c:\\models\\BRATS\\", ntpath)
+    assert models.path_key("C:/Models/x/../brats", ntpath) == models.path_key("C:\\Models\\brats", ntpath)
+    assert models.path_key("/Models/brats", posixpath) != models.path_key("/models/brats", posixpath)
+    assert models.path_key("/m/brats/", posixpath) == models.path_key("/m//brats", posixpath)
+    paths = ["C:\\Slicer\\CIMLSegmentation\\models\\brats-sample", "D:\\bundles\\mine"]
+    assert models.model_index(paths, "D:/bundles/mine", ntpath) == 1  # what Qt's file dialog answers
+    assert models.model_index(paths, "d:\\Bundles\\Mine\\", ntpath) == 1
+    assert models.model_index(paths, "D:/bundles/other", ntpath) == -1
+    assert models.model_index(paths, "", ntpath) == -1
+
+
+def test_find_models_lists_a_folder_saved_under_two_spellings_once(tmp_path):
+    found, problems = models.find_models([], None, f"{SAMPLE_BUNDLE}")  # a plain string from settings
+    assert [m.path for m in found] == [str(SAMPLE_BUNDLE)] and problems == []
+    found, _ = models.find_models([], None, [str(SAMPLE_BUNDLE), str(SAMPLE_BUNDLE) + os.sep])
+    assert len(found) == 1
+    assert models.model_index([m.path for m in found], str(SAMPLE_BUNDLE) + "/") == 0
+
+
+# --- export: inputs under a parent transform -----------------------------------------------
+
+def _grid(origin=(0, 0, 0), spacing=(1, 1, 1), dims=(240, 240, 155)):
+    return geometry.geometry(origin, spacing, [[1, 0, 0], [0, 1, 0], [0, 0, 1]], dims)
+
+
+def test_export_plan_hardens_transformed_inputs_and_resamples_on_world_grids():
+    names = {"t1ce": "case_t1ce", "flair": "case_flair", "t2": "case_t2"}
+    # flair is under a registration transform; hardened, its world grid is the reference's.
+    resample, notes = geometry.export_plan("t1ce", names, {"t1ce": _grid(), "flair": _grid(), "t2": _grid()},
+                                           {"t1ce": "", "flair": "flair to t1ce", "t2": ""})
+    assert resample == {"t1ce": False, "flair": False, "t2": False}
+    assert notes == ["flair ('case_flair') is under the transform 'flair to t1ce': the segmentation used a copy "
+                     "with that transform hardened, as the views show it."]
+    # the reference itself moved: every other input is resampled onto its world grid
+    resample, notes = geometry.export_plan("t1ce", names, {"t1ce": _grid(origin=(10, 0, 0)), "flair": _grid(),
+                                                           "t2": _grid()}, {"t1ce": "shift", "flair": "", "t2": ""})
+    assert resample == {"t1ce": False, "flair": True, "t2": True}
+    assert len(notes) == 3 and "resampled onto the grid of t1ce ('case_t1ce')" in notes[1]
+
+
+# --- bug 6: training never deletes a bundle it wrote ---------------------------------------
+
+FAKE_TRAIN = """#!{python}
+# Stands in for `python -m ciml train ... --out RUN`: writes RUN/bundle, then fails (as `ciml
+# train` did when drawing its curve without matplotlib) or waits to be cancelled.
+import os, pathlib, shutil, sys, time
+run = sys.argv[sys.argv.index("--out") + 1]
+shutil.copytree({bundle!r}, run + "/bundle")
+if {truncate}:
+    weights = pathlib.Path(run, "bundle", "model.safetensors")
+    weights.write_bytes(weights.read_bytes()[:100])
+print('{{"event": "progress", "stage": "train", "fraction": 1.0}}', flush=True)
+if {wait}:
+    time.sleep(60)
+print("ModuleNotFoundError: No module named 'matplotlib'", file=sys.stderr)
+sys.exit(3)
+"""
+
+
+def _fake_python(tmp_path, truncate=False, wait=False):
+    path = tmp_path / f"python-{int(truncate)}{int(wait)}"
+    path.write_text(FAKE_TRAIN.format(python=sys.executable, bundle=str(SAMPLE_BUNDLE), truncate=truncate, wait=wait))
+    path.chmod(0o755)
+    return str(path)
+
+
+def _training(tmp_path, python, **callbacks):
+    return training.TrainingJob(str(MODULE_DIR), str(tmp_path), str(tmp_path / "models"), python=python,
+                                **callbacks)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in worker is a script with a #! line")
+def test_a_failed_training_keeps_and_registers_the_bundle_it_wrote(tmp_path):
+    run = _training(tmp_path, _fake_python(tmp_path)).start().wait(timeout=30)
+    assert run.status == "failed" and run.error == "ModuleNotFoundError: No module named 'matplotlib'"
+    kept = Path(run.kept)
+    assert kept == Path(run.temp_dir) / "run" and (kept / "bundle" / "model.safetensors").is_file()
+    assert kept.parent.parent == tmp_path / training.RUNS_FOLDER  # beside the models folder, not in /tmp
+    assert run.model is not None and Path(run.model.path) == tmp_path / "models" / "brats-sample"
+    assert (Path(run.model.path) / "model.safetensors").read_bytes() == (SAMPLE_BUNDLE / "model.safetensors").read_bytes()
+    text = run.outcome_text()
+    assert text.startswith("Failed: ModuleNotFoundError") and run.model.path in text and run.kept in text
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in worker is a script with a #! line")
+def test_an_incomplete_bundle_is_kept_but_not_registered(tmp_path):
+    run = _training(tmp_path, _fake_python(tmp_path, truncate=True)).start().wait(timeout=30)
+    assert run.status == "failed" and run.model is None and Path(run.kept, "bundle").is_dir()
+    assert "SHA-256 does not match" in run.kept_problem and not (tmp_path / "models" / "brats-sample").exists()
+    assert run.kept in run.outcome_text() and "could not be added to the Model list" in run.outcome_text()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in worker is a script with a #! line")
+def test_a_cancelled_training_keeps_its_last_bundle(tmp_path):
+    finished = []
+    run = _training(tmp_path, _fake_python(tmp_path, wait=True), timer=FakeTimer,
+                    onProgress=lambda event: run.cancel(), onFinished=finished.append).start()
+    FakeTimer.last.run()
+    assert finished == [run] and run.status == "cancelled" and run.model is not None
+    assert Path(run.kept, "bundle").is_dir() and "Cancelled." in run.outcome_text()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in worker is a script with a #! line")
+def test_a_training_that_wrote_no_bundle_leaves_nothing(tmp_path):
+    script = tmp_path / "python-nothing"
+    script.write_text(f"#!{sys.executable}\nimport sys\nprint('ciml train: error: no labelled cases', file=sys.stderr)\n"
+                      "sys.exit(2)\n")
+    script.chmod(0o755)
+    run = _training(tmp_path, str(script)).start().wait(timeout=30)
+    assert run.status == "failed" and run.error == "no labelled cases" and run.kept == "" and run.model is None
+    assert not Path(run.temp_dir).exists() and run.outcome_text() == "Failed: no labelled cases"
+
+
+def test_bundle_written_sees_a_bundle_being_replaced(tmp_path):
+    assert not training.bundle_written(tmp_path)
+    (tmp_path / ".bundle.old-123").mkdir()
+    assert training.bundle_written(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_training(tmp_path_factory):
+    """A dataset of 5 small shapes cases and an untrained bundle with a tiny network."""
+    root = tmp_path_factory.mktemp("tiny-training")
+    card = preset_dict("shapes")
+    card["network"] = {"features": [4, 8, 16]}
+    card["inference"] = {"roi_size": [32, 32, 32], "overlap": 0.25}
+    card["training"] = {"patch_size": [32, 32, 32], "batch_size": 2, "validation_interval": 3}
+    card_from_dict(card).to_json(root / "card.json")
+    env = dict(os.environ, PYTHONPATH=str(MODULE_DIR), OMP_NUM_THREADS="1")
+    for args in (["sample-data", "--kind", "shapes", "--cases", "5", "--out", str(root / "data")],
+                 ["init", "--card", str(root / "card.json"), "--out", str(root / "untrained")]):
+        subprocess.run([sys.executable, "-m", "ciml", *args], check=True, capture_output=True, env=env, timeout=300)
+    return root
+
+
+def test_ciml_train_without_matplotlib_succeeds_and_the_panel_job_registers_its_bundle(tiny_training, tmp_path,
+                                                                                        monkeypatch):
+    """The real worker, as the panel runs it, in a Python where matplotlib cannot be imported."""
+    blocker = tmp_path / "blocker" / "matplotlib"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('matplotlib is blocked in this test')\n")
+    monkeypatch.setenv("PYTHONPATH", str(blocker.parent))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a shared test machine: torch's default threads fight
+    log = []
+    run = training.TrainingJob(str(MODULE_DIR), str(tiny_training / "data"), str(tmp_path / "models"),
+                               init=str(tiny_training / "untrained"), max_steps=2, python=sys.executable,
+                               onLog=log.extend).start()
+    assert run.running(), run.error
+    run.wait(timeout=300)
+    assert run.status == "done", run.error + "\n" + run.log
+    assert run.worker.returncode == 0
+    assert any("matplotlib is not installed" in line for line in log)  # one note, in the panel's log
+    assert sum("matplotlib" in line for line in log) == 1
+    assert run.model is not None and run.model.trained and Path(run.model.path).parent == tmp_path / "models"
+    metadata = json.loads((Path(run.model.path) / "metadata.json").read_text())
+    assert metadata["provenance"]["steps"] == 2
+    assert not Path(run.temp_dir).exists()  # done: the bundle was copied, the run folder removed
+
+
+# --- the worker's life is tied to the process that started it --------------------------------
+
+PARENT = """
+import sys, time
+sys.path.insert(0, {module_dir!r})
+from CIMLSegmentationLib.process import WorkerProcess
+# The worker as inside Slicer: a launcher (PythonSlicer) that starts the real Python as its child.
+worker = WorkerProcess([sys.executable, {launcher!r}, sys.executable, {worker!r}, {pids!r}]).start()
+print(worker.proc.pid, worker.lifeline.pid, flush=True)
+time.sleep(120)
+"""
+LAUNCHER = """
+import subprocess, sys
+sys.exit(subprocess.call(sys.argv[1:]))
+"""
+TREE_WORKER = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+open(sys.argv[1] + ".tmp", "w").write(f"{os.getpid()} {child.pid}")
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checks processes through /proc")
+def test_killing_the_parent_kills_the_worker_its_launcher_and_children(tmp_path):
+    for name, text in (("launcher.py", LAUNCHER), ("worker.py", TREE_WORKER)):
+        (tmp_path / name).write_text(text)
+    pids_file = tmp_path / "pids"
+    parent_script = PARENT.format(module_dir=str(MODULE_DIR), launcher=str(tmp_path / "launcher.py"),
+                                  worker=str(tmp_path / "worker.py"), pids=str(pids_file))
+    parent = subprocess.Popen([sys.executable, "-c", parent_script], stdout=subprocess.PIPE, text=True)
+    pids = []
+    try:
+        launcher, lifeline = map(int, parent.stdout.readline().split())
+        pids = [launcher, lifeline]
+        deadline = time.monotonic() + 20
+        while not pids_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        worker, child = map(int, pids_file.read_text().split())
+        pids += [worker, child]
+        time.sleep(0.5)
+        assert all(_alive(p) for p in pids)  # the lifeline leaves a living parent's worker alone
+        parent.kill()  # SIGKILL: Slicer crashing gets no chance to clean up either
+        parent.wait()
+        assert _wait_dead(pids) == []
+    finally:
+        for pid in pids:  # never leave a stray process behind, whatever failed above
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the lifeline is POSIX; Windows uses a Job object")
+def test_a_worker_that_ends_lets_its_lifeline_go():
+    worker = process.WorkerProcess([sys.executable, "-c", "import time; time.sleep(0.3); print('bye')"]).start()
+    assert worker.lifeline is not None and worker.lifeline.poll() is None
+    assert worker.wait(timeout=20) == 0 and worker.succeeded()
+    assert worker.lifeline.wait(timeout=20) == 0
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the lifeline is POSIX; Windows uses a Job object")
+def test_a_cancelled_worker_lets_its_lifeline_go():
+    worker = process.WorkerProcess([sys.executable, "-c", "import time; time.sleep(60)"]).start()
+    worker.cancel()
+    assert not _alive(worker.proc.pid) and worker.lifeline.wait(timeout=20) == 0
+
+
+def test_the_windows_job_limits_have_the_sdk_layout():
+    """JOBOBJECT_EXTENDED_LIMIT_INFORMATION is 144 bytes on 64-bit Windows (112 on 32-bit)."""
+    assert ctypes.sizeof(process._ExtendedLimits) == (144 if ctypes.sizeof(ctypes.c_void_p) == 8 else 112)
