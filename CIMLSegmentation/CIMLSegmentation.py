@@ -1,4 +1,4 @@
-"""CIML Segmentation: multimodal tumour segmentation with per-modality heat maps.
+"""CIML Segmentation: multimodal tumour segmentation with per-modality effect and heat maps.
 
 Thin module file: metadata, a widget that loads the .ui and hands it to the panel, a headless
 logic, and the self-test. The network runs in a separate worker process (``python -m ciml``),
@@ -44,8 +44,9 @@ class CIMLSegmentation(ScriptedLoadableModule):
         self.parent.contributors = ["CIMLSegmentation developers"]
         self.parent.helpText = _(
             "Segments tumours from several modalities at once (the MRI sequences of a brain scan, or "
-            "PET with CT) and shows, per modality, a heat map of what it contributed. Choose a model, "
-            "check the volume chosen for each modality, and press Apply: the network runs in the "
+            "PET with CT) and shows, per modality, what withholding it changes (effect maps and a "
+            "relations table). Choose a model, check the volume chosen for each modality (or none), "
+            "and press Apply: the network runs in the "
             "background and can be cancelled. A sample case is in the Sample Data module.<br><br>"
             "The network is CIML (complementary information mutual learning: Shen et al., Neural "
             "Networks 2024, arXiv 2401.02717); the network here is this project's interpretation of "
@@ -128,12 +129,14 @@ class CIMLSegmentationLogic(ScriptedLoadableModuleLogic):
     def readModel(self, folder):
         return modelsLib.read_model(folder)
 
-    def segment(self, model, volumes, segmentation=None, device="auto", heatMaps=True, wait=False, **callbacks):
-        """Run the model on {modality: volume node}; returns the SegmentationJob, which brings the
-        results into the scene itself. ``callbacks``: onProgress, onFinished, onLog, onTick (see
-        CIMLSegmentationLib.job.BackgroundJob)."""
+    def segment(self, model, volumes, segmentation=None, device="auto", heatMaps=True, gradCam=False, wait=False,
+                **callbacks):
+        """Run the model on {modality: volume node or None}; a modality without a volume is left out
+        (every sub-task needs one). ``heatMaps``: effect maps and the relations; ``gradCam``: Grad-CAM
+        maps too. Returns the SegmentationJob, which brings the results into the scene itself.
+        ``callbacks``: onProgress, onFinished, onLog, onTick (see CIMLSegmentationLib.job.BackgroundJob)."""
         job = SegmentationJob(model, volumes, segmentation, MODULE_DIR, device, heatMaps, timer=pollTimer,
-                              **callbacks).start()
+                              gradCam=gradCam, **callbacks).start()
         return job.wait() if wait else job
 
     def train(self, dataFolder, baseModel=None, steps=None, wait=False, **callbacks):
@@ -188,7 +191,13 @@ class CIMLSegmentationTest(ScriptedLoadableModuleTest):
         segmentation = job.segmentation.GetSegmentation()
         names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
         self.assertEqual(names, model.targets)
-        self.assertEqual(len(job.heatMaps), len(model.modalities))
+        self.assertEqual(len(job.heatMaps), len(model.modalities))  # one effect map per modality
+        self.delayDisplay("Running it again without t2, as 'Segment again without...' does")
+        again = logic.segment(model, dict(volumes, t2=None), wait=True)
+        self.assertEqual(again.status, "done", again.error)
+        self.assertEqual(again.report.get("absent"), ["t2"])
+        self.assertTrue(again.segmentation.GetName().endswith(" without t2"))
+        self.assertIsNotNone(job.segmentation.GetScene())  # the first segmentation stays beside it
         self.delayDisplay("Test passed")
 
     def requireDependencies(self):

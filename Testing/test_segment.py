@@ -45,7 +45,7 @@ def segmented(tmp_path_factory):
     case = _case(root / "case")
     out = root / "out"
     run = _segment("--model", str(builtin_model()), *_inputs(case), "--out", str(out), "--progress", "json",
-                   "--cam-per-target")
+                   "--maps", "all", "--per-target")
     assert run.returncode == 0, run.stderr
     return case, out, run
 
@@ -65,6 +65,11 @@ def test_outputs_have_the_reference_geometry_and_the_cards_labels(segmented):
         assert _geometry(cam) == _geometry(reference), name
         values = sitk.GetArrayFromImage(cam)
         assert values.min() >= 0.0 and values.max() <= 1.0 + 1e-6, name
+    for name in [f"effect_{m}" for m in MODALITIES] + [f"effect_{t}_{m}" for t in ("WT", "TC", "ET") for m in MODALITIES]:
+        effect = sitk.ReadImage(str(out / f"{name}.nii.gz"))
+        assert _geometry(effect) == _geometry(reference), name
+        values = sitk.GetArrayFromImage(effect)
+        assert values.min() >= -1.0 - 1e-6 and values.max() <= 1.0 + 1e-6, name
     assert not list(out.glob(".ciml-*")), "no temporary files left"
 
 
@@ -101,10 +106,10 @@ def test_json_progress_is_valid_line_by_line_and_reaches_done(segmented):
 
 
 @pytest.mark.parametrize("drop,add,message", [
-    (("flair",), (), "missing --input for flair"),
+    (MODALITIES, (), "no input for sub-task whole"),
     ((), ("pet",), "--input pet: the model 'brats-sample' has no modality"),
 ])
-def test_missing_or_extra_inputs_are_refused_before_work(segmented, tmp_path, drop, add, message):
+def test_a_sub_task_without_input_or_an_extra_input_is_refused_before_work(segmented, tmp_path, drop, add, message):
     case, _, _ = segmented
     args = _inputs(case, [m for m in MODALITIES if m not in drop])
     args += [arg for m in add for arg in ("--input", f"{m}={case / f'{case.name}_t1.nii.gz'}")]

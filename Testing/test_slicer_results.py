@@ -311,8 +311,8 @@ def test_every_parameter_node_field_is_bound_or_written_by_the_panel():
     """parameterNodeWrapper saves a field when it is assigned: each field is either bound to a
     widget in the .ui or assigned by the panel, and none is declared for nothing."""
     declared = set(re.findall(r"^    (\w+): ", (LIB / "parameters.py").read_text(), re.M))
-    assert declared == {"modelPath", "outputSegmentation", "device", "computeHeatMaps", "heatMapOpacity",
-                        "trainingSteps"}
+    assert declared == {"modelPath", "outputSegmentation", "device", "computeHeatMaps", "computeGradCam",
+                        "heatMapOpacity", "trainingSteps"}
     ui = (MODULE / "Resources" / "UI" / "CIMLSegmentation.ui").read_text()
     bound = set(re.findall(r'name="SlicerParameterName">\s*<string>(\w+)</string>', ui))
     written = set(re.findall(r"self\.parameters\.(\w+) = ", (LIB / "widget.py").read_text()))

@@ -3,13 +3,22 @@
 
 Loads CIMLSegmentation/Resources/UI/CIMLSegmentation.ui with PySide6, offscreen, after swapping
 the CTK/MRML widgets for plain Qt widgets of the same base class, then fills it the way the module
-does for the BraTS sample model: one input row per modality with its role, the role table, a
-run in progress and the relations table of an earlier run.
+does for the BraTS sample model once a run has finished: one input row per modality with its role
+(or none for a modality the run did not have), the role table, the status and log of the run, and
+the relations table and map list, all from a real report.json of `ciml segment` (--report; by
+default docs/images/module-panel-report.json) through the same functions the panel uses.
 
     QT_QPA_PLATFORM=offscreen python scripts/render_module_panel.py --out docs/images/module-panel.png
+
+The default report was written by the built-in model on the sample case of seed 2026:
+
+    ciml sample-data --kind brats --cases 1 --out /tmp/panel-case --seed 2026
+    ciml segment --model CIMLSegmentation/Resources/Models/brats-sample \\
+        --input t1=/tmp/panel-case/BraTS-sample-000/BraTS-sample-000_t1.nii.gz ... --out /tmp/panel-out
 """
 
 import argparse
+import json
 import os
 import sys
 import xml.etree.ElementTree as ET
@@ -24,10 +33,13 @@ from PySide6 import QtCore, QtGui, QtUiTools, QtWidgets  # noqa: E402  (after th
 from ciml.choices import DEVICES  # noqa: E402
 from CIMLSegmentationLib.models import read_model, summary  # noqa: E402
 from CIMLSegmentationLib.process import device_label  # noqa: E402
-from CIMLSegmentationLib.progress import elapsed_text, status_text  # noqa: E402
-from CIMLSegmentationLib.roles import modality_label, role_table  # noqa: E402
+from CIMLSegmentationLib.progress import elapsed_text  # noqa: E402
+from CIMLSegmentationLib.report import (effect_details, first_map, map_keys, map_title,  # noqa: E402
+                                        relation_cell, relations_rows, report_warnings)
+from CIMLSegmentationLib.roles import modality_label, role_table, withhold_choices  # noqa: E402
 
 BUILTIN_MODEL = ROOT / "CIMLSegmentation" / "Resources" / "Models" / "brats-sample"
+REPORT = ROOT / "docs" / "images" / "module-panel-report.json"
 
 # CTK/MRML class -> plain Qt stand-in, and which of its properties the stand-in understands.
 STAND_INS = {
@@ -40,14 +52,26 @@ STAND_INS = {
 
 BRATS_VOLUMES = {"t1": "BraTS-sample-000_t1", "t1ce": "BraTS-sample-000_t1ce",
                  "t2": "BraTS-sample-000_t2", "flair": "BraTS-sample-000_flair"}
-# The Log box as the panel and the worker write it: the earlier run's summary, then this run.
-LOG_LINES = ["segmented with brats-sample on cuda in 21.4 s; outputs in /tmp/ciml-segment-k2j1/out",
-             "  WT: 61.3 ml  (contributions: t1 8%, t1ce 17%, t2 21%, flair 54%)",
-             "Done.",
-             "Segmenting with brats-sample on Auto."]
-RELATIONS = [("WT", {"t1": 0.08, "t1ce": 0.17, "t2": 0.21, "flair": 0.54}, 61.3),
-             ("TC", {"t1": 0.11, "t1ce": 0.58, "t2": 0.14, "flair": 0.17}, 18.9),
-             ("ET", {"t1": 0.06, "t1ce": 0.71, "t2": 0.09, "flair": 0.14}, 7.4)]
+NONE_DISPLAY = "(none: segment without it)"  # the selectors' none entry, as the panel sets it
+
+
+def log_lines(report: dict) -> list:
+    """The Log box after the run, as the panel and the worker write it: the panel's first line,
+    the worker's summary (the format of `ciml segment`'s last lines, from the report; the output
+    folder is the run's temporary one), the notes, and the status."""
+    lines = [f"Segmenting with {report['model']['name']} on {device_label('auto')}.",
+             f"segmented with {report['model']['name']} on {report['device']} in "
+             f"{sum(report['timings_s'].values()):.1f} s; outputs in <temporary folder>/out"]
+    for target, entry in report["targets"].items():
+        shares = ", ".join(f"{m} {100 * s:.0f}%" for m, s in entry.get("contributions", {}).items())
+        lines.append(f"  {target}: {entry['volume_ml']:.1f} ml" + (f"  (contributions: {shares})" if shares else ""))
+    lines += [f"Note: {note}" for note in report_warnings(report)]
+    return lines + [status(report)]
+
+
+def status(report: dict) -> str:
+    notes = report_warnings(report)
+    return "Done." + (f" {len(notes)} note(s) in the log." if notes else "")
 
 
 def plain_ui(ui_path: Path) -> bytes:
@@ -73,17 +97,19 @@ def plain_ui(ui_path: Path) -> bytes:
     return ET.tostring(root, encoding="utf-8")
 
 
-def fill(panel, model):
+def fill(panel, model, report: dict):
     find = lambda cls, name: panel.findChild(cls, name)  # noqa: E731
     card = model.card
+    modalities = model.modalities
+    absent = report.get("absent", [])
     find(QtWidgets.QComboBox, "modelComboBox").addItem(model.display_name)
     find(QtWidgets.QLabel, "modelSummaryLabel").setText(summary(model))
 
     form = find(QtWidgets.QWidget, "inputsPlaceholder").layout()
-    for modality in model.modalities:
+    for modality in modalities:
         label = QtWidgets.QLabel(modality_label(card, modality) + ":")
         combo = QtWidgets.QComboBox()
-        combo.addItem(BRATS_VOLUMES[modality])
+        combo.addItem(NONE_DISPLAY if modality in absent else BRATS_VOLUMES[modality])
         form.addRow(label, combo)
 
     roles = find(QtWidgets.QTableWidget, "roleTableWidget")
@@ -100,37 +126,55 @@ def fill(panel, model):
     devices = find(QtWidgets.QComboBox, "deviceComboBox")
     for device in DEVICES:  # as the panel fills it
         devices.addItem(device_label(device), device)
-    apply = find(QtWidgets.QPushButton, "applyButton")
-    apply.setText("Cancel")
-    find(QtWidgets.QProgressBar, "progressBar").setValue(62)
-    find(QtWidgets.QLabel, "statusLabel").setText(
-        status_text({"event": "progress", "stage": "sliding_window", "fraction": 0.62, "eta_s": 14}))
-    find(QtWidgets.QLabel, "elapsedLabel").setText(elapsed_text(23))
+    maps = report.get("maps", "effects")
+    find(QtWidgets.QCheckBox, "computeHeatMapsCheckBox").setChecked(maps in ("effects", "all"))
+    find(QtWidgets.QCheckBox, "computeGradCamCheckBox").setChecked(maps in ("gradcam", "all"))
+    find(QtWidgets.QProgressBar, "progressBar").setVisible(False)  # hidden once a run has ended
+    find(QtWidgets.QLabel, "statusLabel").setText(status(report))
+    find(QtWidgets.QLabel, "elapsedLabel").setText(elapsed_text(sum(report["timings_s"].values())))
+    lines = log_lines(report)
     log = find(QtWidgets.QPlainTextEdit, "logTextEdit")
-    log.setPlainText("\n".join(LOG_LINES))
+    log.setPlainText("\n".join(lines))
     log.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
     log.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
-    log.setFixedHeight(log.fontMetrics().lineSpacing() * len(LOG_LINES) + 16)
+    log.setFixedHeight(log.fontMetrics().lineSpacing() * len(lines) + 16)
     log.parentWidget().setSizePolicy(QtWidgets.QSizePolicy.Preferred, QtWidgets.QSizePolicy.Maximum)
 
+    # The relations table as Panel.showRelations fills it, from the same report functions.
     relations = find(QtWidgets.QTableWidget, "relationsTableWidget")
-    relations.setColumnCount(len(model.modalities) + 2)
-    relations.setHorizontalHeaderLabels(["Target"] + model.modalities + ["ml"])
-    relations.setRowCount(len(RELATIONS))
-    for r, (target, shares, volume) in enumerate(RELATIONS):
-        for c, text in enumerate([target] + [f"{100 * shares[m]:.0f}%" for m in model.modalities] + [f"{volume:.1f}"]):
+    shares_rows = relations_rows(report, modalities, absent)
+    details = effect_details(report, modalities, absent)
+    source = report.get("contributions_from", "effects")
+    relations.setColumnCount(len(modalities) + 2)
+    relations.setHorizontalHeaderLabels(["Target"] + modalities + ["ml"])
+    relations.setRowCount(len(shares_rows))
+    for r, (target, shares, volume) in enumerate(shares_rows):
+        relations.setItem(r, 0, QtWidgets.QTableWidgetItem(target))
+        for c, (modality, share, detail) in enumerate(zip(modalities, shares, details[target]), start=1):
+            text, tip = relation_cell(target, modality, share, detail, source)
             item = QtWidgets.QTableWidgetItem(text)
+            item.setToolTip(tip)
             item.setTextAlignment(QtCore.Qt.AlignCenter)
             relations.setItem(r, c, item)
+        relations.setItem(r, len(modalities) + 1, QtWidgets.QTableWidgetItem(f"{volume:.1f}"))
     relations.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
+    relations.horizontalHeader().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeToContents)
     relations.horizontalHeader().setSectionResizeMode(relations.columnCount() - 1, QtWidgets.QHeaderView.ResizeToContents)
+    relations.resizeRowsToContents()
     for table in (roles, relations):
         table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
         table.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
-    relations.setFixedHeight(relations.horizontalHeader().height() + sum(relations.rowHeight(i) for i in range(len(RELATIONS))) + 4)
+    relations.setFixedHeight(relations.horizontalHeader().height()
+                             + sum(relations.rowHeight(i) for i in range(len(shares_rows))) + 4)
     find(QtWidgets.QPushButton, "showChartButton").setEnabled(True)
+    given = [m for m in modalities if m not in absent]
+    offered = withhold_choices(card, given)
+    find(QtWidgets.QPushButton, "segmentWithoutButton").setEnabled(any(not why for _, why in offered))
     heat = find(QtWidgets.QComboBox, "heatMapComboBox")
-    heat.addItems(["flair"] + [m for m in model.modalities if m != "flair"])
+    keys = list(map_keys(list(report.get("outputs", {}).values()), modalities, model.targets))
+    heat.addItems(["(none)"] + [map_title(key) for key in keys])
+    shown = first_map(keys, shares_rows, modalities)
+    heat.setCurrentIndex(keys.index(shown) + 1 if shown else 0)
     slider = find(QtWidgets.QSlider, "heatMapOpacitySlider")
     slider.setOrientation(QtCore.Qt.Horizontal)
     slider.setRange(0, 100)
@@ -144,7 +188,14 @@ def fill(panel, model):
     training.setFixedHeight(28)
 
 
-def render(out: Path, width: int = 460) -> Path:
+def read_report(path: Path) -> dict:
+    report = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(report.get("targets"), dict) or "timings_s" not in report:
+        raise ValueError(f"{path} is not a report.json of ciml segment")
+    return report
+
+
+def render(out: Path, width: int = 460, report_path: Path = REPORT) -> Path:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     app.setStyle("Fusion")
     app.setFont(QtGui.QFont("DejaVu Sans", 9))
@@ -154,7 +205,7 @@ def render(out: Path, width: int = 460) -> Path:
     panel = QtUiTools.QUiLoader().load(buffer)
     if panel is None:
         raise RuntimeError("the .ui did not load")
-    fill(panel, read_model(BUILTIN_MODEL, origin="built-in"))
+    fill(panel, read_model(BUILTIN_MODEL, origin="built-in"), read_report(report_path))
     panel.setFixedWidth(width)
     panel.adjustSize()
     panel.resize(width, panel.layout().sizeHint().height())
@@ -169,8 +220,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "images" / "module-panel.png"))
     parser.add_argument("--width", type=int, default=460)
+    parser.add_argument("--report", default=str(REPORT),
+                        help="the report.json of a `ciml segment` run of the built-in model that fills the panel")
     args = parser.parse_args(argv)
-    print(render(Path(args.out), args.width))
+    print(render(Path(args.out), args.width, Path(args.report)))
     return 0
 
 

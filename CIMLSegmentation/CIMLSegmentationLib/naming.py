@@ -1,6 +1,7 @@
-"""The names this module gives to things in Slicer's scene: node-reference roles of the inputs,
-the attributes that mark its output volumes, the colour tables it shows them with, and its
-terminology context.
+"""The names this module gives to things in Slicer's scene: node-reference roles of the inputs
+(and the modalities set to "none"), the attributes that mark its output volumes, the colour
+tables it shows them with (and the effect map's transparent middle), new segmentations' names,
+and its terminology context.
 
 Plain Python, tested outside Slicer (no imports beyond the standard library): the Slicer-only
 ``parameters`` and ``results`` use these names, and the tests check them against the index of
@@ -9,7 +10,7 @@ Slicer's API at every supported version.
 
 import os
 import re
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, List, Optional, Sequence
 
 # --- input volumes: node references on the parameter node -----------------------------------
 # MRML saves references as "role:id id;role:id;" and reads the role back up to the first ':'
@@ -25,6 +26,19 @@ def input_role(modality: str) -> str:
     if not isinstance(modality, str) or not _MODALITY.match(modality):
         raise ValueError(f"not a modality name: {modality!r} (a letter, then letters, digits, _ or -)")
     return INPUT_ROLE_PREFIX + modality
+
+
+# Modalities the user set to "none", kept on the parameter node (value: names separated by spaces,
+# which a modality name never holds), so the panel does not pre-select them again from the names.
+DECLINED_INPUTS_ATTRIBUTE = "CIMLSegmentation.NoInput"
+
+
+def declined_inputs(value: Optional[str]) -> List[str]:
+    return (value or "").split()
+
+
+def declined_value(modalities: Iterable[str]) -> str:
+    return " ".join(sorted(set(modalities)))
 
 
 def role_modality(role: str) -> Optional[str]:
@@ -61,9 +75,33 @@ HEAT_MAP_COLOR_IDS = ("vtkMRMLColorTableNodeFileInferno.txt", "vtkMRMLPETProcedu
 EFFECT_MAP_COLOR_IDS = ("vtkMRMLColorTableNodeFileDivergingBlueRed.txt", "vtkMRMLColorTableNodeFMRI")
 
 
+# Effect maps are shown over a window of -1..1 centred on 0, and |effect| below the floor is
+# hidden. Slicer's threshold shows one range [lower, upper] and cannot hide the middle of a
+# signed map, so the map gets its own copy of the diverging table with the entries inside the
+# floor transparent (the slice view takes a colour table's alpha: vtkMRMLScalarVolumeDisplayNode).
+EFFECT_WINDOW = (-1.0, 1.0)
+EFFECT_FLOOR = 0.05
+EFFECT_TABLE_NAME = "CIMLSegmentation effect map colours"
+
+
+def transparent_entries(count: int, floor: float = EFFECT_FLOOR, window: Sequence[float] = EFFECT_WINDOW) -> List[int]:
+    """The entries of a ``count``-entry colour table spread over ``window`` whose values lie
+    within ``floor`` of 0 (each entry stands for the middle of its share of the window)."""
+    low, high = window
+    return [i for i in range(count) if abs(low + (high - low) * (i + 0.5) / count) < floor]
+
+
 def first_available(ids: Iterable[str], exists: Callable[[str], object]) -> Optional[str]:
     """The first ID for which ``exists`` (e.g. ``scene.GetNodeByID``) is truthy, else None."""
     return next((i for i in ids if exists(i)), None)
+
+
+# --- segmentations ------------------------------------------------------------------------------
+def segmentation_name(reference: str, model: str, absent: Sequence[str] = ()) -> str:
+    """The name of a new segmentation: 'BraTS-sample-000_t1ce brats-sample segmentation', with
+    ' without flair' when modalities were left out, so a rerun without one never takes the name
+    of the segmentation beside it."""
+    return f"{reference} {model} segmentation" + (f" without {', '.join(absent)}" if absent else "")
 
 
 # --- terminology ------------------------------------------------------------------------------

@@ -84,14 +84,26 @@ def device_index(devices: Sequence[str], device) -> int:
     return list(devices).index(device) if device in devices else 0
 
 
+def maps_option(effects: bool, gradcam: bool) -> str:
+    """The worker's ``--maps``: effect maps (what withholding each modality changes, the source of
+    the relations table), Grad-CAM heat maps, both, or none."""
+    return {(True, False): "effects", (True, True): "all", (False, True): "gradcam"}.get((effects, gradcam), "none")
+
+
 def segment_command(python: str, model: str, inputs: Dict[str, str], out_dir: str,
-                    device: str = "auto", heat_maps: bool = True, fmt: str = "nrrd") -> List[str]:
-    """``python -m ciml segment ...`` for one case; inputs maps modality name to file path."""
+                    device: str = "auto", heat_maps: bool = True, fmt: str = "nrrd",
+                    maps: Optional[str] = None) -> List[str]:
+    """``python -m ciml segment ...`` for one case; inputs maps modality name to file path, for
+    the given modalities only (the worker takes any subset with one input per sub-task). ``maps``
+    (see ``maps_option``) is passed as ``--maps``; without it, ``heat_maps=False`` is ``--no-cam``
+    and otherwise the worker's default (effect maps) applies."""
     args = [python, "-m", "ciml", "segment", "--model", str(model)]
     for name, path in inputs.items():
         args += ["--input", f"{name}={path}"]
     args += ["--out", str(out_dir), "--device", device, "--format", fmt, "--progress", "json"]
-    if not heat_maps:
+    if maps is not None:
+        args += ["--maps", maps]
+    elif not heat_maps:
         args.append("--no-cam")
     return args
 

@@ -1,6 +1,7 @@
 """What the worker's outputs mean, as plain data: segment specs from the card, their Slicer
-terminology entries, heat-map file names, report.json and its relations rows, warnings, share
-texts and the relations chart's colours.
+terminology entries, the effect and heat-map files, report.json and its relations rows (shares,
+absent modalities, what segmenting without each one changes), warnings, the relations table's
+cell texts and the chart's colours.
 
 Plain Python, tested outside Slicer; imports only ``ciml.config`` (no torch, no numpy).
 ``results`` puts these outputs into the Slicer scene.
@@ -20,6 +21,9 @@ from .naming import ANATOMIC_CONTEXT, DICOM_TERMINOLOGY_CONTEXT, TERMINOLOGY_FIL
 # The category Slicer's DICOM master list gives most lesion codes; used for a code the shipped
 # terminology does not list, whose category the card does not say.
 ALTERED_STRUCTURE = "SCT^49755003^Morphologically Altered Structure"
+# A modality the run was not given, as report.json writes it under "effects".
+ABSENT = "absent"
+EFFECT_PREFIX = "effect "  # keys of effect maps (a modality name holds no space)
 # Okabe-Ito: distinct for the common colour-vision deficiencies, and none of them black or white
 # (a plot series is black unless given a colour).
 CHART_COLORS = ((0.902, 0.624, 0.0), (0.337, 0.706, 0.914), (0.0, 0.620, 0.451), (0.941, 0.894, 0.259),
@@ -92,14 +96,37 @@ def heat_map_key(stem: str, modalities: Sequence[str], targets: Sequence[str]) -
     return stem
 
 
+def map_keys(names: Sequence[str], modalities: Sequence[str], targets: Sequence[str]) -> Dict[str, str]:
+    """{key: file name} for the map files among ``names``: effect maps first ('effect flair',
+    'effect WT/flair' from effect_*), then Grad-CAM maps ('flair', 'WT/flair' from cam_*: the keys
+    they have always had, which scenes saved earlier carry); per kind, the maps of all targets in
+    the card's modality order, then the per-target ones. ``map_title`` names them for the user."""
+    found: Dict[str, Tuple[Tuple, str]] = {}
+    for name in names:
+        match = re.match(r"^(effect|cam)_(.+?)\.(nrrd|nii\.gz|nii)$", name)
+        if not match:
+            continue
+        key = heat_map_key(match.group(2), modalities, targets)
+        target, _slash, modality = key.rpartition("/")
+        order = (match.group(1) != "effect", bool(target), list(targets).index(target) if target in targets else -1,
+                 list(modalities).index(modality) if modality in modalities else len(modalities), key)
+        found[EFFECT_PREFIX + key if match.group(1) == "effect" else key] = (order, name)
+    return {key: name for key, (order, name) in sorted(found.items(), key=lambda item: item[1][0])}
+
+
 def heat_map_files(out_dir: str, modalities: Sequence[str], targets: Sequence[str]) -> Dict[str, str]:
-    """{'flair': path, 'WT/flair': path, ...} for the cam_* files the worker wrote."""
-    found = {}
-    for name in sorted(os.listdir(out_dir)):
-        match = re.match(r"^cam_(.+?)\.(nrrd|nii\.gz|nii)$", name)
-        if match:
-            found[heat_map_key(match.group(1), modalities, targets)] = os.path.join(out_dir, name)
-    return found
+    """{key: path} of the effect and Grad-CAM maps the worker wrote into ``out_dir`` (``map_keys``)."""
+    return {key: os.path.join(out_dir, name)
+            for key, name in map_keys(os.listdir(out_dir), modalities, targets).items()}
+
+
+def is_effect_map(key: str) -> bool:
+    return key.startswith(EFFECT_PREFIX)
+
+
+def map_title(key: str) -> str:
+    """What the panel lists: 'effect flair' as it is, a Grad-CAM key as 'Grad-CAM flair'."""
+    return key if is_effect_map(key) else "Grad-CAM " + key
 
 
 def read_report(out_dir: str) -> Dict:
@@ -118,14 +145,79 @@ def report_targets(report: Dict) -> Dict[str, Dict]:
     return dict(targets)
 
 
-def relations_rows(report: Dict, modalities: List[str]) -> List[Tuple[str, List[Optional[float]], float]]:
-    """Rows (target, [share per modality or None], volume in ml) for the relations table."""
+def relations_rows(report: Dict, modalities: List[str], absent: Optional[Sequence[str]] = None
+                   ) -> List[Tuple[str, List[object], float]]:
+    """Rows (target, [share per modality], volume in ml) for the relations table. A share is a
+    float, ``ABSENT`` for a modality the run was not given (``absent``, by default the report's
+    list), or None where the report has none (a run without maps)."""
+    absent = set(report.get("absent", []) if absent is None else absent)
     rows = []
     for target, entry in report_targets(report).items():
         shares = entry.get("contributions", {}) or {}
-        values = [float(shares[m]) if m in shares and shares[m] is not None else None for m in modalities]
+        values = [ABSENT if m in absent else float(shares[m]) if shares.get(m) is not None else None
+                  for m in modalities]
         rows.append((target, values, float(entry.get("volume_ml", 0.0) or 0.0)))
     return rows
+
+
+def effect_details(report: Dict, modalities: List[str], absent: Optional[Sequence[str]] = None
+                   ) -> Dict[str, List[object]]:
+    """{target: per modality, what segmenting without it changes}: {'volume_change_ml',
+    'dice_without'} (floats), ``ABSENT``, or None where the report has no effects (a run with
+    Grad-CAM or no maps only)."""
+    absent = set(report.get("absent", []) if absent is None else absent)
+    details = {}
+    for target, entry in report_targets(report).items():
+        effects = entry.get("effects", {}) or {}
+        row = []
+        for m in modalities:
+            effect = effects.get(m)
+            if m in absent or effect == ABSENT:
+                row.append(ABSENT)
+            elif isinstance(effect, dict) and effect.get("volume_change_ml") is not None \
+                    and effect.get("dice_without") is not None:
+                row.append({"volume_change_ml": float(effect["volume_change_ml"]) + 0.0,  # no -0.0
+                            "dice_without": float(effect["dice_without"])})
+            else:
+                row.append(None)
+        details[target] = row
+    return details
+
+
+def relation_cell(target: str, modality: str, share, detail, source: Optional[str] = "effects") -> Tuple[str, str]:
+    """(text, tooltip) of one cell of the relations table: the share, and under it what
+    segmenting without the modality changes (the target's volume, the Dice between the target
+    with and without it); 'absent' for a modality the run did not have. ``source``: the report's
+    ``contributions_from``."""
+    if share == ABSENT or detail == ABSENT:
+        return "absent", f"{modality} was not given: this run segmented {target} without it."
+    lines, tips = [], []
+    if isinstance(share, float):
+        lines.append(format_share(share))
+        tips.append(f"{modality} for {target}: {format_share(share)} of " + (
+            "the first-order (Grad-CAM) estimates of withholding each modality, summed over the body." if source == "gradcam" else
+            "what withholding each modality changes (the summed change of the target's probability)."))
+    if isinstance(detail, dict):
+        change, dice = detail["volume_change_ml"], detail["dice_without"]
+        lines += ["no change"] if change == 0 and dice == 1 else [f"{change:+.1f} ml", f"Dice {dice:.2f}"]
+        how = ("is unchanged in volume" if change == 0 else
+               f"{'grows' if change > 0 else 'shrinks'} by {abs(change):.1f} ml")
+        tips.append(f"Segmented without {modality}, {target} {how}; the Dice between {target} with and without "
+                    f"{modality} is {dice:.2f} (1.00: the same region).")
+    return "\n".join(lines), " ".join(tips)
+
+
+def first_map(keys: Sequence[str], rows: List[Tuple[str, List[object], float]], modalities: Sequence[str]) -> str:
+    """The map the panel shows first: that of the modality with the largest share for the first
+    target (its effect map, else its Grad-CAM map), else the first map; '' when there is none."""
+    if rows:
+        shares = [(s, m) for m, s in zip(modalities, rows[0][1]) if isinstance(s, float)]
+        if shares:
+            best = max(shares)[1]
+            for key in (EFFECT_PREFIX + best, best):
+                if key in keys:
+                    return key
+    return keys[0] if keys else ""
 
 
 def report_warnings(report: Dict) -> List[str]:
@@ -135,7 +227,9 @@ def report_warnings(report: Dict) -> List[str]:
     return warnings
 
 
-def format_share(value: Optional[float]) -> str:
+def format_share(value) -> str:
+    if value == ABSENT:
+        return ABSENT
     return "" if value is None else f"{100 * value:.0f}%"
 
 

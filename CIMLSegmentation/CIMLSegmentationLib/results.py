@@ -1,12 +1,12 @@
-"""Bringing the worker's outputs into the Slicer scene: segmentation, heat maps, relations table
-and chart; keeping the output volumes out of the input selectors.
+"""Bringing the worker's outputs into the Slicer scene: segmentation, effect and Grad-CAM maps,
+relations table and chart; keeping the output volumes out of the input selectors.
 
 Slicer-only: imports qt, slicer, vtk and numpy (Slicer's own) at the top, so it is imported only
 by the segmentation job and the panel. What the outputs mean is plain data in ``report``; the
 names given in the scene (attributes, colour tables, terminology) are in ``naming``.
 """
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import qt
@@ -16,9 +16,11 @@ from slicer.i18n import tr as _
 
 from ciml.config import ModelCard
 
-from .naming import (HEAT_MAP_COLOR_IDS, HEAT_MAP_KEY_ATTRIBUTE, OUTPUT_ATTRIBUTE, OUTPUT_HEAT_MAP,
-                     TERMINOLOGY_CONTEXT, TERMINOLOGY_FILE, first_available, is_output_volume)
-from .report import chart_colors, heat_map_files, index_legend, segment_specs, terminology_string
+from .naming import (EFFECT_MAP_COLOR_IDS, EFFECT_TABLE_NAME, EFFECT_WINDOW, HEAT_MAP_COLOR_IDS,
+                     HEAT_MAP_KEY_ATTRIBUTE, OUTPUT_ATTRIBUTE, OUTPUT_EFFECT_MAP, OUTPUT_HEAT_MAP,
+                     TERMINOLOGY_CONTEXT, TERMINOLOGY_FILE, first_available, is_output_volume, transparent_entries)
+from .report import (ABSENT, chart_colors, heat_map_files, index_legend, is_effect_map, map_title, segment_specs,
+                     terminology_string)
 
 HEAT_LOWER_THRESHOLD = 0.1  # hide the faint floor of the map so the anatomy stays visible
 
@@ -101,19 +103,53 @@ def loadOutputVolume(path: str, name: str, kind: str, colorIds, window=(0.0, 1.0
     return node
 
 
+def effectColorTable():
+    """The effect maps' colour table: the first diverging table the scene has, with the entries
+    inside ``naming.EFFECT_FLOOR`` transparent (Slicer's threshold cannot hide the middle of a
+    signed range). Made once per scene and found again by its name."""
+    existing = slicer.mrmlScene.GetFirstNodeByName(EFFECT_TABLE_NAME)
+    if isinstance(existing, slicer.vtkMRMLColorTableNode):
+        return existing
+    sourceId = first_available(EFFECT_MAP_COLOR_IDS, slicer.mrmlScene.GetNodeByID)
+    source = slicer.mrmlScene.GetNodeByID(sourceId) if sourceId else None
+    if source is None:
+        return None
+    table = slicer.vtkMRMLColorTableNode()
+    table.SetName(EFFECT_TABLE_NAME)
+    table.SetSingletonTag(EFFECT_TABLE_NAME)
+    table.SetTypeToUser()
+    count = source.GetNumberOfColors()
+    table.SetNumberOfColors(count)
+    hidden = set(transparent_entries(count))
+    for i in range(count):
+        rgba = [0.0, 0.0, 0.0, 1.0]
+        source.GetColor(i, rgba)
+        table.SetColor(i, rgba[0], rgba[1], rgba[2], 0.0 if i in hidden else 1.0)
+    slicer.mrmlScene.AddNode(table)
+    return table
+
+
 def loadHeatMaps(out_dir: str, card: ModelCard, reference, baseName: str) -> Dict[str, object]:
-    """Each cam file as a scalar volume with a sequential colour map, window 0..1, its faint floor
-    hidden, in a folder beside the reference; not shown until chosen."""
+    """Each effect map (signed, -1..1: a diverging colour table centred on 0, its middle hidden)
+    and each Grad-CAM map (0..1: a sequential table, its faint floor hidden) as a scalar volume in
+    a folder beside the reference, keyed as ``report.heat_map_files`` keys them; not shown until
+    chosen."""
     nodes = {}
     folder = _("{name} heat maps").format(name=baseName)
+    effectTable = None
     for key, path in heat_map_files(out_dir, card.modality_names, card.target_names).items():
-        node = loadOutputVolume(path, _("{name} heat map {key}").format(name=baseName, key=key), OUTPUT_HEAT_MAP,
-                                HEAT_MAP_COLOR_IDS)
+        name = _("{name} {title}").format(name=baseName, title=map_title(key))
+        if is_effect_map(key):
+            effectTable = effectTable or effectColorTable()
+            colorIds = [effectTable.GetID()] if effectTable else EFFECT_MAP_COLOR_IDS
+            node = loadOutputVolume(path, name, OUTPUT_EFFECT_MAP, colorIds, window=EFFECT_WINDOW)
+        else:
+            node = loadOutputVolume(path, name, OUTPUT_HEAT_MAP, HEAT_MAP_COLOR_IDS)
+            display = node.GetScalarVolumeDisplayNode()
+            display.SetApplyThreshold(True)
+            display.SetLowerThreshold(HEAT_LOWER_THRESHOLD)
+            display.SetUpperThreshold(1.0)
         node.SetAttribute(HEAT_MAP_KEY_ATTRIBUTE, key)
-        display = node.GetScalarVolumeDisplayNode()
-        display.SetApplyThreshold(True)
-        display.SetLowerThreshold(HEAT_LOWER_THRESHOLD)
-        display.SetUpperThreshold(1.0)
         placeNextTo(node, reference, folder)
         nodes[key] = node
     return nodes
@@ -146,26 +182,37 @@ def hideOutputVolumes(selector) -> None:
 
 
 def showHeatMap(heatMap, reference, opacity: float) -> None:
-    """Show a heat map as the foreground over the reference volume (None hides it)."""
+    """Show an effect or heat map as the foreground over the reference volume (None hides it)."""
     slicer.util.setSliceViewerLayers(background=reference, foreground=heatMap,
                                      foregroundOpacity=opacity if heatMap else 0.0)
 
 
 # --- relations table and chart ------------------------------------------------------------------
-def relationsTableNode(rows, modalities: List[str], name: str):
-    """A table node: one row per target, one column per modality's share (0..1), volume in ml."""
+def relationsTableNode(rows, modalities: List[str], name: str, details: Optional[Dict[str, list]] = None):
+    """A table node: one row per target, one column per modality's share (0..1; empty for a
+    modality the run did not have), the volume in ml, then per modality what segmenting without
+    it changes (volume change in ml, Dice with/without) where the report has it (``details``, from
+    ``report.effect_details``). The chart reads the share columns only."""
     table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
     targetColumn = vtk.vtkStringArray()
     targetColumn.SetName("target")
+    titles = modalities + ["volume_ml"]
+    if details:
+        titles += [f"{m} {what}" for m in modalities for what in ("volume_change_ml_without", "dice_without")]
     columns = [targetColumn]
-    for title in modalities + ["volume_ml"]:
+    for title in titles:
         column = vtk.vtkDoubleArray()
         column.SetName(title)
         columns.append(column)
     for target, values, volume in rows:
         targetColumn.InsertNextValue(target)
-        for column, value in zip(columns[1:], values + [volume]):
-            column.InsertNextValue(float("nan") if value is None else value)
+        cells = list(values) + [volume]
+        if details:
+            for detail in details.get(target, [None] * len(modalities)):
+                known = isinstance(detail, dict)
+                cells += [detail["volume_change_ml"] if known else None, detail["dice_without"] if known else None]
+        for column, value in zip(columns[1:], cells):
+            column.InsertNextValue(float("nan") if value is None or value == ABSENT else value)
     for column in columns:
         table.AddColumn(column)
     return table
@@ -180,7 +227,7 @@ def relationsChart(table, modalities: List[str], name: str):
     chart.SetTitle(_("Modality contributions"))
     targets = [table.GetCellText(row, 0) for row in range(table.GetNumberOfRows())]  # column 0: target
     chart.SetXAxisTitle(_("Target") + f" ({index_legend(targets)})")
-    chart.SetYAxisTitle(_("share of the heat-map mass"))
+    chart.SetYAxisTitle(_("share of the contributions"))
     for modality, color in zip(modalities, chart_colors(len(modalities))):
         seriesName = _("{modality} share").format(modality=modality)  # the legend shows node names
         series = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", seriesName)

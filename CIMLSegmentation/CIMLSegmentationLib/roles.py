@@ -3,7 +3,9 @@
 What the user may edit: the trained weights fix the task decomposition (which modality is the
 primary of which sub-task, which are its auxiliaries), so the role table is shown read-only. What
 the user does choose is which loaded volume plays each modality; that assignment is the one
-editable part, and it is pre-filled from the volume names.
+editable part, and it is pre-filled from the volume names. A modality may be left out ("none")
+as long as every sub-task keeps one input; the outputs are then on the grid of the reference the
+worker chooses (``reference_modality``).
 
 Plain Python on the ``ciml.config.ModelCard`` (which loads neither torch nor numpy).
 """
@@ -118,17 +120,72 @@ def auto_select(volume_names: Sequence[str], card: ModelCard) -> Dict[str, Optio
     return chosen
 
 
-def apply_disabled_reason(model_ok: bool, assignment: Dict[str, Optional[str]], model_problem: str = "") -> str:
+def subtask_inputs(card: ModelCard) -> List[Tuple[str, List[str], List[str]]]:
+    """Per sub-task: its name, its targets and the modalities it reads (primary first)."""
+    return [(s.name, list(s.targets), [s.primary, *s.auxiliaries]) for s in card.subtasks]
+
+
+def uncovered_subtasks(card: ModelCard, given: Sequence[str]) -> List[Tuple[str, List[str], List[str]]]:
+    """The sub-tasks none of whose modalities is in ``given``: the worker refuses such a run."""
+    return [row for row in subtask_inputs(card) if not set(row[2]) & set(given)]
+
+
+def apply_disabled_reason(model_ok: bool, assignment: Dict[str, Optional[str]], model_problem: str = "",
+                          card: Optional[ModelCard] = None) -> str:
     """Why Apply cannot run now ('' when it can); shown as the button's tooltip. While a run goes
-    on the button is Cancel, which the panel decides."""
+    on the button is Cancel, which the panel decides.
+
+    With the ``card``, a modality may stay empty ("none") as long as every sub-task keeps at
+    least one input, which is what the worker accepts; without it every modality needs a volume.
+    """
     if not model_ok:
         return model_problem or "Choose a model first."
-    missing = [m for m, v in assignment.items() if not v]
-    if missing:
-        return "Select a volume for: " + ", ".join(missing) + "."
+    if card is None:
+        missing = [m for m, v in assignment.items() if not v]
+        if missing:
+            return "Select a volume for: " + ", ".join(missing) + "."
+    else:
+        uncovered = uncovered_subtasks(card, [m for m, v in assignment.items() if v])
+        if uncovered:
+            name, targets, modalities = uncovered[0]
+            return (f"Sub-task {name} ({', '.join(targets)}) has no input: select a volume for at least one "
+                    f"of {', '.join(modalities)}.")
     seen: Dict[str, str] = {}
     for modality, volume in assignment.items():
+        if not volume:
+            continue
         if volume in seen:
             return f"The same volume is selected for {seen[volume]} and {modality}."
         seen[volume] = modality
     return ""
+
+
+def given_inputs(card: ModelCard, assignment: Dict[str, object]) -> Dict[str, object]:
+    """The selected inputs only ({modality: volume}), in the card's modality order: what the job
+    exports and passes as --input."""
+    return {m: assignment[m] for m in card.modality_names if assignment.get(m) is not None}
+
+
+def reference_modality(card: ModelCard, given: Sequence[str]) -> Optional[str]:
+    """The modality whose grid the outputs are on, as the worker chooses it: the card's reference
+    when given, else the first given modality in card order (None when nothing is given)."""
+    if card.reference in given:
+        return card.reference
+    return next((m for m in card.modality_names if m in given), None)
+
+
+def withhold_choices(card: ModelCard, given: Sequence[str]) -> List[Tuple[str, str]]:
+    """For "Segment again without...": each given modality (card order) with '' when the run can
+    go on without it, else why not (it is the last input of a sub-task)."""
+    choices = []
+    for modality in [m for m in card.modality_names if m in given]:
+        left = uncovered_subtasks(card, [m for m in given if m != modality])
+        reason = f"the only input left for {', '.join(t for row in left for t in row[1])}" if left else ""
+        choices.append((modality, reason))
+    return choices
+
+
+def inputs_to_guess(assigned: Dict[str, Optional[str]], declined: Sequence[str]) -> List[str]:
+    """The modalities the panel pre-selects from the volume names: those without a volume that
+    the user has not set to "none" (a deliberate none stays none, also after a scene reopen)."""
+    return [m for m, v in assigned.items() if not v and m not in declined]

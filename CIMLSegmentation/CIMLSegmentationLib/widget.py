@@ -23,11 +23,11 @@ from ciml.choices import DEVICES
 from . import install, results
 from .job import RunRecord
 from .models import add_folder, folder_list, model_index, summary
-from .parameters import inputVolume, inputVolumes, setInputVolume
+from .parameters import declinedInputs, inputVolume, inputVolumes, setInputDeclined, setInputVolume
 from .process import device_index, device_label
 from .progress import elapsed_text, progress_percent, status_text
-from .report import format_share, relations_rows
-from .roles import apply_disabled_reason, auto_select, modality_label, role_table
+from .report import effect_details, first_map, map_title, relation_cell, relations_rows
+from .roles import apply_disabled_reason, auto_select, inputs_to_guess, modality_label, role_table, withhold_choices
 from .training import train_disabled_reason
 
 EXTRA_FOLDERS_KEY = "CIMLSegmentation/extraModelFolders"
@@ -49,6 +49,8 @@ class Panel:
         ui.heatMapComboBox.connect("currentIndexChanged(int)", self.onHeatMapChanged)
         ui.heatMapOpacitySlider.connect("valueChanged(double)", lambda value: self.onHeatMapChanged())
         ui.showChartButton.connect("clicked()", self.onShowChart)
+        self.withoutMenu = qt.QMenu(ui.segmentWithoutButton)  # filled with the last run's modalities
+        ui.segmentWithoutButton.setMenu(self.withoutMenu)
         ui.trainButton.connect("clicked()", self.onTrainOrCancel)
         ui.trainingDataPathLineEdit.connect("currentPathChanged(QString)", lambda path: self.updateButtons())
         ui.roleTableWidget.horizontalHeader().setSectionResizeMode(qt.QHeaderView.ResizeToContents)
@@ -128,16 +130,17 @@ class Panel:
         volumes = [n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
                    if not n.IsA("vtkMRMLLabelMapVolumeNode") and not results.isOutputVolume(n)]
         guess = auto_select([n.GetName() for n in volumes], model.card)
+        toGuess = inputs_to_guess(inputVolumes(self.parameters, model.modalities), declinedInputs(self.parameters))
         for modality in model.modalities:
             selector = slicer.qMRMLNodeComboBox()
             selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
             selector.hideChildNodeTypes = ["vtkMRMLLabelMapVolumeNode"]
             selector.addEnabled, selector.removeEnabled, selector.noneEnabled = False, False, True
-            selector.noneDisplay = "(select a volume)"
+            selector.noneDisplay = _("(none: segment without it)")
             selector.setMRMLScene(slicer.mrmlScene)
             results.hideOutputVolumes(selector)  # heat and effect maps are never inputs
             chosen = inputVolume(self.parameters, modality)
-            if chosen is None and guess.get(modality):
+            if modality in toGuess and guess.get(modality):
                 chosen = next(n for n in volumes if n.GetName() == guess[modality])
                 setInputVolume(self.parameters, modality, chosen)
             selector.setCurrentNode(chosen)
@@ -150,6 +153,7 @@ class Panel:
     def onInputChanged(self, modality, node) -> None:
         if self.parameters is not None:
             setInputVolume(self.parameters, modality, node)
+            setInputDeclined(self.parameters, modality, node is None)  # "none" stays none
         self.updateButtons()
 
     def fillRoleTable(self, model) -> None:
@@ -165,7 +169,8 @@ class Panel:
         model = self.currentModel()
         running = self.runs.running()
         assignment = {m: (s.currentNodeID or None) for m, s in self.inputSelectors.items()}
-        reason = apply_disabled_reason(model is not None, assignment, model_problem=_("No model: load a bundle folder."))
+        reason = apply_disabled_reason(model is not None, assignment, card=model.card if model else None,
+                                       model_problem=_("No model: load a bundle folder."))
         self.ui.applyButton.text = _("Cancel") if running else _("Apply")
         self.ui.applyButton.enabled = running or not reason
         self.ui.applyButton.toolTip = (_("Stop the segmentation and remove its temporary files.") if running
@@ -175,6 +180,9 @@ class Panel:
         self.ui.trainButton.text = _("Cancel training") if trainRunning else _("Train")
         self.ui.trainButton.enabled = trainRunning or not trainReason
         self.ui.trainButton.toolTip = trainReason or _("Fine-tune the base model on the dataset in the background.")
+        job = self.runs.job
+        self.ui.segmentWithoutButton.enabled = (not running and job is not None and job.status == "done"
+                                                and bool(self.withoutMenu.actions()))
 
     def onDeviceChanged(self, index) -> None:
         if self.parameters is not None:
@@ -187,9 +195,10 @@ class Panel:
         if not install.ensure_dependencies():
             return
         model, p = self.currentModel(), self.parameters
-        self.startRun(model, inputVolumes(p, model.modalities), p.outputSegmentation, p.device, p.computeHeatMaps)
+        self.startRun(model, inputVolumes(p, model.modalities), p.outputSegmentation, p.device, p.computeHeatMaps,
+                      p.computeGradCam)
 
-    def startRun(self, model, volumes, segmentation, device, heatMaps) -> None:
+    def startRun(self, model, volumes, segmentation, device, heatMaps, gradCam=False) -> None:
         """Start a segmentation; a run that cannot start has already shown why when this returns."""
         self.ui.progressBar.setValue(0)
         self.ui.progressBar.setVisible(True)
@@ -198,7 +207,7 @@ class Panel:
         self.appendLog([_("Segmenting with {model} on {device}.").format(model=model.name, device=device_label(device))])
         with WaitCursor():
             self.runs.job = self.logic.segment(model, volumes, segmentation, device=device, heatMaps=heatMaps,
-                                               onProgress=self.onProgress, onFinished=self.onFinished,
+                                               gradCam=gradCam, onProgress=self.onProgress, onFinished=self.onFinished,
                                                onLog=self.appendLog, onTick=self.onTick)
         self.updateButtons()
 
@@ -237,7 +246,7 @@ class Panel:
                     _("Out of memory")):
                 self.ui.deviceComboBox.setCurrentIndex(DEVICES.index("cpu"))
                 # The same inputs as the failed run: the parameter node may be gone meanwhile.
-                self.startRun(job.model, job.volumes, job.segmentation, "cpu", job.heatMapsWanted)
+                self.startRun(job.model, job.volumes, job.segmentation, "cpu", job.heatMapsWanted, job.gradCamWanted)
             elif not job.outOfMemory:
                 slicer.util.errorDisplay(_("Segmentation failed: {error}").format(error=job.error),
                                          _("CIML Segmentation"), detailedText=job.log)
@@ -245,25 +254,63 @@ class Panel:
     # --- relations and heat maps ------------------------------------------------------------
     def showRelations(self, job) -> None:
         modalities = job.model.modalities
-        rows = relations_rows(job.report, modalities)
+        rows = relations_rows(job.report, modalities, job.absent)
+        details = effect_details(job.report, modalities, job.absent)
+        source = job.report.get("contributions_from", "effects")
         table = self.ui.relationsTableWidget
         table.setColumnCount(len(modalities) + 2)
         table.setHorizontalHeaderLabels([_("Target")] + modalities + [_("ml")])
         table.setRowCount(len(rows))
         for r, (target, shares, volume) in enumerate(rows):
-            cells = [target] + [format_share(s) for s in shares] + [f"{volume:.1f}"]
-            for c, text in enumerate(cells):
-                table.setItem(r, c, qt.QTableWidgetItem(text))
+            table.setItem(r, 0, qt.QTableWidgetItem(target))
+            for c, (modality, share, detail) in enumerate(zip(modalities, shares, details[target]), start=1):
+                text, tip = relation_cell(target, modality, share, detail, source)
+                item = qt.QTableWidgetItem(text)
+                item.setToolTip(tip)
+                item.setTextAlignment(qt.Qt.AlignCenter)
+                table.setItem(r, c, item)
+            table.setItem(r, len(modalities) + 1, qt.QTableWidgetItem(f"{volume:.1f}"))
+        table.resizeRowsToContents()  # a cell holds the share and, below it, the change without the modality
         combo = self.ui.heatMapComboBox
         wasBlocked = combo.blockSignals(True)
         combo.clear()
         combo.addItem(_("(none)"), "")
         for key, node in job.heatMaps.items():
-            combo.addItem(key, node.GetID())
+            combo.addItem(map_title(key), node.GetID())
         combo.blockSignals(wasBlocked)
-        combo.setCurrentIndex(1 if job.heatMaps else 0)
+        keys = list(job.heatMaps)
+        shown = first_map(keys, rows, modalities)  # the most influential modality's map for the first target
+        combo.setCurrentIndex(keys.index(shown) + 1 if shown else 0)
         self.ui.showChartButton.enabled = job.relationsChart is not None
+        self.fillWithoutMenu(job)
         self.onHeatMapChanged()
+
+    def fillWithoutMenu(self, job) -> None:
+        """'Segment again without...': one entry per modality the run had; greyed out, with why,
+        where leaving it out would leave a sub-task without input."""
+        self.withoutMenu.clear()
+        for modality, reason in withhold_choices(job.model.card, list(job.volumes)):
+            action = self.withoutMenu.addAction(f"{modality} ({reason})" if reason else modality)
+            action.enabled = not reason
+            action.connect("triggered()", lambda m=modality: self.onSegmentWithout(m))
+        self.updateButtons()
+
+    def onSegmentWithout(self, modality) -> None:
+        """The last run again with ``modality`` set to "none", into a new segmentation ("... without
+        <modality>") beside the last one; the selectors show what runs."""
+        job = self.runs.job
+        if job is None or job.status != "done" or self.runs.running():
+            return
+        volumes = {m: v for m, v in job.volumes.items() if m != modality and v.GetScene() is not None}
+        current = self.currentModel()
+        if self.parameters is not None and current is not None and current.path == job.model.path:
+            for m, selector in self.inputSelectors.items():
+                selector.setCurrentNode(volumes.get(m))  # updates the parameter node (onInputChanged)
+        if not install.ensure_dependencies():
+            return
+        if self.parameters is not None:
+            self.parameters.outputSegmentation = None  # a new segmentation: the last one stays beside it
+        self.startRun(job.model, volumes, None, job.device, job.heatMapsWanted, job.gradCamWanted)
 
     def clearRelations(self) -> None:
         """The scene closed: the last run's nodes are gone."""
@@ -273,6 +320,8 @@ class Panel:
         combo.clear()
         combo.blockSignals(wasBlocked)
         self.ui.showChartButton.enabled = False
+        self.withoutMenu.clear()
+        self.updateButtons()
 
     def onHeatMapChanged(self, index=None) -> None:
         job = self.runs.job

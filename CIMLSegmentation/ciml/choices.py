@@ -10,3 +10,5 @@ OUTPUT_FORMATS = ("nii.gz", "nrrd")  # images `ciml segment` writes
 ARCHITECTURES = ("ciml", "early-fusion", "maml")  # networks ciml.nn.build_network builds
 SAMPLE_SIZES = ("small", "full")  # synthetic case sizes (ciml.data.synthetic)
 CACHE_MODES = ("memory", "disk", "none")  # where loaded training cases are kept
+MAP_KINDS = ("effects", "gradcam", "all", "none")  # per-modality maps `ciml segment` writes
+DEMO_SEED = 2026  # `ciml demo`'s case; the built-in model was trained on seed 0, so it is unseen

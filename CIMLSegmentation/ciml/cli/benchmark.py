@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ciml.bundle import read_card
 from ciml.errors import CIMLError
 from ciml.inference.device import resolve_device
 from ciml.io_utils import write_text_new
@@ -42,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    card = benchmark_card(args.preset, args.size)
-    setup = Setup(card, benchmark_image(card, args.size, args.seed), device, args.seed)
+    # A bundle's own card (its window, spacing and network) when its trained weights are timed.
+    card = read_card(args.model) if args.model else benchmark_card(args.preset, args.size)
+    setup = Setup(card, benchmark_image(card, args.size, args.seed), device, args.seed, args.model)
     print(f"ciml benchmark: {card.name}, image {tuple(setup.image.shape)}, window "
           f"{card.inference.roi_size}, {args.repeats} repeat(s), device {device}", file=sys.stderr, flush=True)
 

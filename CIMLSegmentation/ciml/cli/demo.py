@@ -13,6 +13,6 @@ from ciml.resources import builtin_model
 
 def run(args: argparse.Namespace) -> int:
     model = Path(args.model) if args.model else builtin_model()
-    result = run_demo(Path(args.out), model, Progress(args.progress), args.size)
+    result = run_demo(Path(args.out), model, Progress(args.progress), args.size, args.seed)
     sys.stdout.write(summary(result))
     return 0

@@ -11,7 +11,16 @@ from __future__ import annotations
 import argparse
 
 from ciml import __version__
-from ciml.choices import ARCHITECTURES, CACHE_MODES, DEVICES, OUTPUT_FORMATS, PROGRESS_MODES, SAMPLE_SIZES
+from ciml.choices import (
+    ARCHITECTURES,
+    CACHE_MODES,
+    DEMO_SEED,
+    DEVICES,
+    MAP_KINDS,
+    OUTPUT_FORMATS,
+    PROGRESS_MODES,
+    SAMPLE_SIZES,
+)
 from ciml.config import PRESETS
 from ciml.research.study.plan import PLANS
 from ciml.research.targets import CONFIGS
@@ -68,6 +77,8 @@ def _demo(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                    "the case's known label and each modality's contribution.")
     p.add_argument("--out", default="ciml-demo", metavar="DIR", help="output folder (ciml-demo)")
     p.add_argument("--model", metavar="BUNDLE", help="another bundle with the brats modalities")
+    p.add_argument("--seed", type=int, default=DEMO_SEED,
+                   help=f"seed of the synthetic case (default {DEMO_SEED}; the built-in model was trained on seed 0)")
     p.add_argument("--size", choices=SAMPLE_SIZES, default="small",
                    help="the case's size: small (96x96x64 at 2.5 mm) or full (240x240x155 at 1 mm)")
     p.add_argument("--progress", choices=PROGRESS_MODES, default="bar")
@@ -75,17 +86,23 @@ def _demo(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _segment(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("segment", help="segment a case and compute per-modality heat maps",
+    p = sub.add_parser("segment", help="segment a case and show what each modality does",
                        description="Segment one case with a model bundle. Writes segmentation.<fmt>, "
-                                   "cam_<modality>.<fmt> heat maps and report.json into --out.")
+                                   "effect_<modality>.<fmt> maps (what withholding each modality changes), "
+                                   "and report.json with the modality relations into --out. Give any subset of "
+                                   "the model's modalities, at least one per sub-task.")
     p.add_argument("--model", required=True, metavar="BUNDLE", help="the model bundle folder")
     p.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
                    help="one per modality of the model (file or DICOM folder)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto takes CUDA when present and falls back to the CPU when out of memory")
-    p.add_argument("--no-cam", action="store_true", help="skip the heat maps")
-    p.add_argument("--cam-per-target", action="store_true", help="also write cam_<target>_<modality>")
+    p.add_argument("--maps", choices=MAP_KINDS, default="effects",
+                   help="effects (default): what withholding each modality changes, the relations' source; "
+                        "gradcam: Grad-CAM heat maps (cam_<modality>); all: both; none: segmentation only")
+    p.add_argument("--no-cam", dest="maps", action="store_const", const="none", help="the same as --maps none")
+    p.add_argument("--per-target", "--cam-per-target", dest="per_target", action="store_true",
+                   help="also write one map per target and modality (effect_<target>_<modality>, cam_...)")
     p.add_argument("--format", choices=OUTPUT_FORMATS, default="nii.gz", help="output image format")
     p.add_argument("--progress", choices=PROGRESS_MODES, default="bar",
                    help="json: one JSON object per line on stdout (for the Slicer module)")
@@ -169,6 +186,8 @@ def _benchmark(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="full: 4 x 240 x 240 x 155 at 1 mm (default); small: 96 x 96 x 64 at 2.5 mm")
     p.add_argument("--repeats", type=int, default=3, metavar="N", help="timed runs per configuration (default 3)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="brats", help="model card preset (default brats)")
+    p.add_argument("--model", metavar="BUNDLE",
+                   help="time this bundle's trained CIML network (its card) instead of the preset's random weights")
     p.add_argument("--out", metavar="FILE.json", help="write the results as JSON (never overwrites)")
     p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's choice)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default), cpu or cuda")

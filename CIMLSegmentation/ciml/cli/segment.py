@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         request = SegmentRequest(model=args.model, inputs=parse_inputs(args.input), out=args.out,
-                                 device=args.device, cams=not args.no_cam, cam_per_target=args.cam_per_target,
+                                 device=args.device, maps=args.maps, per_target=args.per_target,
                                  fmt=args.format)
         report = segment(request, progress)
     except KeyboardInterrupt:

@@ -125,6 +125,9 @@ class InferenceSpec:
         sw_batch_size: windows evaluated together.
         blend: MONAI blending mode, ``gaussian`` or ``constant``.
         threshold: probability above which a voxel belongs to a target.
+        effect_floor: when measuring what each modality does (``ciml segment --maps
+            effects``), a window whose sub-task predicts no voxel above this probability is
+            taken as unchanged by withholding any modality, and its decoders are not run again.
     """
 
     roi_size: tuple[int, ...] = (96, 96, 96)
@@ -132,6 +135,7 @@ class InferenceSpec:
     sw_batch_size: int = 1
     blend: str = "gaussian"
     threshold: float = 0.5
+    effect_floor: float = 0.01
 
 
 @dataclass(frozen=True)

@@ -209,7 +209,8 @@ def _inference(raw: Any, dims: int, multiple: int) -> InferenceSpec:
         roi_size=_shape(d.get("roi_size", _default(InferenceSpec, "roi_size")[:dims]), "inference.roi_size", dims, multiple),
         overlap=_float(get("overlap"), "inference.overlap", 0.0, 0.95),
         sw_batch_size=_int(get("sw_batch_size"), "inference.sw_batch_size", minimum=1),
-        blend=blend, threshold=_float(get("threshold"), "inference.threshold", 0.0, 1.0))
+        blend=blend, threshold=_float(get("threshold"), "inference.threshold", 0.0, 1.0),
+        effect_floor=_float(get("effect_floor"), "inference.effect_floor", 1e-6, 0.5))
 
 
 def _missing_rates(raw: Any, modalities: tuple[str, ...]) -> dict[str, float]:

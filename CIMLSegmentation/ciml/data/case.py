@@ -4,8 +4,9 @@ This is what ``ciml segment``, training and evaluation call. The steps, in order
 
 1. read the reference modality (``card.reference``); its grid is the grid of every output;
 2. the working grid is that grid at ``card.spacing`` (the same grid when ``None``);
-3. read each modality, refuse unusable images (see :mod:`ciml.data.io`), warn when its grid
-   differs from the reference's and resample it (linear) onto the working grid;
+3. read each modality, refuse unusable images (see :mod:`ciml.data.io`), replace NaN and
+   infinite voxels (with a warning), warn when its grid differs from the reference's and
+   resample it (linear) onto the working grid;
 4. normalise each modality as the card says (:mod:`ciml.data.normalize`);
 5. read the label map if any, map the dataset's convention to the card's values, refuse
    unknown values, resample it (nearest) and turn it into one region channel per target.
@@ -53,7 +54,8 @@ class Case:
         regions: float32 ``(T, X, Y, Z)`` region channels in card target order, or ``None``
             for an unlabelled case.
         present: per modality, whether it was given (a missing one is all zeros).
-        warnings: sentences for the user's report (resampling, missing modalities).
+        warnings: sentences for the user's report (resampling, missing modalities, replaced
+            NaN or infinite voxels).
     """
 
     case_id: str
@@ -132,26 +134,26 @@ def load_case(card: ModelCard, images: Mapping[str, PathLike | None], label: Pat
                         f"no image given (the model card {card.name!r} needs "
                         f"{', '.join(card.modality_names)}; {ref_name} is the reference)")
     four_d: dict[str, sitk.Image] = {}
+    warnings: list[str] = []
 
     def read(name: str) -> sitk.Image:
+        # NaN and infinite voxels are replaced per modality (a 4D stack per channel), noted in warnings.
         path = images[name]
         if name not in channels:
-            return read_image(path, 3, f"{where}{name} image")
+            return read_image(path, 3, f"{where}{name} image", warnings)
         if str(path) not in four_d:
-            four_d[str(path)] = read_image(path, 4, f"{where}{name} image")
+            four_d[str(path)] = read_image(path, 4, f"{where}{name} image", finite=False)
         stack = four_d[str(path)]
         if not 0 <= channels[name] < stack.GetSize()[3]:
             raise DataError(f"{where}{name} image {path}", f"has no channel {channels[name]} "
                                                            f"(it has {stack.GetSize()[3]})")
         volume = stack[:, :, :, channels[name]]
-        check_image(volume, f"{where}{name} image {path} channel {channels[name]}", 3)
-        return volume
+        return check_image(volume, f"{where}{name} image {path} channel {channels[name]}", 3, warnings)
 
     reference_image = read(ref_name)
     reference = Geometry.of(reference_image)
     grid = reference.with_spacing(card.spacing)
     ref_what = f"{ref_name} ({images[ref_name]})"
-    warnings: list[str] = []
     volumes = []
     for modality in card.modalities:
         if modality.name in missing:

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,15 @@ import torch
 
 from ciml import __version__
 from ciml.bundle.weights import Bundle, load_bundle, read_card
-from ciml.choices import OUTPUT_FORMATS
+from ciml.choices import MAP_KINDS, OUTPUT_FORMATS
 from ciml.config import ModelCard
 from ciml.data import Case, load_case, write_image
+from ciml.data.foreground import body_mask
 from ciml.errors import CIMLError
 from ciml.inference.device import resolve_device
+from ciml.inference.effects import predict_withheld
+from ciml.inference.gradcam import modality_shares
+from ciml.inference.relations import Relations, relations, strongest_effect
 from ciml.inference.sliding_window import predict_logits, predict_with_cams
 from ciml.progress import Progress
 
@@ -39,11 +43,13 @@ class SegmentRequest:
 
     Args:
         model: the bundle folder.
-        inputs: modality name -> image path (file or DICOM folder), one per card modality.
+        inputs: modality name -> image path (file or DICOM folder); any subset of the card's
+            modalities with at least one per sub-task (the others are absent).
         out: the output folder (created if needed).
         device: ``auto``, ``cpu`` or ``cuda``.
-        cams: compute the per-modality heat maps.
-        cam_per_target: also write one heat map per (target, modality).
+        maps: one of :data:`~ciml.choices.MAP_KINDS`: ``effects`` (what withholding each
+            modality changes, and the relations from it), ``gradcam``, ``all`` or ``none``.
+        per_target: also write one map per (target, modality).
         fmt: one of :data:`~ciml.choices.OUTPUT_FORMATS`.
     """
 
@@ -51,9 +57,17 @@ class SegmentRequest:
     inputs: dict[str, str]
     out: str
     device: str = "auto"
-    cams: bool = True
-    cam_per_target: bool = False
+    maps: str = "effects"
+    per_target: bool = False
     fmt: str = "nii.gz"
+
+    @property
+    def effects(self) -> bool:
+        return self.maps in ("effects", "all")
+
+    @property
+    def gradcam(self) -> bool:
+        return self.maps in ("gradcam", "all")
 
 
 @dataclass
@@ -62,8 +76,8 @@ class Inference:
 
     Attributes:
         logits: (T, *S) float32 logits on the CPU.
-        maps: (T, M, *S) raw (un-normalised) heat maps on the CPU, or ``None`` when none were
-            computed.
+        maps: (T, M, *S) signed, raw (un-normalised) Grad-CAM maps on the CPU, or ``None``.
+        withheld: (M, T, *S) logits with each modality withheld, or ``None``.
         device: where the windows ran (the CPU after a CUDA out-of-memory fallback).
         warnings: sentences for report.json about the run (after the case's own).
     """
@@ -71,23 +85,36 @@ class Inference:
     logits: torch.Tensor
     maps: torch.Tensor | None
     device: torch.device
+    withheld: torch.Tensor | None = None
     warnings: list[str] = field(default_factory=list)
 
 
 def check_inputs(card: ModelCard, inputs: dict[str, str]) -> None:
-    """Refuse missing or extra modality names and missing files, before any work starts."""
+    """Refuse unknown modality names, missing files, and a sub-task left with no input at all,
+    before any work starts."""
     expected = card.modality_names
-    missing = [m for m in expected if m not in inputs]
     extra = [m for m in inputs if m not in expected]
     if extra:
         raise CIMLError(f"--input {extra[0]}: the model '{card.name}' has no modality of that name "
                         f"(it expects {', '.join(expected)})")
-    if missing:
-        raise CIMLError(f"missing --input for {', '.join(missing)} (the model '{card.name}' expects "
-                        f"{', '.join(f'{m}=PATH' for m in expected)})")
+    for s in card.subtasks:
+        if not any(m in inputs for m in (s.primary, *s.auxiliaries)):
+            raise CIMLError(f"no input for sub-task {s.name} ({', '.join(s.targets)}): give at least one of "
+                            f"{', '.join((s.primary, *s.auxiliaries))} (the model '{card.name}' expects "
+                            f"{', '.join(f'{m}=PATH' for m in expected)})")
     for name, path in inputs.items():
         if not Path(path).exists():
             raise CIMLError(f"--input {name}={path}: no such file or folder")
+
+
+def absent_warnings(card: ModelCard, absent: list[str]) -> list[str]:
+    """The warning report.json gives a run without modalities the model was not trained to miss."""
+    trained = [m for m in absent if card.training.missing_rates.get(m, 0.0) > 0]
+    untested = [m for m in absent if m not in trained]
+    if not untested:
+        return []
+    return [f"this model was not trained with {', '.join(untested)} missing (its card's "
+            "training.missing_rates): its accuracy without them is untested"]
 
 
 class _Stages:
@@ -117,6 +144,8 @@ def segment(request: SegmentRequest, progress: Progress | None = None) -> dict[s
 
     if request.fmt not in OUTPUT_FORMATS:
         raise CIMLError(f"--format {request.fmt}: choose one of {', '.join(OUTPUT_FORMATS)}")
+    if request.maps not in MAP_KINDS:
+        raise CIMLError(f"--maps {request.maps}: choose one of {', '.join(MAP_KINDS)}")
     progress = progress or Progress("none")
     stages = _Stages(progress)
     card = read_card(request.model)
@@ -128,51 +157,62 @@ def segment(request: SegmentRequest, progress: Progress | None = None) -> dict[s
     stages.enter("loading model")
     bundle = load_bundle(request.model)
     stages.enter("reading images")
-    case = load_case(card, request.inputs, case_id=out.name)
+    absent = [m for m in card.modality_names if m not in request.inputs]
+    # Outputs go on the reference's grid; without the reference, on the first given modality's.
+    grid_card = card if card.reference not in absent else replace(
+        card, reference=next(m for m in card.modality_names if m not in absent))
+    case = load_case(grid_card, request.inputs, case_id=out.name, allow_missing=True)
+    case.warnings += absent_warnings(card, absent)
     stages.enter("segmenting")
-    inference = _run(bundle, case.image, request, stages)
+    inference = _run(bundle, case, request, stages)
     stages.enter("writing")
     return _write(request, bundle, case, inference, stages)
 
 
-def _run(bundle: Bundle, image: np.ndarray, request: SegmentRequest, stages: _Stages) -> Inference:
+def _run(bundle: Bundle, case: Case, request: SegmentRequest, stages: _Stages) -> Inference:
     """Inference on the asked device; CUDA out of memory falls back to the CPU unless forced.
 
     Args:
         bundle: the loaded bundle.
-        image: (M, *S) the case's normalised modalities on its working grid.
-        request: the asked device and whether to compute heat maps.
+        case: the loaded case (its normalised modalities on the working grid, which are given).
+        request: the asked device and maps.
         stages: progress, inside the ``segmenting`` stage.
     """
     device = resolve_device(request.device)
-    with_cams = request.cams and bundle.arch == "ciml"
+    maps = request.maps if bundle.arch == "ciml" else "none"
     warnings: list[str] = []
-    if request.cams and not with_cams:
-        warnings.append(f"heat maps need the ciml architecture; this model is {bundle.arch}: none computed")
+    if request.maps != maps:
+        warnings.append(f"modality effects and heat maps need the ciml architecture; this model is "
+                        f"{bundle.arch}: none computed")
     try:
-        return _infer(bundle, image, device, with_cams, stages, warnings)
+        return _infer(bundle, case, device, maps, stages, warnings)
     except torch.OutOfMemoryError:
         if request.device == "cuda":
             raise CIMLError("CUDA out of memory (--device cuda was forced); rerun with --device cpu") from None
         torch.cuda.empty_cache()
         warnings.append("CUDA ran out of memory; segmented on the CPU instead")
-        return _infer(bundle, image, torch.device("cpu"), with_cams, stages, warnings)
+        return _infer(bundle, case, torch.device("cpu"), maps, stages, warnings)
 
 
-def _infer(bundle: Bundle, image: np.ndarray, device: torch.device, with_cams: bool, stages: _Stages,
+def _infer(bundle: Bundle, case: Case, device: torch.device, maps: str, stages: _Stages,
            warnings: list[str]) -> Inference:
     """One attempt at :func:`_run`'s job on ``device``; ``warnings`` so far go into the result."""
     network = bundle.network.to(device).eval()
-    tensor = torch.from_numpy(np.ascontiguousarray(image))
+    tensor = torch.from_numpy(np.ascontiguousarray(case.image))
+    present = None if all(case.present) else torch.tensor(case.present, dtype=torch.float32)
+    passes = 2 if maps == "all" else 1
 
-    def on_window(done: int, total: int) -> None:
-        stages.within(done / total)
+    def progress(first: int):
+        return lambda done, total: stages.within((first + done / total) / passes)
 
-    if with_cams:
-        logits, maps = predict_with_cams(network, tensor, bundle.card, device, on_window)
-    else:
-        logits, maps = predict_logits(network, tensor, bundle.card, device, on_window), None
-    return Inference(logits=logits, maps=maps, device=device, warnings=warnings)
+    withheld = cams = None
+    if maps in ("effects", "all"):
+        logits, withheld = predict_withheld(network, tensor, bundle.card, device, progress(0), present)
+    if maps in ("gradcam", "all"):
+        logits, cams = predict_with_cams(network, tensor, bundle.card, device, progress(passes - 1), present)
+    if maps == "none":
+        logits = predict_logits(network, tensor, bundle.card, device, progress(0), present)
+    return Inference(logits=logits, maps=cams, withheld=withheld, device=device, warnings=warnings)
 
 
 def normalised_maps(cams: torch.Tensor) -> torch.Tensor:
@@ -185,50 +225,29 @@ def normalised_maps(cams: torch.Tensor) -> torch.Tensor:
     return cams / peak.reshape(-1, *([1] * (cams.dim() - 1)))
 
 
-def contributions(cams: torch.Tensor, regions: torch.Tensor, card: ModelCard) -> dict[str, dict[str, float]]:
-    """Each modality's share of the Grad-CAM mass inside each predicted target region.
-
-    share(t, m) = sum over voxels v in region t of CAM(t, m, v) / sum over modalities of the same.
-
-    Args:
-        cams: (T, M, *S) raw maps; regions: (T, *S) binary predictions, both on the working grid.
-    """
-    out = {}
-    for i, t in enumerate(card.target_names):
-        mass = (cams[i] * regions[i].unsqueeze(0)).flatten(1).sum(dim=1)
-        total = float(mass.sum())
-        out[t] = {m: round(float(mass[j]) / total, 4) if total > 0 else 0.0
-                  for j, m in enumerate(card.modality_names)}
-    return out
-
-
 def _write(request: SegmentRequest, bundle: Bundle, case: Case, inference: Inference,
            stages: _Stages) -> dict[str, Any]:
-    """Write the label map, the heat maps and report.json into ``request.out``, all or nothing."""
+    """Write the label map, the maps and report.json into ``request.out``, all or nothing."""
     card = bundle.card
     out = Path(request.out)
     out.mkdir(parents=True, exist_ok=True)
     probabilities = torch.sigmoid(inference.logits)
     label = case.label_map(probabilities.numpy(), card)
-    files: dict[str, np.ndarray] = {"segmentation": label}
-    if inference.maps is not None:
-        scaled = normalised_maps(inference.maps)
-        for j, m in enumerate(card.modality_names):
-            files[f"cam_{m}"] = scaled[:, j].amax(dim=0).numpy()
-            if request.cam_per_target:
-                files.update({f"cam_{t}_{m}": scaled[i, j].numpy() for i, t in enumerate(card.target_names)})
+    body = body_mask(case.image[card.modality_index(case_reference(card, case))])
+    found = None
+    if inference.withheld is not None:
+        found = relations(card, case, probabilities, torch.sigmoid(inference.withheld), label, body)
+    files = _map_files(request, card, inference, found, body)
     tmp = Path(tempfile.mkdtemp(prefix=".ciml-segment-", dir=out))
     try:
-        names = {}
+        names = {"segmentation": f"segmentation.{request.fmt}"}
+        write_image(label, case.reference, tmp / names["segmentation"])
         for k, (name, values) in enumerate(files.items()):
-            # the label map is already on the reference grid; heat maps are on the working grid
-            data = values if name == "segmentation" else case.to_reference(values.astype(np.float32))
-            path = tmp / f"{name}.{request.fmt}"
-            write_image(data, case.reference, path)
-            names[name] = path.name
+            names[name] = f"{name}.{request.fmt}"  # maps are on the working grid
+            write_image(case.to_reference(values.astype(np.float32)), case.reference, tmp / names[name])
             stages.within((k + 1) / (len(files) + 1))
         stages.leave()
-        report = _report(request, bundle, case, inference, label, probabilities, stages.timings, names)
+        report = _report(request, bundle, case, inference, found, label, body, stages.timings, names)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         for path in tmp.iterdir():  # all written: now replace what an earlier run left
             os.replace(path, out / path.name)
@@ -237,8 +256,36 @@ def _write(request: SegmentRequest, bundle: Bundle, case: Case, inference: Infer
     return report
 
 
-def _report(request: SegmentRequest, bundle: Bundle, case: Case, inference: Inference, label: np.ndarray,
-            probabilities: torch.Tensor, timings: dict[str, float], outputs: dict[str, str]) -> dict[str, Any]:
+def case_reference(card: ModelCard, case: Case) -> str:
+    """The modality whose grid the outputs use: the card's reference, or the first given one."""
+    if case.present[card.modality_index(card.reference)]:
+        return card.reference
+    return next(m for m, given in zip(card.modality_names, case.present) if given)
+
+
+def _map_files(request: SegmentRequest, card: ModelCard, inference: Inference, found: Relations | None,
+               body: np.ndarray) -> dict[str, np.ndarray]:
+    """Output name -> map on the working grid: ``effect_<m>`` (signed, -1..1) and ``cam_<m>``
+    (0..1), one per given modality, and per target when asked; zero outside the body."""
+    files: dict[str, np.ndarray] = {}
+    if found is not None:
+        for m, per_target in found.maps.items():
+            files[f"effect_{m}"] = strongest_effect(per_target)
+            if request.per_target:
+                files.update({f"effect_{t}_{m}": per_target[i] for i, t in enumerate(card.target_names)})
+    if inference.maps is not None:
+        # shown clamped at 0 (where the modality pushed the target up); the shares use the signed maps
+        scaled = normalised_maps(inference.maps.clamp_min(0)) * torch.from_numpy(body)
+        for j, m in enumerate(card.modality_names):
+            files[f"cam_{m}"] = scaled[:, j].amax(dim=0).numpy()
+            if request.per_target:
+                files.update({f"cam_{t}_{m}": scaled[i, j].numpy() for i, t in enumerate(card.target_names)})
+    return files
+
+
+def _report(request: SegmentRequest, bundle: Bundle, case: Case, inference: Inference, found: Relations | None,
+            label: np.ndarray, body: np.ndarray, timings: dict[str, float],
+            outputs: dict[str, str]) -> dict[str, Any]:
     """The contents of report.json (docs/segment.md; the Slicer module reads it).
 
     Args:
@@ -246,26 +293,37 @@ def _report(request: SegmentRequest, bundle: Bundle, case: Case, inference: Infe
         bundle: the bundle that segmented (path, name, architecture, weights hash).
         case: the case (its reference spacing gives volumes; its warnings come first).
         inference: the segmenting stage's result (device, maps, warnings).
+        found: the modality relations (``None`` without ``--maps effects``).
         label: the written label map, on the reference grid.
-        probabilities: (T, *S) sigmoid of the logits on the working grid (the contributions'
-            regions).
+        body: (*S) the body mask on the working grid (where Grad-CAM shares are summed when no
+            effects were computed).
         timings: seconds per stage.
         outputs: output name -> file name written.
     """
     card = bundle.card
     voxel_ml = float(np.prod(case.reference.spacing)) / 1000.0
-    cams = inference.maps
-    shares = contributions(cams, probabilities > card.inference.threshold, card) if cams is not None else {}
+    if found is not None:
+        shares = found.contributions
+    elif inference.maps is not None:
+        shares = modality_shares(inference.maps, torch.from_numpy(body), card)
+    else:
+        shares = {}
     targets = {}
     for t in card.targets:
         voxels = int(np.isin(label, t.includes).sum())  # the written label map, as a reader sees it
         targets[t.name] = {"label": t.label, "voxels": voxels, "volume_ml": round(voxels * voxel_ml, 3),
                            "contributions": shares.get(t.name, {})}
+        if found is not None:
+            targets[t.name]["effects"] = found.effects[t.name]
     return {
         "ciml_version": __version__,
         "model": {"path": str(bundle.path), "name": card.name, "arch": bundle.arch,
                   "sha256": bundle.metadata["weights"]["sha256"]},
-        "inputs": dict(request.inputs), "reference": card.reference, "device": str(inference.device),
-        "heat_maps": cams is not None, "outputs": outputs, "timings_s": timings, "targets": targets,
-        "warnings": list(case.warnings) + inference.warnings,
+        "inputs": dict(request.inputs), "absent": [m for m, given in zip(card.modality_names, case.present)
+                                                   if not given],
+        "reference": case_reference(card, case), "device": str(inference.device),
+        "maps": request.maps if inference.maps is not None or found is not None else "none",
+        "contributions_from": "effects" if found is not None else "gradcam" if inference.maps is not None else None,
+        "heat_maps": inference.maps is not None or found is not None, "outputs": outputs, "timings_s": timings,
+        "targets": targets, "warnings": list(case.warnings) + inference.warnings,
     }

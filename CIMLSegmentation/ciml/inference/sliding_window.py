@@ -16,12 +16,16 @@ from monai.inferers import sliding_window_inference
 
 from ciml.config import InferenceSpec, ModelCard
 from ciml.inference.device import amp_dtype
-from ciml.inference.gradcam import target_cams
+from ciml.inference.gradcam import Weights, gated_parts, layer_cams, window_cams, window_gradients
 
 # One batch of windows (B, M, *S) -> a (B, C, *S) tensor or a dict of them, each blended alike.
 WindowPredictor = Callable[[torch.Tensor], Union[torch.Tensor, dict[str, torch.Tensor]]]
-# One batch of windows (B, M, *S) -> (B, T, *S) logits and (B, T*M, *S) maps, target-major.
-WindowMaps = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# Grad-CAM pass 1: one batch of windows (B, M, *S) -> (B, T, *S) logits and (target, gated level)
+# -> (B, C_level) channel weights.
+WindowWeights = Callable[[torch.Tensor], tuple[torch.Tensor, Weights]]
+# Grad-CAM pass 2: one batch of windows (B, M, *S) and the volume's (target, gated level) -> (C_level,)
+# channel weights -> (B, T*M, *S) maps, target-major.
+WindowMaps = Callable[[torch.Tensor, Weights], torch.Tensor]
 
 
 def autocast(device: torch.device):
@@ -89,7 +93,7 @@ def predict_windows(predictor: WindowPredictor, image: torch.Tensor, card: Model
     return out[0].float()
 
 
-def _batch_mask(present: torch.Tensor | None, windows: torch.Tensor) -> torch.Tensor | None:
+def batch_mask(present: torch.Tensor | None, windows: torch.Tensor) -> torch.Tensor | None:
     """(M,) presence -> (B, M) for a batch of windows on their device; ``None`` stays ``None``."""
     if present is None:
         return None
@@ -119,54 +123,87 @@ def predict_logits(network: torch.nn.Module, image: torch.Tensor, card: ModelCar
             if present is None:
                 out = network(windows)
             else:
-                out = network.forward_features(windows, _batch_mask(present, windows)).logits
+                out = network.forward_features(windows, batch_mask(present, windows)).logits
         return out.float()
 
     return predict_windows(predictor, image, card, device, on_window)
 
 
-def predict_maps(window_maps: WindowMaps, image: torch.Tensor, card: ModelCard, device: torch.device,
-                 on_window: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and per-(target, modality) maps of a whole image, both blended with the same weights.
+def predict_maps(window_weights: WindowWeights, window_maps: WindowMaps, image: torch.Tensor, card: ModelCard,
+                 device: torch.device, on_window: Callable[[int, int], None] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and per-(target, modality) Grad-CAM maps of a whole image, in two passes over its windows.
+
+    Pass 1 blends the logits and averages every window's channel weights over all windows; pass 2
+    computes each window's maps with those volume-wide weights and blends them with the same
+    Gaussian weights as the logits. Per-window weights would change from window to window and
+    print the window borders into the blended maps; with one set of weights a voxel's map does
+    not depend on the window that computed it (docs/gradcam.md). For a one-window image the
+    weights are that window's own: every level's map is Captum's ``LayerGradCam`` of its layer.
 
     Args:
-        window_maps: one batch of windows (B, M, *S_window) -> float32 (B, T, *S_window) logits
-            and (B, T*M, *S_window) maps, target-major (all modalities of target 0 first); it
-            enables gradients itself where it needs them.
-        image, card, device, on_window: as for :func:`predict_logits`.
+        window_weights: pass 1, one batch of windows (B, M, *S_window) -> float32 (B, T, *S_window)
+            logits and ``(target, gated level)`` -> (B, C_level) channel weights; it enables
+            gradients itself where it needs them.
+        window_maps: pass 2, one batch of windows and the volume's weights (``(target, level)``
+            -> (C_level,)) -> float32 (B, T*M, *S_window) maps, target-major (all modalities of
+            target 0 first).
+        image, card, device: as for :func:`predict_logits`.
+        on_window: called as ``on_window(done, total)`` after each batch of windows of either
+            pass (``total`` counts both passes).
 
     Returns:
-        (T, *S) logits and (T, M, *S) raw (un-normalised, non-negative) maps, on the CPU.
+        (T, *S) logits and (T, M, *S) signed, un-normalised maps, on the CPU.
     """
+    sums: dict[tuple[str, int], torch.Tensor] = {}
+    count = 0
 
-    def predictor(windows: torch.Tensor) -> dict[str, torch.Tensor]:
-        logits, maps = window_maps(windows)
-        return {"logits": logits, "cams": maps}
+    def first(windows: torch.Tensor) -> torch.Tensor:
+        nonlocal count
+        logits, weights = window_weights(windows)
+        for key, w in weights.items():
+            total = w.sum(dim=0).float().cpu()
+            sums[key] = sums[key] + total if key in sums else total
+        count += windows.shape[0]
+        return logits
 
-    out = predict_windows(predictor, image, card, device, on_window, gradients=True)
-    cams = out["cams"].clamp_min(0)
-    return out["logits"], cams.reshape(len(card.targets), len(card.modalities), *cams.shape[1:])
+    def counted(offset: int) -> Callable[[int, int], None] | None:
+        return None if on_window is None else lambda done, total: on_window(offset * total + done, 2 * total)
+
+    logits = predict_windows(first, image, card, device, counted(0), gradients=True)
+    weights = {key: total / count for key, total in sums.items()}
+    maps = predict_windows(lambda windows: window_maps(windows, weights), image, card, device, counted(1))
+    return logits, maps.reshape(len(card.targets), len(card.modalities), *maps.shape[1:])
 
 
 def predict_with_cams(network: torch.nn.Module, image: torch.Tensor, card: ModelCard, device: torch.device,
                       on_window: Callable[[int, int], None] | None = None,
                       present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and per-(target, modality) Grad-CAM maps, blended across windows alike.
+    """Logits and per-(target, modality) Grad-CAM maps, every modality at the same layer.
 
-    Like :func:`predict_logits` (same arguments; ``network`` a :class:`~ciml.nn.CIMLNet`), with
-    each window's maps (:func:`ciml.inference.gradcam.target_cams`) blended with the same
-    Gaussian weights as its logits; a modality outside a target's sub-task gets zeros.
+    Like :func:`predict_logits` (same arguments; ``network`` a :class:`~ciml.nn.CIMLNet`; the
+    progress counts two passes), through :func:`predict_maps`: pass 1 is
+    :func:`ciml.inference.gradcam.window_gradients` (one decoder backward per target and window),
+    pass 2 runs the encoders and gates again without a graph and applies the volume's channel
+    weights to each modality's part of the gated skips. A modality outside a target's sub-task
+    gets zeros.
 
     Returns:
-        (T, *S) logits and (T, M, *S) raw (un-normalised, non-negative) maps, on the CPU.
+        (T, *S) logits and (T, M, *S) signed, un-normalised maps, on the CPU (clamp at 0 to
+        display them; the shares are computed from the signed maps).
     """
+    threshold = card.inference.threshold
 
-    def window_maps(windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def window_weights(windows: torch.Tensor) -> tuple[torch.Tensor, Weights]:
         with autocast(device):
-            logits, cams = target_cams(network, windows, card.inference.threshold, _batch_mask(present, windows))
-        zero = torch.zeros_like(logits[:, :1])
-        stacked = torch.cat([cams[t].get(m, zero).float() for t in card.target_names for m in card.modality_names],
-                            dim=1)
-        return logits.float(), stacked
+            logits, _, weights = window_gradients(network, windows, threshold, batch_mask(present, windows))
+        return logits.float(), weights
 
-    return predict_maps(window_maps, image, card, device, on_window)
+    def window_maps(windows: torch.Tensor, weights: Weights) -> torch.Tensor:
+        with autocast(device):
+            _, parts = gated_parts(network, windows, batch_mask(present, windows))
+        cams = window_cams(layer_cams(card, parts, weights), tuple(windows.shape[2:]))
+        zero = torch.zeros(windows.shape[0], 1, *windows.shape[2:], device=windows.device)
+        return torch.cat([cams[t].get(m, zero) for t in card.target_names for m in card.modality_names], dim=1)
+
+    return predict_maps(window_weights, window_maps, image, card, device, on_window)

@@ -10,7 +10,7 @@ from ciml.nn.decoder import SubTaskDecoder
 from ciml.nn.encoder import ModalityEncoder
 from ciml.nn.gate import CrossModalityInformationGate
 from ciml.nn.modality_head import ModalityHead
-from ciml.nn.output import NetOutput
+from ciml.nn.output import GateOutput, NetOutput
 
 
 def _gate_key(subtask: str, auxiliary: str, level: int) -> str:
@@ -92,14 +92,8 @@ class CIMLNet(nn.Module):
         """
         logits, level_sets, gates, fused = [], [], {}, {}
         for s in self.card.subtasks:
-            skips = list(features[s.primary])
-            for lv in self.gate_levels:
-                for a in s.auxiliaries:
-                    g = self.gate(s.name, a, lv)(features[s.primary][lv], features[a][lv])
-                    if present is not None:
-                        g.message = g.message * _per_sample(present[:, self.card.modality_index(a)], g.message)
-                    gates[(s.name, a, lv)] = g
-                    skips[lv] = skips[lv] + g.message
+            skips, messages = self.gated_skips(s.name, features, present)
+            gates.update(messages)
             fused[s.name] = skips[-1]
             task_logits, level_set = self.decoders[s.name](skips)
             logits.append(task_logits)
@@ -112,6 +106,38 @@ class CIMLNet(nn.Module):
             branch_logits={m: head(features[m]) for m, head in self.modality_heads.items()}
             if self.modality_heads is not None else {},
             level_set=torch.cat(level_sets, dim=1)[:, order] if self.card.network.level_set_head else None)
+
+    def gated_skips(self, subtask: str, features: dict[str, list[torch.Tensor]],
+                    present: torch.Tensor | None = None
+                    ) -> tuple[list[torch.Tensor], dict[tuple[str, str, int], GateOutput]]:
+        """A sub-task's decoder input: its primary's features plus, at each gated level, every
+        auxiliary's message (zero for an absent auxiliary).
+
+        Args:
+            subtask: the sub-task's name.
+            features: :meth:`encode`'s output.
+            present: (B, M) 1 where a modality was given.
+
+        Returns:
+            The skips, one (B, features[lv], *S / 2**lv) tensor per level, and the gates' outputs
+            keyed by (sub-task, auxiliary, level). Messages are added, so a skip minus one
+            auxiliary's message is what the decoder reads without that auxiliary.
+        """
+        s = self.card.subtasks[[t.name for t in self.card.subtasks].index(subtask)]
+        skips, gates = list(features[s.primary]), {}
+        for lv in self.gate_levels:
+            for a in s.auxiliaries:
+                g = self.gate(s.name, a, lv)(features[s.primary][lv], features[a][lv])
+                if present is not None:
+                    g.message = g.message * _per_sample(present[:, self.card.modality_index(a)], g.message)
+                gates[(s.name, a, lv)] = g
+                skips[lv] = skips[lv] + g.message
+        return skips, gates
+
+    def decode(self, subtask: str, skips: list[torch.Tensor]) -> torch.Tensor:
+        """One sub-task's logits (B, targets of the sub-task, *S) from its skips, in the sub-task's
+        target order."""
+        return self.decoders[subtask](skips)[0]
 
     def forward_features(self, x: torch.Tensor, present: torch.Tensor | None = None) -> NetOutput:
         if x.shape[1] != len(self.card.modalities):

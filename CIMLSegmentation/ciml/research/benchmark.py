@@ -6,9 +6,10 @@ Four configurations run on the same volume with the same sliding window (the car
 - ``ciml_cams``: CIML with every (target, modality) Grad-CAM map
   (:func:`~ciml.inference.sliding_window.predict_with_cams`, one backward per target and window);
 - ``early_fusion``: a MONAI DynUNet of about the same parameter count, segmentation only;
-- ``captum_loop``: the same maps from Captum's ``LayerGradCam``, one call per (target, modality
-  layer) and window, blended by the same sliding window: the baseline the one-backward design
-  is compared against.
+- ``captum_loop``: the same maps from Captum's layer attributions (the gradient at each gated
+  skip, one ``LayerGradientXActivation`` call per (target, gated level) and window, then one
+  ``LayerActivation`` call per window for every modality's part), blended by the same sliding
+  window: the baseline the one-backward design is compared against.
 
 On the CPU each configuration runs in a fresh spawned child process, so that its peak resident
 memory (``ru_maxrss``) is its own and not the high-water mark of whatever ran before it; the
@@ -33,13 +34,15 @@ from typing import Any
 import monai.inferers  # noqa: F401 - loaded before a child measures its baseline memory
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ciml.bundle.weights import load_bundle
 from ciml.config import ModelCard, card_from_dict, preset_dict
 from ciml.data.case import regrid
 from ciml.data.geometry import Geometry
 from ciml.data.normalize import normalize
 from ciml.data.synthetic import SIZES, generate_case
+from ciml.inference.effects import predict_withheld
+from ciml.inference.gradcam import Parts, layer_cams, skip_layer, window_cams
 from ciml.inference.sliding_window import autocast, predict_logits, predict_maps, predict_with_cams, window_count
 from ciml.nn import build_network, parameter_count
 from ciml.research.targets import CONFIGS, LABELS, MEMORY_TARGET_BYTES, RATIOS
@@ -51,12 +54,14 @@ class _Enough(Exception):
 
 @dataclass
 class Setup:
-    """What every configuration needs: the card, the image, the device and the seed."""
+    """What every configuration needs: the card, the image, the device and the seed; ``model``: a
+    bundle whose trained weights the CIML configurations run (random seeded weights otherwise)."""
 
     card: ModelCard
     image: torch.Tensor  # (M, *S) normalised, on the card's working grid
     device: torch.device
     seed: int = 0
+    model: str | None = None
 
 
 def benchmark_card(preset: str = "brats", size: str = "full", overrides: dict | None = None) -> ModelCard:
@@ -87,67 +92,110 @@ def benchmark_image(card: ModelCard, size: str = "full", seed: int = 0, kind: st
     return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
 
 
-def config_network(name: str, card: ModelCard, seed: int = 0) -> torch.nn.Module:
-    """The (randomly initialised, seeded) network configuration ``name`` runs, in eval mode.
+def config_network(name: str, card: ModelCard, seed: int = 0, model: str | None = None) -> torch.nn.Module:
+    """The network configuration ``name`` runs, in eval mode.
 
     Args:
         name: one of :data:`CONFIGS`; ``early_fusion`` runs the early-fusion network, every
             other configuration the CIML network.
         card: the benchmark's card.
         seed: seeds the initial weights.
+        model: a bundle folder whose trained CIML network the CIML configurations run (the
+            early-fusion network stays randomly initialised: only its cost is compared).
     """
+    if model is not None and name != "early_fusion":
+        return load_bundle(model).network.eval()
     torch.manual_seed(seed)
     return build_network(card, "early-fusion" if name == "early_fusion" else "ciml").eval()
 
 
-def captum_window_cams(network, windows: torch.Tensor, card: ModelCard) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (B, T, *S) and maps (B, T*M, *S) of a batch of windows (B, M, *S), one Captum call per layer.
+def captum_window_weights(network, windows: torch.Tensor, card: ModelCard
+                          ) -> tuple[torch.Tensor, dict[tuple[str, int], torch.Tensor]]:
+    """Logits (B, T, *S) and Grad-CAM channel weights of a batch of windows (B, M, *S) from Captum.
 
-    The layers are those of :func:`~ciml.inference.gradcam.target_cams`: the primary's deepest
-    encoder level and every gate message of the auxiliaries (summed over levels after
-    upsampling); modalities outside a target's sub-task get zeros, as there.
+    One Captum ``LayerGradientXActivation`` call (gradients only) per (target, gated level), at
+    the decoder's input skips[level] (:func:`~ciml.inference.gradcam.skip_layer`), the layer at which
+    :func:`~ciml.inference.gradcam.window_gradients` measures every modality.
 
     Args:
         network: a :class:`~ciml.nn.CIMLNet` in eval mode.
         windows: (B, M, *S) input windows.
-        card: the network's card (targets, modalities, threshold).
-    """
-    from captum.attr import LayerGradCam  # optional package (the `test` extra): only this baseline needs it
+        card: the network's card (targets, threshold).
 
-    size, mode = windows.shape[2:], "trilinear" if windows.dim() == 5 else "bilinear"
+    Returns:
+        logits (B, T, *S) float32 and ``(target, level)`` -> (B, C_level) spatial means of the gradient.
+    """
+    from captum.attr import LayerGradientXActivation  # optional package (the `test` extra): only this baseline needs it
+
     cut = float(torch.logit(torch.tensor(card.inference.threshold)))
     with torch.no_grad():
         logits = network(windows).float()
     predicted = logits > cut  # the voxels each score counts, fixed for Captum's forwards
-    maps = torch.zeros(windows.shape[0], len(card.targets) * len(card.modalities), *size)
+    weights = {}
     for s in card.subtasks:
-        layers = [(s.primary, network.encoders[s.primary].levels[-1])]
-        layers += [(a, network.gate(s.name, a, lv).message) for a in s.auxiliaries for lv in network.gate_levels]
         for t in s.targets:
             i = card.target_index(t)
 
             def score(x: torch.Tensor, i: int = i) -> torch.Tensor:
                 return (network(x)[:, i].float() * predicted[:, i]).flatten(1).sum(dim=1)
 
-            for m, layer in layers:
-                with torch.enable_grad():  # predict_windows runs predictors that need gradients under no_grad
-                    cam = LayerGradCam(score, layer).attribute(windows, relu_attributions=True)
-                up = F.interpolate(cam.detach().float(), size=size, mode=mode, align_corners=False)
-                maps[:, i * len(card.modalities) + card.modality_index(m)] += up[:, 0]
-    return logits, maps
+            for lv in network.gate_levels:
+                layer, index = skip_layer(network, s.name, lv)
+                with torch.enable_grad():  # predict_windows runs this pass under no_grad
+                    grads = LayerGradientXActivation(score, layer, multiply_by_inputs=False).attribute(
+                        windows, attribute_to_layer_input=True)
+                grad = grads[index].detach().float()
+                weights[(t, lv)] = grad.mean(dim=tuple(range(2, grad.dim())))
+    return logits, weights
+
+
+def captum_window_maps(network, windows: torch.Tensor, card: ModelCard,
+                       weights: dict[tuple[str, int], torch.Tensor]) -> torch.Tensor:
+    """Maps (B, T*M, *S) of a batch of windows (B, M, *S), target-major, from Captum's activations.
+
+    One Captum ``LayerActivation`` call reads every modality's part of the gated skips (the
+    primary's encoder output and each auxiliary's gate message at every gated level); the
+    volume's channel ``weights`` ((target, level) -> (C_level,)) turn them into maps as in
+    :func:`~ciml.inference.gradcam.layer_cams` and :func:`~ciml.inference.gradcam.window_cams`.
+    Modalities outside a target's sub-task get zeros.
+
+    Args:
+        network: a :class:`~ciml.nn.CIMLNet` in eval mode.
+        windows: (B, M, *S) input windows.
+        card: the network's card (targets, modalities).
+        weights: from pass 1 (:func:`captum_window_weights`), averaged over the volume's windows.
+    """
+    from captum.attr import LayerActivation  # optional package (the `test` extra): only this baseline needs it
+
+    layers = {}
+    for s in card.subtasks:
+        for lv in network.gate_levels:
+            layers[(s.name, lv, s.primary)] = network.encoders[s.primary].levels[lv]
+            layers.update({(s.name, lv, a): network.gate(s.name, a, lv).message for a in s.auxiliaries})
+    activations = LayerActivation(network, list(layers.values())).attribute(windows)
+    parts: Parts = {}
+    for (subtask, lv, m), act in zip(layers, activations):
+        parts.setdefault(subtask, {}).setdefault(lv, {})[m] = act
+    cams = window_cams(layer_cams(card, parts, weights), tuple(windows.shape[2:]))
+    zero = torch.zeros(windows.shape[0], 1, *windows.shape[2:], device=windows.device)
+    return torch.cat([cams[t].get(m, zero) for t in card.target_names for m in card.modality_names], dim=1)
 
 
 def predict_with_captum(network, image: torch.Tensor, card: ModelCard, device: torch.device,
                         on_window: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Like :func:`~ciml.inference.sliding_window.predict_with_cams` (its arguments but ``present``,
-    its results), the maps from the Captum loop (:func:`captum_window_cams`)."""
+    its results), the gradients and activations from Captum (:func:`captum_window_weights`,
+    :func:`captum_window_maps`)."""
 
-    def window_maps(windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def window_weights(windows: torch.Tensor) -> tuple[torch.Tensor, dict[tuple[str, int], torch.Tensor]]:
         with autocast(device):
-            logits, maps = captum_window_cams(network, windows, card)
-        return logits, maps.to(logits.device)
+            return captum_window_weights(network, windows, card)
 
-    return predict_maps(window_maps, image, card, device, on_window)
+    def window_maps(windows: torch.Tensor, weights: dict[tuple[str, int], torch.Tensor]) -> torch.Tensor:
+        with autocast(device):
+            return captum_window_maps(network, windows, card, weights)
+
+    return predict_maps(window_weights, window_maps, image, card, device, on_window)
 
 
 def runner(name: str, network, setup: Setup) -> Callable[[int | None], float]:
@@ -157,7 +205,7 @@ def runner(name: str, network, setup: Setup) -> Callable[[int | None], float]:
     baseline too slow to run over the whole volume); ``None`` runs it all.
     """
 
-    predict = {"ciml": predict_logits, "early_fusion": predict_logits,
+    predict = {"ciml": predict_logits, "early_fusion": predict_logits, "ciml_effects": predict_withheld,
                "ciml_cams": predict_with_cams, "captum_loop": predict_with_captum}[name]
 
     def run(max_windows: int | None = None) -> float:
@@ -192,7 +240,7 @@ def time_config(name: str, setup: Setup, repeats: int, max_windows: int | None =
     """
 
     total = window_count(tuple(setup.image.shape[1:]), setup.card.inference)
-    network = config_network(name, setup.card, setup.seed).to(setup.device)
+    network = config_network(name, setup.card, setup.seed, setup.model).to(setup.device)
     run = runner(name, network, setup)
     if setup.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(setup.device)
@@ -216,7 +264,7 @@ def rss_bytes() -> int:
 
 
 def _child(name: str, card_dict: dict, image_path: str, repeats: int, max_windows: int | None,
-           warmup: bool, threads: int | None, seed: int, conn) -> None:
+           warmup: bool, threads: int | None, seed: int, model: str | None, conn) -> None:
     """Spawned: time one configuration and report its peak RSS (absolute and over imports)."""
     try:
         import captum.attr  # noqa: F401 - imported before the baseline so imports are not counted
@@ -224,7 +272,8 @@ def _child(name: str, card_dict: dict, image_path: str, repeats: int, max_window
         if threads:
             torch.set_num_threads(threads)
         baseline = rss_bytes()
-        setup = Setup(card_from_dict(card_dict), torch.from_numpy(np.load(image_path)), torch.device("cpu"), seed)
+        setup = Setup(card_from_dict(card_dict), torch.from_numpy(np.load(image_path)), torch.device("cpu"), seed,
+                      model)
         result = time_config(name, setup, repeats, max_windows, warmup)
         peak = rss_bytes()
         result.update(rss_baseline_bytes=baseline, rss_peak_bytes=peak, rss_increase_bytes=peak - baseline)
@@ -244,7 +293,7 @@ def run_isolated(name: str, setup: Setup, repeats: int, max_windows: int | None 
         np.save(image_path, setup.image.numpy())
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child, args=(name, setup.card.to_dict(), image_path, repeats,
-                                                max_windows, warmup, threads, setup.seed, child))
+                                                max_windows, warmup, threads, setup.seed, setup.model, child))
         proc.start()
         child.close()
         try:

@@ -1,5 +1,5 @@
 """The overview picture of a segmented case: every modality in three planes, the segmentation
-outlined, and each modality's heat map beside it."""
+outlined, and each modality's signed effect map (what withholding it changes) beside it."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def draw_overview(images: Mapping[str, np.ndarray], label: np.ndarray, cams: Map
     Args:
         images: modality -> (X, Y, Z) intensities on the reference grid.
         label: (X, Y, Z) label map with the card's target labels.
-        cams: modality -> (X, Y, Z) heat map in 0..1 (may be empty).
+        cams: modality -> (X, Y, Z) effect map in -1..1 (probability with all modalities minus
+            without this one; may be empty).
         card: the model card (target colours and labels).
         path: the PNG to write.
         spacing: voxel spacing, so that planes keep their physical aspect.
@@ -63,13 +64,14 @@ def draw_overview(images: Mapping[str, np.ndarray], label: np.ndarray, cams: Map
             if cam_planes is not None:
                 ax = axes[row, 3 + v]
                 ax.imshow(image_planes[v], cmap="gray", vmin=low, vmax=high, aspect=aspects[v])
-                ax.imshow(np.ma.masked_less(cam_planes[v], 0.05), cmap="inferno", vmin=0, vmax=1, alpha=0.75,
-                          aspect=aspects[v])
+                # diverging: red where the modality adds to a target, blue where it suppresses one
+                ax.imshow(np.ma.masked_inside(cam_planes[v], -0.05, 0.05), cmap="RdBu_r", vmin=-1, vmax=1,
+                          alpha=0.8, aspect=aspects[v])
         axes[row, 0].set_ylabel(m, fontsize=11)
     for v, view in enumerate(views):
         axes[0, v].set_title(f"{view} + segmentation", fontsize=9)
         if cams:
-            axes[0, 3 + v].set_title(f"{view} heat map", fontsize=9)
+            axes[0, 3 + v].set_title(f"{view} effect (+ adds, - removes)", fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     handles = [plt.Line2D([], [], color=t.color, lw=2, label=t.name) for t in card.targets]

@@ -5,9 +5,10 @@ prints each ratio beside its bound. Plain data, no imports: the command-line par
 configurations without loading torch.
 """
 
-CONFIGS = ("ciml", "ciml_cams", "early_fusion", "captum_loop")
+CONFIGS = ("ciml", "ciml_effects", "ciml_cams", "early_fusion", "captum_loop")
 LABELS = {
     "ciml": "(a) CIML segmentation",
+    "ciml_effects": "(e) CIML + every modality's effect (withheld outputs)",
     "ciml_cams": "(b) CIML + all heat maps",
     "early_fusion": "(c) early fusion segmentation",
     "captum_loop": "(d) Captum LayerGradCam loop",
@@ -15,6 +16,7 @@ LABELS = {
 # ratio name -> (numerator, denominator, bound); None = report only.
 RATIOS = {
     "ciml/early_fusion": ("ciml", "early_fusion", 1.3),
+    "ciml_effects/ciml": ("ciml_effects", "ciml", 2.0),
     "ciml_cams/ciml": ("ciml_cams", "ciml", 2.0),
     "captum_loop/ciml_cams": ("captum_loop", "ciml_cams", None),
 }
