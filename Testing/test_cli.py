@@ -51,6 +51,6 @@ def test_usage_errors_exit_2():
 
 
 def test_ci_runs_the_readmes_test_command():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     command = re.search(r"<!-- test-command -->\s*```\w*\n(.+?)\n```", readme, re.S).group(1).strip()
-    assert command in (ROOT / ".ci" / "run").read_text()
+    assert command in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

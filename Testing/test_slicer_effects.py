@@ -237,7 +237,8 @@ def test_relations_rows_show_absent_modalities_and_what_each_one_changes(runs):
 
 def test_a_cell_without_effects_shows_the_share_only():
     assert report.relation_cell("WT", "flair", 0.25, None, "gradcam") == (
-        "25%", "flair for WT: 25% of the Grad-CAM mass inside the target.")
+        "25%", "flair for WT: 25% of the first-order (Grad-CAM) estimates of withholding each modality, "
+        "summed over the body.")
     text, tip = report.relation_cell("WT", "flair", 0.98, {"volume_change_ml": -2.0, "dice_without": 0.5})
     assert text == "98%\n-2.0 ml\nDice 0.50" and "shrinks by 2.0 ml" in tip
     assert report.relation_cell("WT", "t2", None, None) == ("", "")

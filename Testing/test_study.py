@@ -87,7 +87,7 @@ def test_a_tiny_study_end_to_end_then_nothing_is_rerun(tmp_path):
         evaluated = json.loads((run_folder(tmp_path, method, 0) / "eval.json").read_text())
         assert len(evaluated["cases"]) == 2
     assert set(results["methods"]["ciml"]["missing"]) == {"cue", "echo"}
-    assert (run_folder(tmp_path, "ciml", 0) / "case" / "cam_cue.nii.gz").is_file()
+    assert (run_folder(tmp_path, "ciml", 0) / "case" / "effect_cue.nii.gz").is_file()
     for picture in ("dice.png", "missing.png", "case.png"):
         assert (tmp_path / picture).stat().st_size > 1000
     assert "| ciml | 2 |" in (tmp_path / "results.md").read_text(encoding="utf-8")

@@ -1,5 +1,5 @@
 """The study's pictures: Dice bars with the seed spread, missing-modality bars, and one held-out
-case segmented by every method beside CIML's per-modality heat maps."""
+case segmented by every method beside CIML's per-modality effect maps."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def _axial(path: Path) -> np.ndarray:
 
 def case_figure(plan: StudyPlan, out: Path, path: Path) -> Path | None:
     """One held-out case, one axial slice, the one with the most labelled voxels: the ground truth, each
-    method's segmentation (first seed), and CIML's heat map per modality, all over the primary."""
+    method's segmentation (first seed), and CIML's signed effect map per modality, all over the primary."""
 
     card = preset(plan.task)
     case = figure_case(out)
@@ -103,10 +103,10 @@ def case_figure(plan: StudyPlan, out: Path, path: Path) -> Path | None:
     background = _axial(case / f"{case.name}_{primary}.nii.gz")[z]
     low, high = np.percentile(background, [1, 99.5])
     ciml_case = run_folder(out, "ciml", plan.seeds[0]) / "case"
-    cams = [m for m in card.modality_names if (ciml_case / f"cam_{m}.nii.gz").is_file()]
+    effects = [m for m in card.modality_names if (ciml_case / f"effect_{m}.nii.gz").is_file()]
     panels = [("ground truth", truth[z])] + [(m, _axial(run_folder(out, m, plan.seeds[0]) / "case"
                                                          / "segmentation.nii.gz")[z]) for m in methods]
-    columns = len(panels) + len(cams)
+    columns = len(panels) + len(effects)
     fig, axes = plt.subplots(1, columns, figsize=(2.0 * columns, 2.5), squeeze=False)
     for ax, (title, label) in zip(axes[0], panels):
         ax.imshow(background, cmap="gray", vmin=low, vmax=high)
@@ -115,11 +115,12 @@ def case_figure(plan: StudyPlan, out: Path, path: Path) -> Path | None:
             if mask.any():
                 ax.contour(mask, levels=[0.5], colors=[t.color], linewidths=0.8)
         ax.set_title(title, fontsize=8)
-    for ax, m in zip(axes[0, len(panels):], cams):
+    for ax, m in zip(axes[0, len(panels):], effects):
         ax.imshow(background, cmap="gray", vmin=low, vmax=high)
-        ax.imshow(np.ma.masked_less(_axial(ciml_case / f"cam_{m}.nii.gz")[z], 0.05), cmap="inferno",
-                  vmin=0, vmax=1, alpha=0.75)
-        ax.set_title(f"CIML heat map: {m}", fontsize=8)
+        # signed: red where the modality adds to the target, blue where it removes
+        ax.imshow(np.ma.masked_inside(_axial(ciml_case / f"effect_{m}.nii.gz")[z], -0.05, 0.05), cmap="RdBu_r",
+                  vmin=-1, vmax=1, alpha=0.8)
+        ax.set_title(f"CIML effect of {m}", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(f"{plan.task}: held-out case {case.name}, axial slice {z} (primary {primary})", fontsize=9)

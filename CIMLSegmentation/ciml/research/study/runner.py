@@ -107,7 +107,7 @@ def evaluate_step(out: Path, method: str, seed: int, missing: str | None = None)
 
 
 def segment_step(plan: StudyPlan, out: Path, method: str, seed: int, case: Path) -> Step:
-    """The one-case figure's segmentation (with heat maps for CIML)."""
+    """The one-case figure's segmentation (with effect maps for CIML)."""
     run = run_folder(out, method, seed)
 
     names = [m["name"] for m in preset_dict(plan.task)["modalities"]]
