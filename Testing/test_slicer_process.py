@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import slicer_lib_helpers
+from slicer_lib_helpers import FakeTimer, alive
 
 from CIMLSegmentationLib import job, process, training
 
@@ -18,19 +19,6 @@ def _script(tmp_path, body):
     path = tmp_path / "worker.py"
     path.write_text(textwrap.dedent(body))
     return [sys.executable, str(path)]
-
-
-def _alive(pid):
-    """Running, and not a zombie waiting to be reaped by whoever adopted it."""
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def test_progress_events_arrive_and_success(tmp_path):
@@ -86,12 +74,12 @@ def test_cancel_kills_the_whole_tree_and_removes_temp(tmp_path):
     while not (pids.exists() and pids.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
     grandchild = int(pids.read_text())
-    assert _alive(worker.proc.pid) and _alive(grandchild)
+    assert alive(worker.proc.pid) and alive(grandchild)
     started = time.monotonic()
     worker.cancel()
-    while (_alive(worker.proc.pid) or _alive(grandchild)) and time.monotonic() - started < 2:
+    while (alive(worker.proc.pid) or alive(grandchild)) and time.monotonic() - started < 2:
         time.sleep(0.05)
-    assert not _alive(worker.proc.pid) and not _alive(grandchild)
+    assert not alive(worker.proc.pid) and not alive(grandchild)
     assert time.monotonic() - started < 2
     assert not temp.exists() and worker.error() == "Cancelled." and not worker.succeeded()
 
@@ -125,29 +113,6 @@ def test_worker_runs_the_real_ciml_package(tmp_path):
 
 
 # --- background jobs: the shape segmentation and training share ----------------------------
-
-class FakeTimer:
-    """Stands in for the qt.QTimer the logic passes; the test fires it as Qt's event loop would."""
-
-    made = []
-
-    def __init__(self, interval_ms, callback):
-        self.interval_ms, self.callback, self.active = interval_ms, callback, False
-        FakeTimer.made.append(self)
-
-    def start(self):
-        self.active = True
-
-    def stop(self):
-        self.active = False
-
-    def run(self, limit_s=20.0):
-        deadline = time.monotonic() + limit_s
-        while self.active and time.monotonic() < deadline:
-            self.callback()
-            time.sleep(self.interval_ms / 1000)
-        assert not self.active, "the job never stopped its timer"
-
 
 class ScriptJob(job.BackgroundJob):
     """A job whose worker is a Python script; it writes an input and takes ``out/result.txt``."""
@@ -252,10 +217,10 @@ def test_job_cancel_from_a_callback_ends_the_tree_once():
     started = time.monotonic()
     FakeTimer.made[-1].run()
     child = run.worker.events[0]["child"]
-    while _alive(child) and time.monotonic() - started < 5:
+    while alive(child) and time.monotonic() - started < 5:
         time.sleep(0.05)
     assert finished == [run] and run.status == "cancelled" and run.outcome_text() == "Cancelled."
-    assert not _alive(run.worker.proc.pid) and not _alive(child) and not Path(run.temp_dir).exists()
+    assert not alive(run.worker.proc.pid) and not alive(child) and not Path(run.temp_dir).exists()
 
 
 def test_failing_callbacks_do_not_break_the_job(caplog):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import slicer_lib_helpers
+from slicer_lib_helpers import FakeTimer, alive
 
 from ciml.config import card_from_dict, preset_dict
 from CIMLSegmentationLib import geometry, job, models, process, training
@@ -26,45 +27,11 @@ MODULE_DIR = slicer_lib_helpers.MODULE_DIR
 SAMPLE_BUNDLE = MODULE_DIR / "Resources" / "Models" / "brats-sample"
 
 
-def _alive(pid):
-    """Running, and not a zombie waiting to be reaped by whoever adopted it."""
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _wait_dead(pids, limit_s=10.0):
     deadline = time.monotonic() + limit_s
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return [p for p in pids if _alive(p)]
-
-
-class FakeTimer:
-    """Stands in for the qt.QTimer the logic passes; the test fires it as Qt's event loop would."""
-
-    def __init__(self, interval_ms, callback):
-        self.interval_ms, self.callback, self.active = interval_ms, callback, False
-        FakeTimer.last = self
-
-    def start(self):
-        self.active = True
-
-    def stop(self):
-        self.active = False
-
-    def run(self, limit_s=20.0):
-        deadline = time.monotonic() + limit_s
-        while self.active and time.monotonic() < deadline:
-            self.callback()
-            time.sleep(self.interval_ms / 1000)
-        assert not self.active, "the job never stopped its timer"
+    return [p for p in pids if alive(p)]
 
 
 class OutputJob(job.BackgroundJob):
@@ -431,13 +398,13 @@ def test_killing_the_parent_kills_the_worker_its_launcher_and_children(tmp_path)
         worker, child = map(int, pids_file.read_text().split())
         pids += [worker, child]
         time.sleep(0.5)
-        assert all(_alive(p) for p in pids)  # the lifeline leaves a living parent's worker alone
+        assert all(alive(p) for p in pids)  # the lifeline leaves a living parent's worker alone
         parent.kill()  # SIGKILL: Slicer crashing gets no chance to clean up either
         parent.wait()
         assert _wait_dead(pids) == []
     finally:
         for pid in pids:  # never leave a stray process behind, whatever failed above
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         if parent.poll() is None:
             parent.kill()
@@ -455,7 +422,7 @@ def test_a_worker_that_ends_lets_its_lifeline_go():
 def test_a_cancelled_worker_lets_its_lifeline_go():
     worker = process.WorkerProcess([sys.executable, "-c", "import time; time.sleep(60)"]).start()
     worker.cancel()
-    assert not _alive(worker.proc.pid) and worker.lifeline.wait(timeout=20) == 0
+    assert not alive(worker.proc.pid) and worker.lifeline.wait(timeout=20) == 0
 
 
 def test_the_windows_job_limits_have_the_sdk_layout():
