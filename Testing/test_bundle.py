@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import TINY_SHAPE, multimodal_dict, tiny
 
-from ciml.bundle import sha256_of
-from ciml.bundle.weights import FORMAT_VERSION, METADATA_FILE, WEIGHTS_FILE, load_bundle, read_card, save_bundle
+from ciml.bundle import FORMAT_VERSION, METADATA_FILE, WEIGHTS_FILE, read_card, sha256_of
+from ciml.bundle.weights import load_bundle, save_bundle
 from ciml.cli.main import main
 from ciml.config import card_from_dict, preset_dict
 from ciml.errors import BundleError, CIMLError

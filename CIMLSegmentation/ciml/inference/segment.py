@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ciml import __version__
-from ciml.bundle.weights import Bundle, load_bundle, read_card
+from ciml.bundle import read_card
+from ciml.bundle.weights import Bundle, load_bundle
 from ciml.choices import MAP_KINDS, OUTPUT_FORMATS
 from ciml.config import ModelCard
 from ciml.data import Case, load_case, write_image
