@@ -10,8 +10,19 @@ from ciml.cli.main import main
 from ciml.config import card_from_dict, preset_dict
 from ciml.inference.sliding_window import predict_with_cams
 from ciml.nn import CIMLNet
-from ciml.research.benchmark import Setup, benchmark_card, benchmark_image, predict_with_captum, run_benchmark
-from ciml.research.targets import CONFIGS
+from ciml.research.benchmark import (
+    Setup,
+    benchmark_card,
+    benchmark_image,
+    config_network,
+    predict_segresnet,
+    predict_with_captum,
+    run_benchmark,
+)
+from ciml.research.profile import format_profile, profile_network
+from ciml.research.targets import CONFIGS, PIPELINES
+from ciml.research.yardstick import run_pipelines
+from ciml.resources import builtin_model
 
 TINY = {"network": {"features": [4, 8, 16]}, "inference": {"roi_size": [16, 16, 16]}}
 
@@ -20,7 +31,7 @@ TINY = {"network": {"features": [4, 8, 16]}, "inference": {"roi_size": [16, 16, 
 def small_setup():
     card = benchmark_card("brats", "small", TINY)
     image = benchmark_image(card, "small")
-    return Setup(card, image[:, 40:64, 40:56, 24:40].contiguous(), torch.device("cpu"))
+    return Setup(card, image[:, 40:64, 40:56, 24:40].contiguous(), torch.device("cpu"), segresnet_roi=(24, 16, 16))
 
 
 def test_small_case_is_on_the_cards_grid():
@@ -35,7 +46,7 @@ def test_result_structure_and_ratios(small_setup):
     assert set(result["configs"]) == set(CONFIGS)
     for name, r in result["configs"].items():
         assert r["median_s"] > 0 and r["min_s"] <= r["median_s"] <= r["max_s"], name
-        assert r["parameters"] > 0 and r["windows"] == 2, name
+        assert r["parameters"] > 0 and r["windows"] == (1 if name == "segresnet" else 2), name
     assert result["configs"]["captum_loop"]["extrapolated"]
     assert not result["configs"]["ciml"]["extrapolated"]
     # matched parameter counts, within a few percent
@@ -77,3 +88,42 @@ def test_cli_refuses_to_overwrite_out(tmp_path, capsys):
 def test_cli_rejects_an_unknown_configuration(capsys):
     assert main(["benchmark", "--only", "nope"]) != 0
     assert "unknown configuration" in capsys.readouterr().err
+
+
+def test_segresnet_configuration_gives_logits_of_the_case(small_setup):
+    network = config_network("segresnet", small_setup.card)
+    assert sum(p.numel() for p in network.parameters()) == pytest.approx(4.7e6, rel=0.02)  # the bundle's 4.7 M
+    logits = predict_segresnet(network, small_setup.image, small_setup.segresnet_roi, small_setup.device)
+    assert logits.shape == (3, 24, 16, 16) and torch.isfinite(logits).all()
+
+
+def test_pipelines_run_as_processes_with_ratios(tmp_path):
+    pytest.importorskip("nibabel")  # MONAI's NIfTI reader and writer in the SegResNet pipeline
+    card = benchmark_card("brats", "small", TINY)  # the small case on its own 2.5 mm grid
+    result = run_pipelines(tmp_path / "work", card, builtin_model(), size="small", repeats=1, roi_size=(96, 96, 64))
+    assert list(result["processes"]) == list(PIPELINES)
+    for name, r in result["processes"].items():
+        assert r["median_s"] > 0 and len(r["times_s"]) == 1 and r["rss_peak_bytes"] > 1e7, name
+    assert sorted((tmp_path / "work" / "run0" / "segresnet").glob("*_seg.nii.gz"))
+    assert (tmp_path / "work" / "run0" / "ciml_brats").is_dir()
+    times = {k: v["median_s"] for k, v in result["processes"].items()}
+    ratios = result["ratios"]
+    assert ratios["ciml_brats/segresnet"]["value"] == pytest.approx(times["ciml_brats"] / times["segresnet"])
+    assert ratios["ciml_builtin/segresnet"]["target"] == 0.5
+    assert ratios["ciml_brats/segresnet"]["met"] == (ratios["ciml_brats/segresnet"]["value"] <= 1.5)
+
+
+def test_profile_covers_every_block_of_a_tiny_card():
+    card = card_from_dict(tiny(preset_dict("brats")))
+    result = profile_network(card, repeats=1)
+    names = [r["name"] for r in result["rows"]]
+    levels = len(card.network.features)
+    assert [n for n in names if n.startswith("encoder")] == [f"encoder level {i}" for i in range(levels)]
+    net = CIMLNet(card)
+    assert {n for n in names if n.startswith("gates")} == {f"gates level {lv}" for lv in net.gate_levels}
+    for s in card.subtasks:
+        ups = [n for n in names if n.startswith(f"decoder {s.name} up-block")]
+        assert len(ups) == levels - 1 and f"decoder {s.name} head" in names
+    assert result["rows"][0]["count"] == 4 and sum(r["share"] for r in result["rows"]) == pytest.approx(1.0)
+    table = format_profile(result)
+    assert all(n in table for n in names)

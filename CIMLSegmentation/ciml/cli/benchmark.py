@@ -12,6 +12,7 @@ import argparse
 import datetime
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,10 @@ from ciml.errors import CIMLError
 from ciml.inference.device import resolve_device
 from ciml.io_utils import write_text_new
 from ciml.research.benchmark import Setup, benchmark_card, benchmark_image, machine_info, run_benchmark
+from ciml.research.profile import format_profile, profile_network
 from ciml.research.targets import CONFIGS
+from ciml.research.yardstick import run_pipelines
+from ciml.resources import builtin_model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +46,12 @@ def run(args: argparse.Namespace) -> int:
                             f"(known: {', '.join(CONFIGS)})")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.pipelines and args.profile:
+        raise CIMLError("--pipelines and --profile are separate runs; give one")
+    if args.pipelines:
+        return run_pipelines_command(args)
+    if args.profile:
+        return run_profile_command(args)
     device = resolve_device(args.device)
     # A bundle's own card (its window, spacing and network) when its trained weights are timed.
     card = read_card(args.model) if args.model else benchmark_card(args.preset, args.size)
@@ -62,6 +72,66 @@ def run(args: argparse.Namespace) -> int:
         write_text_new(args.out, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _stamp(result: dict[str, Any]) -> None:
+    result["machine"] = machine_info(torch.device("cpu"))
+    result["date"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    result["command"] = "ciml benchmark " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "ciml benchmark"
+
+
+def _write_out(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    if args.out:
+        write_text_new(args.out, json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+
+
+def run_pipelines_command(args: argparse.Namespace) -> int:
+    """``--pipelines``: whole processes against MONAI's BraTS SegResNet pipeline (issue 20)."""
+    card = read_card(args.model) if args.model else benchmark_card(args.preset, "full")
+    print(f"ciml benchmark --pipelines: {card.name} bundle, built-in model and SegResNet pipeline, "
+          f"{args.size} case, {args.repeats} interleaved repeat(s)", file=sys.stderr, flush=True)
+
+    def progress(name: str, repeat: int, r: dict) -> None:
+        print(f"  repeat {repeat + 1} {name}: {r['seconds']:.1f} s, peak {_gb(r['rss_peak_bytes'])}",
+              file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="ciml-pipelines-") as tmp:
+        result = run_pipelines(args.workdir or tmp, card, builtin_model(), args.size, args.repeats, args.seed,
+                               threads=args.threads, on_run=progress)
+    _stamp(result)
+    sys.stdout.write(format_pipelines(result))
+    _write_out(args, result)
+    return 0
+
+
+def run_profile_command(args: argparse.Namespace) -> int:
+    """``--profile``: where the time goes in one window of the card's roi_size."""
+    card = read_card(args.model) if args.model else benchmark_card(args.preset, "full")
+    result = profile_network(card, model=args.model, seed=args.seed, repeats=args.repeats)
+    _stamp(result)
+    sys.stdout.write(format_profile(result))
+    _write_out(args, result)
+    return 0
+
+
+def format_pipelines(result: dict[str, Any]) -> str:
+    """The whole-process table: median/min/max seconds, peak RSS, ratios against SegResNet."""
+    m = result["machine"]
+    lines = [f"Machine  {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads)",
+             f"Date     {result['date']}",
+             f"Case     synthetic {result['size']} BraTS case written as 4 NIfTI files; {result['repeats']} "
+             f"interleaved repeat(s), separate processes", ""]
+    head = ["process", "median s", "min s", "max s", "peak RSS"]
+    rows = [head] + [[r["label"], f"{r['median_s']:.1f}", f"{r['min_s']:.1f}", f"{r['max_s']:.1f}",
+                      _gb(r["rss_peak_bytes"])] for r in result["processes"].values()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+              for row in rows]
+    lines += ["", "Ratios of median times against the SegResNet pipeline"]
+    for key, r in result["ratios"].items():
+        lines.append(f"  {key:<24} {r['value']:6.2f}   target <= {r['target']}: {'met' if r['met'] else 'NOT met'}")
+    return "\n".join(lines) + "\n"
 
 
 def _gb(value: Any) -> str:

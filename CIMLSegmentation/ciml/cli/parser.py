@@ -200,6 +200,15 @@ def _benchmark(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true",
                    help="run every configuration in this process (no per-configuration peak memory on CPU)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and the case (default 0)")
+    p.add_argument("--pipelines", action="store_true",
+                   help="instead: time whole processes on the case written as NIfTI (ciml segment --maps none "
+                        "with a brats-preset bundle and with the built-in model) against MONAI's BraTS "
+                        "SegResNet bundle pipeline, interleaved, with each process's peak memory")
+    p.add_argument("--profile", action="store_true",
+                   help="instead: time each encoder level, gate and decoder block on one window of the "
+                        "card's roi_size (the preset's, or --model's) and print where the time goes")
+    p.add_argument("--workdir", metavar="DIR",
+                   help="--pipelines: folder for the case, the bundle and the outputs (default: a temporary one)")
     return p
 
 

@@ -6,6 +6,9 @@ Four configurations run on the same volume with the same sliding window (the car
 - ``ciml_cams``: CIML with every (target, modality) Grad-CAM map
   (:func:`~ciml.inference.sliding_window.predict_with_cams`, one backward per target and window);
 - ``early_fusion``: a MONAI DynUNet of about the same parameter count, segmentation only;
+- ``segresnet``: the yardstick of issue 20, MONAI's BraTS bundle network (SegResNet) with the
+  bundle's sliding window (one 240 x 240 x 160 window, :mod:`ciml.research.yardstick`), on the
+  same normalised case; segmentation logits only;
 - ``captum_loop``: the same maps from Captum's layer attributions (the gradient at each gated
   skip, one ``LayerGradientXActivation`` call per (target, gated level) and window, then one
   ``LayerActivation`` call per window for every modality's part), blended by the same sliding
@@ -19,6 +22,7 @@ everything runs in this process.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import platform
@@ -46,6 +50,7 @@ from ciml.inference.gradcam import Parts, layer_cams, skip_layer, window_cams
 from ciml.inference.sliding_window import autocast, predict_logits, predict_maps, predict_with_cams, window_count
 from ciml.nn import build_network, parameter_count
 from ciml.research.targets import CONFIGS, LABELS, MEMORY_TARGET_BYTES, RATIOS
+from ciml.research.yardstick import OVERLAP, ROI_SIZE, SW_BATCH_SIZE, segresnet, segresnet_inferer
 
 
 class _Enough(Exception):
@@ -62,6 +67,7 @@ class Setup:
     device: torch.device
     seed: int = 0
     model: str | None = None
+    segresnet_roi: tuple[int, ...] = ROI_SIZE  # the yardstick's window (the bundle's; smaller in tests)
 
 
 def benchmark_card(preset: str = "brats", size: str = "full", overrides: dict | None = None) -> ModelCard:
@@ -103,6 +109,8 @@ def config_network(name: str, card: ModelCard, seed: int = 0, model: str | None 
         model: a bundle folder whose trained CIML network the CIML configurations run (the
             early-fusion network stays randomly initialised: only its cost is compared).
     """
+    if name == "segresnet":
+        return segresnet(seed)
     if model is not None and name != "early_fusion":
         return load_bundle(model).network.eval()
     torch.manual_seed(seed)
@@ -198,12 +206,35 @@ def predict_with_captum(network, image: torch.Tensor, card: ModelCard, device: t
     return predict_maps(window_weights, window_maps, image, card, device, on_window)
 
 
+def predict_segresnet(network, image: torch.Tensor, roi_size: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Logits (3, *S) of the yardstick: MONAI's sliding window with the BraTS bundle's settings."""
+    with torch.inference_mode(), autocast(device):
+        return segresnet_inferer(roi_size)(image.unsqueeze(0).to(device), network)[0].float()
+
+
+def segresnet_window_count(setup: Setup) -> int:
+    """The yardstick's predictor calls on the setup's image (1 for a BraTS case)."""
+    spec = dataclasses.replace(setup.card.inference, roi_size=tuple(setup.segresnet_roi), overlap=OVERLAP,
+                               sw_batch_size=SW_BATCH_SIZE)
+    return window_count(tuple(setup.image.shape[1:]), spec)
+
+
 def runner(name: str, network, setup: Setup) -> Callable[[int | None], float]:
     """``run(max_windows) -> seconds`` for one configuration.
 
     ``max_windows`` stops the sliding window after that many predictor calls (warm-up, or a
     baseline too slow to run over the whole volume); ``None`` runs it all.
     """
+
+    if name == "segresnet":
+        def run_segresnet(max_windows: int | None = None) -> float:
+            _sync(setup.device)
+            start = time.perf_counter()
+            predict_segresnet(network, setup.image, tuple(setup.segresnet_roi), setup.device)
+            _sync(setup.device)
+            return time.perf_counter() - start
+
+        return run_segresnet
 
     predict = {"ciml": predict_logits, "early_fusion": predict_logits, "ciml_effects": predict_withheld,
                "ciml_cams": predict_with_cams, "captum_loop": predict_with_captum}[name]
@@ -239,7 +270,10 @@ def time_config(name: str, setup: Setup, repeats: int, max_windows: int | None =
     With ``max_windows``, the time of that many windows is scaled to the whole volume.
     """
 
-    total = window_count(tuple(setup.image.shape[1:]), setup.card.inference)
+    if name == "segresnet":  # one window: the warm-up and a cap would run it all anyway
+        total, max_windows = segresnet_window_count(setup), None
+    else:
+        total = window_count(tuple(setup.image.shape[1:]), setup.card.inference)
     network = config_network(name, setup.card, setup.seed, setup.model).to(setup.device)
     run = runner(name, network, setup)
     if setup.device.type == "cuda":
@@ -264,7 +298,8 @@ def rss_bytes() -> int:
 
 
 def _child(name: str, card_dict: dict, image_path: str, repeats: int, max_windows: int | None,
-           warmup: bool, threads: int | None, seed: int, model: str | None, conn) -> None:
+           warmup: bool, threads: int | None, seed: int, model: str | None, segresnet_roi: tuple[int, ...],
+           conn) -> None:
     """Spawned: time one configuration and report its peak RSS (absolute and over imports)."""
     try:
         import captum.attr  # noqa: F401 - imported before the baseline so imports are not counted
@@ -273,7 +308,7 @@ def _child(name: str, card_dict: dict, image_path: str, repeats: int, max_window
             torch.set_num_threads(threads)
         baseline = rss_bytes()
         setup = Setup(card_from_dict(card_dict), torch.from_numpy(np.load(image_path)), torch.device("cpu"), seed,
-                      model)
+                      model, tuple(segresnet_roi))
         result = time_config(name, setup, repeats, max_windows, warmup)
         peak = rss_bytes()
         result.update(rss_baseline_bytes=baseline, rss_peak_bytes=peak, rss_increase_bytes=peak - baseline)
@@ -293,7 +328,8 @@ def run_isolated(name: str, setup: Setup, repeats: int, max_windows: int | None 
         np.save(image_path, setup.image.numpy())
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child, args=(name, setup.card.to_dict(), image_path, repeats,
-                                                max_windows, warmup, threads, setup.seed, setup.model, child))
+                                                max_windows, warmup, threads, setup.seed, setup.model,
+                                                tuple(setup.segresnet_roi), child))
         proc.start()
         child.close()
         try:

@@ -5,12 +5,13 @@ prints each ratio beside its bound. Plain data, no imports: the command-line par
 configurations without loading torch.
 """
 
-CONFIGS = ("ciml", "ciml_effects", "ciml_cams", "early_fusion", "captum_loop")
+CONFIGS = ("ciml", "ciml_effects", "ciml_cams", "early_fusion", "segresnet", "captum_loop")
 LABELS = {
     "ciml": "(a) CIML segmentation",
     "ciml_effects": "(e) CIML + every modality's effect (withheld outputs)",
     "ciml_cams": "(b) CIML + all heat maps",
     "early_fusion": "(c) early fusion segmentation",
+    "segresnet": "(f) MONAI BraTS SegResNet, one 240x240x160 window",
     "captum_loop": "(d) Captum LayerGradCam loop",
 }
 # ratio name -> (numerator, denominator, bound); None = report only.
@@ -19,5 +20,19 @@ RATIOS = {
     "ciml_effects/ciml": ("ciml_effects", "ciml", 2.0),
     "ciml_cams/ciml": ("ciml_cams", "ciml", 2.0),
     "captum_loop/ciml_cams": ("captum_loop", "ciml_cams", None),
+    # the network + window part of the yardstick; the whole-process targets are `--pipelines`'
+    "ciml/segresnet": ("ciml", "segresnet", None),
 }
 MEMORY_TARGET_BYTES = 4e9  # peak resident memory of (a) on the CPU
+
+# `ciml benchmark --pipelines` (issue 20): whole processes on the same case, as separate processes.
+PIPELINES = ("ciml_brats", "ciml_builtin", "segresnet")
+PIPELINE_LABELS = {
+    "ciml_brats": "ciml segment --maps none, `ciml init --preset brats` bundle",
+    "ciml_builtin": "ciml segment --maps none, built-in model",
+    "segresnet": "MONAI BraTS bundle pipeline (SegResNet, one 240x240x160 window)",
+}
+PIPELINE_RATIOS = {
+    "ciml_brats/segresnet": ("ciml_brats", "segresnet", 1.5),
+    "ciml_builtin/segresnet": ("ciml_builtin", "segresnet", 0.5),
+}

@@ -1,0 +1,216 @@
+"""The yardstick of issue 20: MONAI's BraTS bundle pipeline, and whole processes timed against it.
+
+What a BraTS user would otherwise run: the ``brats_mri_segmentation`` bundle of the MONAI model
+zoo (``models/brats_mri_segmentation/configs/inference.json``, read from
+github:Project-MONAI/model-zoo), built here from MONAI's own classes (no hand-written
+equivalents) with random seeded weights (its weights cannot be downloaded here; the cost does
+not depend on them):
+
+- network: ``SegResNet(blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1], init_filters=16,
+  in_channels=4, out_channels=3, dropout_prob=0.2)``;
+- preprocessing: ``LoadImaged`` of the four images (stacked as channels),
+  ``NormalizeIntensityd(nonzero=True, channel_wise=True)``;
+- inferer: ``SlidingWindowInferer(roi_size=[240, 240, 160], sw_batch_size=1, overlap=0.5)``,
+  the bundle's settings; ``mode`` is not set there, so MONAI's default ``"constant"``. A
+  240 x 240 x 155 case is padded to the one 240 x 240 x 160 window (overlap does not matter then);
+- postprocessing: ``Activations(sigmoid=True)``, ``AsDiscrete(threshold=0.5)``, the bundle's
+  label conversion (ET -> 4, else TC/WT -> 1/2), ``SaveImage`` as uint8 NIfTI. The bundle's
+  ``Invertd`` inverts only ``NormalizeIntensityd``, which moves no voxel: left out. ``amp`` is on
+  in the bundle but only acts on CUDA.
+
+:func:`run_segresnet` is that pipeline; ``python -m ciml.research.yardstick --inputs ... --out
+DIR`` runs it as a separate process. :func:`run_pipelines` (``ciml benchmark --pipelines``)
+writes the synthetic case as four NIfTI files and times, as separate processes interleaved in
+each repeat, ``ciml segment --maps none`` with a ``ciml init --preset brats`` bundle, the same
+with the built-in model, and this pipeline; with the peak RSS of each process (``os.wait4``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.data import MetaTensor
+from monai.inferers import SlidingWindowInferer
+from monai.networks.nets import SegResNet
+from monai.transforms import Activations, AsDiscrete, Compose, Lambda, LoadImaged, NormalizeIntensityd, SaveImage
+
+from ciml.config import ModelCard
+from ciml.data.synthetic import generate_case
+from ciml.data.synthetic.common import write_case
+from ciml.research.targets import PIPELINE_LABELS, PIPELINE_RATIOS, PIPELINES
+
+# The bundle's configs/inference.json (network_def and inferer).
+SEGRESNET = {"blocks_down": (1, 2, 2, 4), "blocks_up": (1, 1, 1), "init_filters": 16, "in_channels": 4,
+             "out_channels": 3, "dropout_prob": 0.2}
+ROI_SIZE = (240, 240, 160)
+SW_BATCH_SIZE = 1
+OVERLAP = 0.5
+
+
+def segresnet(seed: int = 0) -> torch.nn.Module:
+    """The bundle's SegResNet with random seeded weights, in eval mode."""
+    torch.manual_seed(seed)
+    return SegResNet(spatial_dims=3, **SEGRESNET).eval()
+
+
+def segresnet_inferer(roi_size: Sequence[int] = ROI_SIZE) -> SlidingWindowInferer:
+    """The bundle's sliding window (``mode`` left at MONAI's default, as the bundle does)."""
+    return SlidingWindowInferer(roi_size=tuple(roi_size), sw_batch_size=SW_BATCH_SIZE, overlap=OVERLAP)
+
+
+def preprocessing() -> Compose:
+    """The bundle's preprocessing: load the images as channels, normalise the non-zero voxels per channel."""
+    return Compose([LoadImaged(keys="image", image_only=False),
+                    NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True)])
+
+
+def _bundle_labels(x: torch.Tensor) -> torch.Tensor:
+    """The bundle's label conversion: channel 2 (ET) -> 4, else channel 0 (TC) -> 1, else channel 1 (WT) -> 2."""
+    return torch.where(x[[2]] > 0, 4, torch.where(x[[0]] > 0, 1, torch.where(x[[1]] > 0, 2, 0)))
+
+
+def postprocessing() -> Compose:
+    """The bundle's postprocessing up to the save: sigmoid, threshold 0.5, labels."""
+    return Compose([Activations(sigmoid=True), AsDiscrete(threshold=0.5), Lambda(_bundle_labels)])
+
+
+def run_segresnet(inputs: Sequence[str | Path], out_dir: str | Path, seed: int = 0,
+                  roi_size: Sequence[int] = ROI_SIZE, network: torch.nn.Module | None = None) -> Path:
+    """Read four images, normalise, infer, write the label map (the bundle's pipeline, on the CPU).
+
+    Returns the written NIfTI file.
+    """
+    data = preprocessing()({"image": [str(p) for p in inputs]})
+    image = data["image"]
+    net = segresnet(seed) if network is None else network
+    with torch.inference_mode():
+        logits = segresnet_inferer(roi_size)(image.unsqueeze(0), net)[0]
+    labels = postprocessing()(logits)
+    if not isinstance(labels, MetaTensor):
+        labels = MetaTensor(labels, meta=image.meta)
+    saver = SaveImage(output_dir=str(out_dir), output_ext=".nii.gz", output_dtype="uint8", output_postfix="seg",
+                      separate_folder=False, resample=False, squeeze_end_dims=True, print_log=False)
+    saver(labels, meta_data=image.meta)
+    written = sorted(Path(out_dir).glob("*_seg.nii.gz"))
+    if not written:
+        raise RuntimeError(f"the SegResNet pipeline wrote nothing into {out_dir}")
+    return written[-1]
+
+
+# --- whole processes ---------------------------------------------------------------------------
+
+def write_benchmark_case(folder: str | Path, card: ModelCard, size: str = "full", seed: int = 0) -> dict[str, Path]:
+    """Write the synthetic case 0 as NIfTI files; modality name -> path, in the card's order."""
+    case = generate_case("brats", 0, seed=seed, size=size)
+    case_dir = write_case(case, folder)
+    return {m: case_dir / f"{case.case_id}_{m}.nii.gz" for m in card.modality_names}
+
+
+def timed_process(command: Sequence[str], log: str | Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``command``; its wall time and its own peak RSS (``os.wait4``'s ``ru_maxrss``)."""
+    with open(log, "w") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = Path(log).read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{' '.join(map(str, command))} failed ({proc.returncode}):\n{tail}")
+    peak = usage.ru_maxrss if platform.system() == "Darwin" else usage.ru_maxrss * 1024
+    return {"seconds": seconds, "rss_peak_bytes": int(peak)}
+
+
+def pipeline_commands(inputs: dict[str, Path], bundles: dict[str, Path], out: Path, python: str = sys.executable,
+                      seed: int = 0, roi_size: Sequence[int] = ROI_SIZE) -> dict[str, list[str]]:
+    """The command of each of :data:`PIPELINES` writing into ``out/<name>``."""
+    commands = {}
+    for name in ("ciml_brats", "ciml_builtin"):
+        commands[name] = [python, "-m", "ciml", "segment", "--model", str(bundles[name]), "--maps", "none",
+                          "--progress", "json", "--out", str(out / name),
+                          *[a for m, p in inputs.items() for a in ("--input", f"{m}={p}")]]
+    commands["segresnet"] = [python, "-m", "ciml.research.yardstick", "--seed", str(seed), "--out",
+                             str(out / "segresnet"), "--roi-size", *map(str, roi_size),
+                             "--inputs", *map(str, inputs.values())]
+    return commands
+
+
+def run_pipelines(workdir: str | Path, card: ModelCard, builtin: str | Path, size: str = "full", repeats: int = 3,
+                  seed: int = 0, roi_size: Sequence[int] = ROI_SIZE, threads: int | None = None,
+                  on_run: Callable[[str, int, dict], None] | None = None) -> dict[str, Any]:
+    """Time the three whole processes, interleaved (one of each per repeat), median over ``repeats``.
+
+    Args:
+        workdir: an empty or new folder for the case, the bundle and the outputs.
+        card: the card of the CIML bundle written with ``ciml init`` (the ``brats`` preset; a
+            small card in tests).
+        builtin: the built-in model's bundle (:func:`ciml.resources.builtin_model`).
+        size: the synthetic case's size (``full``: 4 x 240 x 240 x 155 at 1 mm).
+        roi_size: SegResNet's window (the bundle's 240 x 240 x 160; smaller in tests).
+        threads: torch threads of every process (``OMP_NUM_THREADS``); default: torch's choice.
+        on_run: called with (name, repeat, result) after every process.
+    """
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    inputs = write_benchmark_case(work / "case", card, size, seed)
+    card_file = work / "card.json"
+    card_file.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    bundle = work / "brats-bundle"
+    timed_process([sys.executable, "-m", "ciml", "init", "--card", str(card_file), "--out", str(bundle),
+                   "--seed", str(seed), "--force"], work / "init.log", env)
+    bundles = {"ciml_brats": bundle, "ciml_builtin": Path(builtin)}
+    runs: dict[str, list[dict]] = {name: [] for name in PIPELINES}
+    for r in range(repeats):
+        commands = pipeline_commands(inputs, bundles, work / f"run{r}", seed=seed, roi_size=roi_size)
+        for name in PIPELINES:
+            result = timed_process(commands[name], work / f"run{r}-{name}.log", env)
+            runs[name].append(result)
+            if on_run is not None:
+                on_run(name, r, result)
+    processes = {}
+    for name, results in runs.items():
+        times = [x["seconds"] for x in results]
+        processes[name] = {"label": PIPELINE_LABELS[name], "times_s": times, "median_s": statistics.median(times),
+                           "min_s": min(times), "max_s": max(times),
+                           "rss_peak_bytes": max(x["rss_peak_bytes"] for x in results),
+                           "command": " ".join(pipeline_commands(inputs, bundles, work / "runN", seed=seed,
+                                                                 roi_size=roi_size)[name])}
+    ratios = {}
+    for key, (num, den, bound) in PIPELINE_RATIOS.items():
+        value = processes[num]["median_s"] / processes[den]["median_s"]
+        ratios[key] = {"value": value, "target": bound, "met": None if bound is None else value <= bound}
+    return {"card": card.name, "size": size, "inputs": {m: str(p) for m, p in inputs.items()},
+            "roi_size": list(roi_size), "repeats": repeats, "processes": processes, "ratios": ratios}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ciml.research.yardstick",
+                                description="MONAI's BraTS bundle pipeline (SegResNet, random seeded weights): "
+                                            "read four images, normalise, infer, write the label map.")
+    p.add_argument("--inputs", nargs=4, required=True, metavar="PATH", help="the four modality images")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    p.add_argument("--roi-size", type=int, nargs=3, default=list(ROI_SIZE), metavar="N",
+                   help="sliding window (the bundle's: 240 240 160)")
+    args = p.parse_args(argv)
+    written = run_segresnet(args.inputs, args.out, args.seed, args.roi_size)
+    print(written)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
