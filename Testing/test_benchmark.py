@@ -16,9 +16,9 @@ from ciml.research.benchmark import (
     benchmark_image,
     config_network,
     predict_segresnet,
-    predict_with_captum,
     run_benchmark,
 )
+from ciml.research.captum_loop import predict_with_captum
 from ciml.research.profile import format_profile, profile_network
 from ciml.research.targets import CONFIGS, PIPELINES
 from ciml.research.yardstick import run_pipelines
