@@ -1,18 +1,39 @@
-"""`ciml info --model DIR`: a readable summary of a model bundle, after checking it."""
+"""`ciml info --model DIR`: a readable summary of a model bundle, after checking it.
+
+`ciml info --gates --model DIR --case CASE`: what each information gate of a CIML bundle passes
+on, measured on one window of one case (:mod:`ciml.nn.gate_diagnostics`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from ciml.bundle.weights import load_bundle
+import numpy as np
+import torch
+
+from ciml.bundle.weights import Bundle, load_bundle
 from ciml.config import ModelCard
+from ciml.data import LAYOUTS, DataError, load_case
+from ciml.errors import CIMLError
+from ciml.nn import format_gate_table, gate_diagnostics
+
+# Case-folder layouts `--case` accepts, in the order tried (BraTS 2023 names first: the 2020
+# layout also takes any <case>_<name>.nii.gz, as the sample data is written).
+_CASE_LAYOUTS = ("brats2023", "brats2020")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.case and not args.gates:
+        raise CIMLError("--case is only used with --gates")
+    if args.gates and not args.case:
+        raise CIMLError("--gates needs --case DIR (a case folder in the BraTS layout) to measure the gates on")
     bundle = load_bundle(args.model)
+    if args.gates:
+        return _gates(bundle, Path(args.case), args.json)
     if args.json:
         sys.stdout.write(json.dumps(bundle.metadata, indent=2) + "\n")
     else:
@@ -61,3 +82,43 @@ def describe(path: Any, card: ModelCard, meta: dict[str, Any]) -> str:
     lines.append("Metrics" + ("" if metrics else "     none recorded"))
     lines += [f"  {k:<10}  {json.dumps(v)}" for k, v in metrics.items()]
     return "\n".join(lines) + "\n"
+
+
+def _gates(bundle: Bundle, case_dir: Path, as_json: bool) -> int:
+    if bundle.arch != "ciml":
+        raise CIMLError(f"--gates: the bundle {bundle.path} is a {bundle.arch} network, which has no "
+                        "information gates (only ciml bundles have)")
+    window = centred_window(read_case_folder(bundle.card, case_dir), bundle.card.inference.roi_size)
+    diagnostics = gate_diagnostics(bundle.network, torch.from_numpy(window)[None])
+    if as_json:
+        sys.stdout.write(json.dumps([d.to_dict() for d in diagnostics], indent=2) + "\n")
+    else:
+        roi = "x".join(map(str, bundle.card.inference.roi_size))
+        sys.stdout.write(f"Gates of {bundle.card.name} on case {case_dir.name} (the {roi} window at its centre)\n"
+                         + format_gate_table(diagnostics))
+    return 0
+
+
+def read_case_folder(card: ModelCard, folder: Path) -> np.ndarray:
+    """A case folder in the BraTS layout (``<case>/<case>_<modality>.nii.gz``, or the BraTS 2023
+    names) read as the card says: float32 (M, X, Y, Z) on the working grid, normalised."""
+    if not folder.is_dir():
+        raise DataError(f"--case {folder}", "not found" if not folder.exists() else "is not a folder")
+    for name in _CASE_LAYOUTS:
+        record = next((r for r in LAYOUTS[name].cases(folder.parent) if r["case"] == folder.name), None)
+        if record is not None and any(m in record for m in card.modality_names):
+            return load_case(card, {m: record.get(m) for m in card.modality_names}, case_id=folder.name).image
+    raise DataError(f"--case {folder}", f"holds no {folder.name}_<modality>.nii.gz image of the card's "
+                                        f"modalities ({', '.join(card.modality_names)})")
+
+
+def centred_window(image: np.ndarray, roi_size: tuple[int, ...] | list[int]) -> np.ndarray:
+    """The window of ``roi_size`` at the centre of ``image`` (M, *S); axes shorter than the window
+    are padded with zeros on both sides, as sliding-window inference pads them."""
+    spatial = image.shape[1:]
+    if len(roi_size) != len(spatial):
+        raise CIMLError(f"the card's window {list(roi_size)} does not fit the case's {len(spatial)}D images")
+    pads = [(0, 0)] + [((r - n) // 2, r - n - (r - n) // 2) if n < r else (0, 0) for n, r in zip(spatial, roi_size)]
+    image = np.pad(image, pads)
+    starts = [(n - r) // 2 for n, r in zip(image.shape[1:], roi_size)]
+    return np.ascontiguousarray(image[(slice(None), *(slice(s, s + r) for s, r in zip(starts, roi_size)))])

@@ -157,9 +157,18 @@ def _evaluate(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _info(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="check a model bundle and summarise it",
                        description="Check a model bundle (format, weights hash, weights fit the "
-                                   "card) and print its card, provenance and metrics.")
+                                   "card) and print its card, provenance and metrics. With --gates, "
+                                   "measure instead what each information gate of a CIML bundle passes "
+                                   "on one case (see docs/bundle-format.md).")
     p.add_argument("--model", required=True, metavar="DIR", help="the bundle folder")
-    p.add_argument("--json", action="store_true", help="print the metadata as JSON instead")
+    p.add_argument("--json", action="store_true", help="print the metadata (or the gate table) as JSON instead")
+    p.add_argument("--gates", action="store_true",
+                   help="print each gate's KL, active channels, sigma, message-to-primary rms ratio, "
+                        "attention mean and spread, and whether it collapsed (needs --case; CIML bundles only)")
+    p.add_argument("--case", metavar="DIR",
+                   help="with --gates: a case folder in the BraTS layout (<case>/<case>_<modality>.nii.gz, "
+                        "as `ciml sample-data` writes); the gates are measured on the window of the card's "
+                        "size centred on the case")
     return p
 
 

@@ -8,9 +8,11 @@ from ciml.nn.ciml_net import CIMLNet
 from ciml.nn.early_fusion import EarlyFusionNet
 from ciml.nn.factory import ARCHITECTURES, build_network
 from ciml.nn.gate import CrossModalityInformationGate, gaussian_kl
+from ciml.nn.gate_diagnostics import GateDiagnostics, format_gate_table, gate_diagnostics
 from ciml.nn.maml import MAMLNet
 from ciml.nn.output import GateOutput, NetOutput
 from ciml.nn.parameters import parameter_count
 
 __all__ = ["CIMLNet", "EarlyFusionNet", "MAMLNet", "ARCHITECTURES", "build_network", "parameter_count",
-           "CrossModalityInformationGate", "gaussian_kl", "GateOutput", "NetOutput"]
+           "CrossModalityInformationGate", "gaussian_kl", "GateOutput", "NetOutput",
+           "GateDiagnostics", "gate_diagnostics", "format_gate_table"]

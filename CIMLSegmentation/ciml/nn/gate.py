@@ -16,7 +16,7 @@ from torch import nn
 from ciml.nn.output import GateOutput
 
 # Keeps exp(log_var) finite in float16 autocast; far outside what training reaches.
-_LOG_VAR_LIMIT = 10.0
+LOG_VAR_LIMIT = 10.0
 
 
 class Weighting(nn.Module):
@@ -63,7 +63,7 @@ class CrossModalityInformationGate(nn.Module):
     def forward(self, primary: torch.Tensor, auxiliary: torch.Tensor) -> GateOutput:
         mean = self.mean(auxiliary)
         if self.log_var is not None and self.training:
-            log_var = self.log_var(auxiliary).clamp(-_LOG_VAR_LIMIT, _LOG_VAR_LIMIT)
+            log_var = self.log_var(auxiliary).clamp(-LOG_VAR_LIMIT, LOG_VAR_LIMIT)
             latent = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
             kl = gaussian_kl(mean, log_var)
         else:

@@ -1,0 +1,184 @@
+"""The information gate measured: its KL, its reparameterised sample, the gate diagnostics and
+the collapse detector (issue 17), and `ciml info --gates` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from ciml.config.presets import preset
+from ciml.data.synthetic import generate_case, write_case
+from ciml.nn import CIMLNet, CrossModalityInformationGate, format_gate_table, gate_diagnostics, gaussian_kl
+from ciml.nn.gate_diagnostics import ACTIVE_CHANNEL_KL, COLLAPSED_MESSAGE_RATIO, diagnose_gate
+from ciml.resources import builtin_model
+
+
+def _ciml_command() -> str:
+    exe = Path(sys.executable).with_name("ciml")
+    return str(exe) if exe.exists() else shutil.which("ciml") or pytest.skip("ciml is not installed")
+
+
+def _set_constant(conv: torch.nn.Module, bias) -> None:
+    """A 1x1 conv whose output is ``bias`` (per output channel) whatever its input."""
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.copy_(torch.as_tensor(bias, dtype=conv.bias.dtype))
+
+
+def _hand_gate(channels: int, means, log_vars, att_low: float, att_step: float) -> CrossModalityInformationGate:
+    """A 3D gate with constant mean and log-variance per channel, and an attention map that is
+    sigmoid(att_low) where the primary's channel 0 is 0 and sigmoid(att_low + att_step) where it is 1."""
+    gate = CrossModalityInformationGate(3, channels)
+    _set_constant(gate.mean, means)
+    _set_constant(gate.log_var, log_vars)
+    first, _, second, _ = gate.attention
+    with torch.no_grad():
+        first.weight.zero_()
+        first.bias.zero_()
+        first.weight[0, 0] = 1.0          # hidden 0 = relu(primary channel 0)
+        second.weight.zero_()
+        second.weight[0, 0] = att_step
+        second.bias.fill_(att_low)
+    return gate
+
+
+def test_gaussian_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    mean = torch.randn(3, 5, 4, 6, 7, generator=g, dtype=torch.float64) * 1.5
+    log_var = torch.randn(3, 5, 4, 6, 7, generator=g, dtype=torch.float64)
+    expected = kl_divergence(Normal(mean, torch.exp(0.5 * log_var)), Normal(0.0, 1.0)).sum(dim=1).mean()
+    assert float(gaussian_kl(mean, log_var)) == pytest.approx(float(expected), rel=1e-10)
+    # ... and at the prior it is zero.
+    assert float(gaussian_kl(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4))) == 0.0
+
+
+def test_reparameterised_sample_has_the_posteriors_mean_and_variance():
+    torch.manual_seed(0)
+    means, log_vars = [0.0, 1.5, -2.0, 0.3], [0.0, -1.0, 1.0, -3.0]
+    gate = CrossModalityInformationGate(2, 4, bottleneck=True, attention=False)  # message = latent
+    _set_constant(gate.mean, means)
+    _set_constant(gate.log_var, log_vars)
+    gate.train()
+    x = torch.randn(2, 4, 200, 200)
+    out = gate(x, x)
+    latent = out.message.detach().transpose(0, 1).reshape(4, -1).double()
+    n = latent.shape[1]
+    for c in range(4):
+        var = math.exp(log_vars[c])
+        assert float(latent[c].mean()) == pytest.approx(means[c], abs=5 * math.sqrt(var / n))
+        # The sample variance's standard error is var * sqrt(2 / n).
+        assert float(latent[c].var()) == pytest.approx(var, abs=5 * var * math.sqrt(2 / n))
+    # Two training passes draw different samples; eval gives the mean exactly.
+    assert not torch.equal(gate(x, x).message, out.message)
+    gate.eval()
+    assert torch.equal(gate(x, x).message, torch.tensor(means).reshape(1, 4, 1, 1).expand(2, 4, 200, 200))
+
+
+def test_diagnostics_of_a_hand_built_gate():
+    channels = 4
+    means, log_vars = [0.0, 0.5, 0.0, 1.0], [0.0, 0.0, math.log(4.0), -1.0]
+    gate = _hand_gate(channels, means, log_vars, att_low=-1.0, att_step=2.0)
+    gate.train()  # the diagnostics measure in eval mode and restore the mode
+    # Primary: channel 0 is 1 on half the voxels, 0 elsewhere; the other channels are 0.
+    primary = torch.zeros(2, channels, 4, 4, 4)
+    primary[:, 0, :2] = 1.0
+    auxiliary = torch.randn(2, channels, 4, 4, 4)
+    d = diagnose_gate(gate, primary, auxiliary, "whole", "t2", 1)
+    assert gate.training
+
+    per_channel = [0.5 * (m * m + math.exp(v) - 1.0 - v) for m, v in zip(means, log_vars)]
+    # 0, 0.125, (4 - 1 - ln 4) / 2 = 0.8069, (1 + e^-1 - 1 + 1) / 2 = 0.6839
+    assert d.kl == pytest.approx(sum(per_channel), rel=1e-6)  # float32 convs
+    assert d.active_channels == sum(k > ACTIVE_CHANNEL_KL for k in per_channel) == 3
+    assert d.sigma == pytest.approx(sum(math.exp(0.5 * v) for v in log_vars) / channels, rel=1e-6)
+    low, high = 1 / (1 + math.exp(1.0)), 1 / (1 + math.exp(-1.0))      # sigmoid(-1), sigmoid(1)
+    assert d.attention_mean == pytest.approx((low + high) / 2, rel=1e-6)
+    assert d.attention_std == pytest.approx((high - low) / 2, rel=1e-6)
+    message_rms = math.sqrt((low ** 2 + high ** 2) / 2 * sum(m * m for m in means) / channels)
+    primary_rms = math.sqrt(0.5 / channels)
+    assert d.message_ratio == pytest.approx(message_rms / primary_rms, rel=1e-6)
+    assert (d.subtask, d.auxiliary, d.level, d.channels, d.collapsed) == ("whole", "t2", 1, 4, False)
+
+
+def test_collapse_detector_on_a_collapsed_and_a_working_gate():
+    primary = torch.randn(1, 8, 4, 4, 4)
+    auxiliary = torch.randn(1, 8, 4, 4, 4)
+    prior = _hand_gate(8, [0.0] * 8, [0.0] * 8, att_low=0.0, att_step=0.0)   # the prior: mean 0, log_var 0
+    d = diagnose_gate(prior, primary, auxiliary)
+    assert d.kl == 0.0 and d.active_channels == 0 and d.sigma == 1.0 and d.message_ratio == 0.0
+    assert d.collapsed
+    working = _hand_gate(8, [0.8] * 8, [-2.0] * 8, att_low=0.0, att_step=0.0)
+    d = diagnose_gate(working, primary, auxiliary)
+    assert d.active_channels == 8 and d.message_ratio > COLLAPSED_MESSAGE_RATIO and not d.collapsed
+    # Active channels alone keep a gate from being called collapsed, and so does a large message.
+    quiet = _hand_gate(8, [0.01] * 8, [-2.0] * 8, att_low=0.0, att_step=0.0)
+    d = diagnose_gate(quiet, primary, auxiliary)
+    assert d.active_channels == 8 and d.message_ratio < COLLAPSED_MESSAGE_RATIO and not d.collapsed
+    # Without a bottleneck there is no KL nor sigma; the message ratio decides.
+    plain = CrossModalityInformationGate(3, 8, bottleneck=False)
+    d = diagnose_gate(plain, primary, auxiliary)
+    assert d.kl is None and d.sigma is None and d.active_channels is None
+    assert d.collapsed == (d.message_ratio < COLLAPSED_MESSAGE_RATIO)
+    assert "-" in format_gate_table([d])
+
+
+def test_gate_diagnostics_cover_every_gate_of_a_network_and_restore_its_mode():
+    torch.manual_seed(0)
+    card = preset("shapes")
+    network = CIMLNet(card).train()
+    windows = torch.randn(2, len(card.modalities), *([16] * card.network.spatial_dims))
+    found = gate_diagnostics(network, windows)
+    assert network.training
+    keys = [(d.subtask, d.auxiliary, d.level) for d in found]
+    assert keys == [(s.name, a, lv) for s in card.subtasks for a in s.auxiliaries for lv in network.gate_levels]
+    assert all(d.kl is not None and d.kl >= 0 and d.sigma > 0 for d in found)
+    # The same numbers as diagnosing each gate on the network's own features.
+    features = network.eval().encode(windows)
+    s, a, lv = keys[0]
+    primary = card.subtasks[0].primary
+    assert diagnose_gate(network.gate(s, a, lv), features[primary][lv], features[a][lv]).kl == found[0].kl
+    table = format_gate_table(found)
+    assert all(a in table for _, a, _ in keys) and f"of {len(found)} gates collapsed" in table
+
+
+def test_ciml_info_gates_names_the_builtin_models_twelve_gates(tmp_path):
+    ciml = _ciml_command()
+    case = write_case(generate_case("brats", 0, seed=2026, size="small"), tmp_path)
+    model = str(builtin_model())
+    shown = subprocess.run([ciml, "info", "--gates", "--model", model, "--case", str(case)],
+                           capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    rows = [line.split() for line in shown.stdout.splitlines()[2:-1]]
+    assert len(rows) == 12
+    assert {(r[0], r[1], r[2]) for r in rows} == {
+        (s, a, lv) for s, auxiliaries in (("whole", ("t1", "t1ce", "t2")), ("core", ("t1", "t2", "flair")))
+        for a in auxiliaries for lv in ("2", "3")}
+    assert "gates collapsed" in shown.stdout.splitlines()[-1]
+    as_json = subprocess.run([ciml, "info", "--gates", "--json", "--model", model, "--case", str(case)],
+                             capture_output=True, text=True)
+    assert as_json.returncode == 0, as_json.stderr
+    gates = json.loads(as_json.stdout)
+    assert len(gates) == 12 and all(0 <= g["attention_mean"] <= 1 and g["sigma"] > 0 for g in gates)
+
+
+def test_ciml_info_gates_refuses_a_network_without_gates_and_a_missing_case(tmp_path):
+    ciml = _ciml_command()
+    bundle = tmp_path / "fusion"
+    made = subprocess.run([ciml, "init", "--preset", "shapes", "--arch", "early-fusion", "--out", str(bundle)],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    case = write_case(generate_case("shapes", 0, seed=1, size="small"), tmp_path / "data")
+    refused = subprocess.run([ciml, "info", "--gates", "--model", str(bundle), "--case", str(case)],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "early-fusion" in refused.stderr and "no information gates" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+    no_case = subprocess.run([ciml, "info", "--gates", "--model", str(builtin_model())], capture_output=True, text=True)
+    assert no_case.returncode == 2 and "--case" in no_case.stderr
