@@ -94,6 +94,9 @@ def test_report_is_complete(segmented):
         assert set(entry["contributions"]) == set(MODALITIES)
         assert sum(entry["contributions"].values()) == pytest.approx(1.0, abs=1e-3)
     assert report["device"] == "cpu"
+    # what each of the 12 gates (2 sub-tasks x 3 auxiliaries x 2 levels) passes, on the central window
+    assert len(report["gates"]) == 12 and {g["level"] for g in report["gates"]} == {2, 3}
+    assert all(0 <= g["message_ratio"] and isinstance(g["collapsed"], bool) for g in report["gates"])
 
 
 def test_json_progress_is_valid_line_by_line_and_reaches_done(segmented):

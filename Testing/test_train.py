@@ -68,6 +68,14 @@ def test_a_few_steps_lower_the_loss(tmp_path, shapes_data, extra):
     assert bundle.metadata["provenance"]["trained"] is True
     assert bundle.metadata["metrics"]["step"] in (3, 6, 9, 12)
     assert (run / "training-curve.png").stat().st_size > 0
+    gates = [x for x in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if x["event"] == "gates"]
+    if extra[1] == "ciml":  # every validation logs what each gate passes; other networks have no gates
+        card = load_bundle(run / "bundle").card
+        expected = {(s.name, a) for s in card.subtasks for a in s.auxiliaries}
+        assert gates and all({(g["subtask"], g["auxiliary"]) for g in x["gates"]} == expected for x in gates)
+        assert all({"kl", "active_channels", "sigma", "message_ratio", "collapsed"} <= set(g) for g in gates[-1]["gates"])
+    else:
+        assert gates == []
 
 
 def test_semi_supervised_dtc_uses_unlabelled_cases(tmp_path, shapes_data):

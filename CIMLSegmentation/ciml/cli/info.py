@@ -19,7 +19,7 @@ from ciml.bundle.weights import Bundle, load_bundle
 from ciml.config import ModelCard
 from ciml.data import LAYOUTS, DataError, load_case
 from ciml.errors import CIMLError
-from ciml.nn import format_gate_table, gate_diagnostics
+from ciml.nn.gate_diagnostics import centred_window, format_gate_table, gate_diagnostics
 
 # Case-folder layouts `--case` accepts, in the order tried (BraTS 2023 names first: the 2020
 # layout also takes any <case>_<name>.nii.gz, as the sample data is written).
@@ -110,15 +110,3 @@ def read_case_folder(card: ModelCard, folder: Path) -> np.ndarray:
             return load_case(card, {m: record.get(m) for m in card.modality_names}, case_id=folder.name).image
     raise DataError(f"--case {folder}", f"holds no {folder.name}_<modality>.nii.gz image of the card's "
                                         f"modalities ({', '.join(card.modality_names)})")
-
-
-def centred_window(image: np.ndarray, roi_size: tuple[int, ...] | list[int]) -> np.ndarray:
-    """The window of ``roi_size`` at the centre of ``image`` (M, *S); axes shorter than the window
-    are padded with zeros on both sides, as sliding-window inference pads them."""
-    spatial = image.shape[1:]
-    if len(roi_size) != len(spatial):
-        raise CIMLError(f"the card's window {list(roi_size)} does not fit the case's {len(spatial)}D images")
-    pads = [(0, 0)] + [((r - n) // 2, r - n - (r - n) // 2) if n < r else (0, 0) for n, r in zip(spatial, roi_size)]
-    image = np.pad(image, pads)
-    starts = [(n - r) // 2 for n, r in zip(image.shape[1:], roi_size)]
-    return np.ascontiguousarray(image[(slice(None), *(slice(s, s + r) for s, r in zip(starts, roi_size)))])

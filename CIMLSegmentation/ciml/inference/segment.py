@@ -32,6 +32,8 @@ from ciml.inference.effects import predict_withheld
 from ciml.inference.gradcam import modality_shares
 from ciml.inference.relations import Relations, relations, strongest_effect
 from ciml.inference.sliding_window import predict_logits, predict_with_cams
+from ciml.nn import CIMLNet
+from ciml.nn.gate_diagnostics import centred_window, gate_diagnostics
 from ciml.progress import Progress
 
 # Stages and the share of the progress bar each takes.
@@ -79,6 +81,8 @@ class Inference:
         logits: (T, *S) float32 logits on the CPU.
         maps: (T, M, *S) signed, raw (un-normalised) Grad-CAM maps on the CPU, or ``None``.
         withheld: (M, T, *S) logits with each modality withheld, or ``None``.
+        gates: each gate's diagnostics on the window at the case's centre
+            (:mod:`ciml.nn.gate_diagnostics`), for a CIML network.
         device: where the windows ran (the CPU after a CUDA out-of-memory fallback).
         warnings: sentences for report.json about the run (after the case's own).
     """
@@ -87,6 +91,7 @@ class Inference:
     maps: torch.Tensor | None
     device: torch.device
     withheld: torch.Tensor | None = None
+    gates: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -213,7 +218,11 @@ def _infer(bundle: Bundle, case: Case, device: torch.device, maps: str, stages: 
         logits, cams = predict_with_cams(network, tensor, bundle.card, device, progress(passes - 1), present)
     if maps == "none":
         logits = predict_logits(network, tensor, bundle.card, device, progress(0), present)
-    return Inference(logits=logits, maps=cams, withheld=withheld, device=device, warnings=warnings)
+    gates = []
+    if isinstance(network, CIMLNet):
+        window = torch.from_numpy(centred_window(case.image, bundle.card.inference.roi_size))[None].to(device)
+        gates = [d.to_dict() for d in gate_diagnostics(network, window)]
+    return Inference(logits=logits, maps=cams, withheld=withheld, gates=gates, device=device, warnings=warnings)
 
 
 def normalised_maps(cams: torch.Tensor) -> torch.Tensor:
@@ -326,5 +335,5 @@ def _report(request: SegmentRequest, bundle: Bundle, case: Case, inference: Infe
         "maps": request.maps if inference.maps is not None or found is not None else "none",
         "contributions_from": "effects" if found is not None else "gradcam" if inference.maps is not None else None,
         "heat_maps": inference.maps is not None or found is not None, "outputs": outputs, "timings_s": timings,
-        "targets": targets, "warnings": list(case.warnings) + inference.warnings,
+        "targets": targets, "gates": inference.gates, "warnings": list(case.warnings) + inference.warnings,
     }

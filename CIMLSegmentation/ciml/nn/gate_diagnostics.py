@@ -24,8 +24,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
+from ciml.errors import CIMLError
 from ciml.nn.ciml_net import CIMLNet
 from ciml.nn.gate import LOG_VAR_LIMIT, CrossModalityInformationGate, gaussian_kl
 
@@ -165,3 +167,15 @@ def format_gate_table(diagnostics: list[GateDiagnostics]) -> str:
     lines.append(f"{collapsed} of {len(diagnostics)} gates collapsed (no channel above "
                  f"{ACTIVE_CHANNEL_KL} nats and message below {COLLAPSED_MESSAGE_RATIO} of the primary's rms)")
     return "\n".join(lines) + "\n"
+
+
+def centred_window(image: np.ndarray, roi_size: tuple[int, ...] | list[int]) -> np.ndarray:
+    """The window of ``roi_size`` at the centre of ``image`` (M, *S); axes shorter than the window
+    are padded with zeros on both sides, as sliding-window inference pads them."""
+    spatial = image.shape[1:]
+    if len(roi_size) != len(spatial):
+        raise CIMLError(f"the card's window {list(roi_size)} does not fit the case's {len(spatial)}D images")
+    pads = [(0, 0)] + [((r - n) // 2, r - n - (r - n) // 2) if n < r else (0, 0) for n, r in zip(spatial, roi_size)]
+    image = np.pad(image, pads)
+    starts = [(n - r) // 2 for n, r in zip(image.shape[1:], roi_size)]
+    return np.ascontiguousarray(image[(slice(None), *(slice(s, s + r) for s, r in zip(starts, roi_size)))])

@@ -3,7 +3,8 @@
 Everything a run needs lives in its folder:
 
     RUN/config.json            the effective card, run options and case lists (what --resume reads)
-    RUN/log.jsonl              one JSON object per step and per validation
+    RUN/log.jsonl              one JSON object per step and per validation (with the gates'
+                               diagnostics, ``{"event": "gates"}``)
     RUN/checkpoints/last.pt    model, optimiser, scheduler, scaler, random state, history
     RUN/bundle/                the best validation Dice so far, as a model bundle
     RUN/training-curve.png     loss and validation Dice over steps, drawn only when matplotlib is
@@ -31,7 +32,8 @@ from ciml.errors import CIMLError
 from ciml.evaluation.scoring import mean_dice, score_cases
 from ciml.inference.device import resolve_device
 from ciml.inference.sliding_window import autocast
-from ciml.nn import build_network
+from ciml.nn import CIMLNet, build_network
+from ciml.nn.gate_diagnostics import centred_window, gate_diagnostics
 from ciml.progress import Progress
 from ciml.training import distributed
 from ciml.training.checkpoint import load_checkpoint, restore_random_state, save_checkpoint
@@ -243,6 +245,7 @@ class Trainer:
         self._log({"event": "validation", "step": self.state.step, "mean_dice": score, **means})
         self.progress.message(f"step {self.state.step}: validation Dice "
                               + ", ".join(f"{t} {d:.3f}" for t, d in means["dice"].items()))
+        self._log_gates(network, validation)
         if score > self.state.best_dice:
             self.state.best_dice, self.state.best_step, self.state.stale_validations = score, self.state.step, 0
             self._save_bundle(network, {**means, "mean_dice": score, "step": self.state.step,
@@ -254,6 +257,19 @@ class Trainer:
             self.progress.message(f"early stop: no better validation Dice in {patience} validations")
             return True
         return False
+
+    def _log_gates(self, network, validation) -> None:
+        """What each gate passes, on the window at the centre of the first validation case: into
+        the log (``{"event": "gates", ...}``), with the collapsed ones named on the progress line."""
+        core = getattr(network, "module", network)  # DDP wraps the network
+        if not isinstance(core, CIMLNet) or not len(validation):
+            return
+        window = centred_window(np.asarray(validation[0]["image"]), self.card.inference.roi_size)
+        diagnostics = gate_diagnostics(core, torch.from_numpy(window)[None].to(self.device))
+        self._log({"event": "gates", "step": self.state.step, "gates": [d.to_dict() for d in diagnostics]})
+        collapsed = [f"{d.subtask}/{d.auxiliary}@{d.level}" for d in diagnostics if d.collapsed]
+        self.progress.message(f"step {self.state.step}: {len(collapsed)} of {len(diagnostics)} gates collapsed"
+                              + (f" ({', '.join(collapsed)})" if collapsed else ""))
 
     def _save_bundle(self, network, metrics: dict[str, Any]) -> None:
         provenance = {"command": self.options.command, "data": self.options.data, "arch": self.options.arch,
