@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from conftest import tiny
@@ -20,11 +22,11 @@ from ciml.research.benchmark import (
 )
 from ciml.research.captum_loop import predict_with_captum
 from ciml.research.profile import format_profile, profile_network
-from ciml.research.targets import CONFIGS, PIPELINES
+from ciml.research.targets import CONFIGS, PIPELINES, WINDOW_PLANS
 from ciml.research.yardstick import run_pipelines
 from ciml.resources import builtin_model
 
-TINY = {"network": {"features": [4, 8, 16]}, "inference": {"roi_size": [16, 16, 16]}}
+TINY = {"network": {"features": [4, 8, 16]}, "inference": {"roi_size": [16, 16, 16], "window_voxels": 16**3}}
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +129,21 @@ def test_profile_covers_every_block_of_a_tiny_card():
     assert result["rows"][0]["count"] == 4 and sum(r["share"] for r in result["rows"]) == pytest.approx(1.0)
     table = format_profile(result)
     assert all(n in table for n in names)
+
+
+def test_plans_score_every_window_plan_against_the_labels_and_the_old_tiles(tmp_path, capsys):
+    out = tmp_path / "plans.json"
+    assert main(["benchmark", "--plans", "--cases", "1", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert list(result["plans"]) == list(WINDOW_PLANS) and result["seed"] == 99
+    before = result["plans"]["roi tiles, whole image (before)"]
+    assert all(a == [1.0] for a in before["agreement"].values())  # the reference agrees with itself
+    for name, row in result["plans"].items():
+        assert name in table and all(0.0 <= d[0] <= 1.0 for d in row["dice"].values())
+    assert result["plans"]["body box, one window"]["windows"] == [1]
+
+
+def test_plans_and_pipelines_are_separate_runs(capsys):
+    assert main(["benchmark", "--plans", "--pipelines"]) != 0
+    assert "separate runs" in capsys.readouterr().err

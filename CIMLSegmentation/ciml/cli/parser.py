@@ -208,7 +208,8 @@ def _benchmark(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="time the Captum loop on K windows only and scale to the volume (it is slow)")
     p.add_argument("--in-process", action="store_true",
                    help="run every configuration in this process (no per-configuration peak memory on CPU)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and the case (default 0)")
+    p.add_argument("--seed", type=int, help="seed of the random weights and the case (default 0; --plans: "
+                                            "99, cases the built-in model was not trained on)")
     p.add_argument("--pipelines", action="store_true",
                    help="instead: time whole processes on the case written as NIfTI (ciml segment --maps none "
                         "with a brats-preset bundle and with the built-in model) against MONAI's BraTS "
@@ -216,6 +217,11 @@ def _benchmark(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true",
                    help="instead: time each encoder level, gate and decoder block on one window of the "
                         "card's roi_size (the preset's, or --model's) and print where the time goes")
+    p.add_argument("--plans", action="store_true",
+                   help="instead: segment --cases unseen sample cases with --model (default: the built-in "
+                        "model) under each window plan (crop, one window, split windows, the old tiles) and "
+                        "print Dice against the labels, agreement with the old tiles and seconds per case")
+    p.add_argument("--cases", type=int, default=6, metavar="N", help="--plans: sample cases (default 6)")
     p.add_argument("--workdir", metavar="DIR",
                    help="--pipelines: folder for the case, the bundle and the outputs (default: a temporary one)")
     return p

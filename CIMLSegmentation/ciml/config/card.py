@@ -128,6 +128,15 @@ class InferenceSpec:
         effect_floor: when measuring what each modality does (``ciml segment --maps
             effects``), a window whose sub-task predicts no voxel above this probability is
             taken as unchanged by withholding any modality, and its decoders are not run again.
+        crop: segment only the body's bounding box (the voxels where any modality is non-zero)
+            and paste the result back (:mod:`ciml.inference.windows`).
+        crop_margin: voxels kept around the body's box on every side.
+        window_voxels: the largest window, in voxels: the (cropped) case is covered by few
+            windows of at most this size (:func:`~ciml.inference.windows.window_size`), one
+            where it fits. ``None`` (default):
+            the training patch's voxels, which keeps instance normalisation's statistics close
+            to training's and bounds inference memory by training's; 0: windows of ``roi_size``
+            (docs/BENCHMARKS.md, "Window plans", measures the choices).
     """
 
     roi_size: tuple[int, ...] = (96, 96, 96)
@@ -136,6 +145,9 @@ class InferenceSpec:
     blend: str = "gaussian"
     threshold: float = 0.5
     effect_floor: float = 0.01
+    crop: bool = True
+    crop_margin: int = 8
+    window_voxels: int | None = None
 
 
 @dataclass(frozen=True)

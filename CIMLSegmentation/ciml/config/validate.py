@@ -76,6 +76,12 @@ def _int(value: Any, path: str, minimum: int | None = None) -> int:
     return value
 
 
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise CardError(path, f"expected true or false, got {value!r}")
+    return value
+
+
 def _float(value: Any, path: str, low: float | None = None, high: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise CardError(path, f"expected a number, got {value!r}")
@@ -210,7 +216,20 @@ def _inference(raw: Any, dims: int, multiple: int) -> InferenceSpec:
         overlap=_float(get("overlap"), "inference.overlap", 0.0, 0.95),
         sw_batch_size=_int(get("sw_batch_size"), "inference.sw_batch_size", minimum=1),
         blend=blend, threshold=_float(get("threshold"), "inference.threshold", 0.0, 1.0),
-        effect_floor=_float(get("effect_floor"), "inference.effect_floor", 1e-6, 0.5))
+        effect_floor=_float(get("effect_floor"), "inference.effect_floor", 1e-6, 0.5),
+        crop=_bool(get("crop"), "inference.crop"),
+        crop_margin=_int(get("crop_margin"), "inference.crop_margin", minimum=0),
+        window_voxels=_window_voxels(get("window_voxels"), "inference.window_voxels", multiple, dims))
+
+
+def _window_voxels(raw: Any, path: str, multiple: int, dims: int) -> int | None:
+    if raw is None:
+        return None
+    value = _int(raw, path, minimum=0)
+    if 0 < value < multiple ** dims:
+        raise CardError(path, f"{value} is smaller than the smallest window ({multiple}^{dims} voxels); "
+                        "0 uses windows of roi_size")
+    return value
 
 
 def _missing_rates(raw: Any, modalities: tuple[str, ...]) -> dict[str, float]:

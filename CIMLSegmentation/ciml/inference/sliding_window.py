@@ -11,12 +11,12 @@ from collections.abc import Callable
 from typing import Union  # the aliases below are evaluated at runtime, where Python 3.9 has no `|`
 
 import torch
-from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
 
-from ciml.config import InferenceSpec, ModelCard
+from ciml.config import ModelCard
 from ciml.inference.device import amp_dtype
 from ciml.inference.gradcam import Weights, gated_parts, layer_cams, window_cams, window_gradients
+from ciml.inference.windows import WindowPlan, plan_windows, window_count
 
 # One batch of windows (B, M, *S) -> a (B, C, *S) tensor or a dict of them, each blended alike.
 WindowPredictor = Callable[[torch.Tensor], Union[torch.Tensor, dict[str, torch.Tensor]]]
@@ -27,6 +27,10 @@ WindowWeights = Callable[[torch.Tensor], tuple[torch.Tensor, Weights]]
 # channel weights -> (B, T*M, *S) maps, target-major.
 WindowMaps = Callable[[torch.Tensor, Weights], torch.Tensor]
 
+# Every logit outside the body's box: far below any threshold (sigmoid about 2e-9), and finite,
+# so that differences between outputs (a modality's effect) stay 0 there.
+BACKGROUND_LOGIT = -20.0
+
 
 def autocast(device: torch.device):
     """Mixed precision on the GPU, a no-op elsewhere."""
@@ -34,45 +38,37 @@ def autocast(device: torch.device):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
-def window_count(shape: tuple[int, ...], inference: InferenceSpec) -> int:
-    """How many predictor calls (batches of windows) sliding-window inference makes.
-
-    Mirrors MONAI's rule: windows larger than the image are padded to it, and windows step by
-    ``roi * (1 - overlap)`` except along a dimension the window covers exactly.
-
-    Args:
-        shape: the image's spatial shape S (without the modality axis).
-        inference: the card's sliding-window settings (window size, overlap, windows per batch).
-    """
-    roi, batch = inference.roi_size, inference.sw_batch_size
-    padded = tuple(max(s, r) for s, r in zip(shape, roi))
-    interval = tuple(r if r == p else max(int(r * (1 - inference.overlap)), 1) for r, p in zip(roi, padded))
-    windows = len(dense_patch_slices(padded, roi, interval))
-    return -(-windows // batch)
-
-
 def predict_windows(predictor: WindowPredictor, image: torch.Tensor, card: ModelCard, device: torch.device,
-                    on_window: Callable[[int, int], None] | None = None,
-                    gradients: bool = False) -> torch.Tensor | dict[str, torch.Tensor]:
-    """Run ``predictor`` window by window over a whole image and blend its outputs as the card says.
+                    on_window: Callable[[int, int], None] | None = None, gradients: bool = False,
+                    outside: float = BACKGROUND_LOGIT, plan: WindowPlan | None = None
+                    ) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Run ``predictor`` window by window over the body in an image and blend its outputs as the card says.
+
+    The windows cover the body's box only, as few as the card's ``inference.window_voxels``
+    allows (:func:`~ciml.inference.windows.plan_windows`); outside the box every output is
+    ``outside``.
 
     Args:
         predictor: one batch of windows (B, M, *S_window) on ``device`` -> (B, C, *S_window), or a
             dict of such tensors (each blended on its own).
         image: (M, *S) the normalised modalities in card order, on any device.
-        card: gives the window size, overlap, windows per batch and blending.
+        card: gives the crop, window size, overlap, windows per batch and blending.
         device: where the windows run; the blended result is accumulated on the CPU so that
             a whole volume never has to fit in GPU memory.
         on_window: called as ``on_window(done, total)`` after each batch of windows.
         gradients: the predictor needs gradients (Grad-CAM): run under ``no_grad``, inside
             which it enables them itself; otherwise under ``inference_mode``.
+        outside: every output's value outside the body's box (a logit far below any threshold
+            by default; 0 for maps).
+        plan: the windows; ``None``: the card's for this image and ``gradients``.
 
     Returns:
         (C, *S) float32 on the CPU, or a dict of them: the predictor's outputs without the
         batch axis.
     """
     inf = card.inference
-    total = window_count(tuple(image.shape[1:]), inf)
+    plan = plan or plan_windows(image, card)
+    total = window_count(plan.shape, plan.roi_size, plan.overlap, inf.sw_batch_size)
     done = 0
 
     def counted(windows: torch.Tensor):
@@ -85,12 +81,20 @@ def predict_windows(predictor: WindowPredictor, image: torch.Tensor, card: Model
 
     with torch.no_grad() if gradients else torch.inference_mode():
         out = sliding_window_inference(
-            image[None].to(device), roi_size=inf.roi_size, sw_batch_size=inf.sw_batch_size,
-            predictor=counted, overlap=inf.overlap, mode=inf.blend, sw_device=device,
-            device=torch.device("cpu"))
+            image[(slice(None), *plan.box)][None].to(device), roi_size=plan.roi_size,
+            sw_batch_size=inf.sw_batch_size, predictor=counted, overlap=plan.overlap, mode=inf.blend,
+            sw_device=device, device=torch.device("cpu"))
+
+    def pasted(values: torch.Tensor) -> torch.Tensor:
+        if values.shape[2:] == image.shape[1:]:
+            return values[0].float()
+        whole = torch.full((values.shape[1], *image.shape[1:]), outside, dtype=torch.float32)
+        whole[(slice(None), *plan.box)] = values[0].float()
+        return whole
+
     if isinstance(out, dict):
-        return {key: value[0].float() for key, value in out.items()}
-    return out[0].float()
+        return {key: pasted(value) for key, value in out.items()}
+    return pasted(out)
 
 
 def batch_mask(present: torch.Tensor | None, windows: torch.Tensor) -> torch.Tensor | None:
@@ -170,9 +174,11 @@ def predict_maps(window_weights: WindowWeights, window_maps: WindowMaps, image: 
     def counted(offset: int) -> Callable[[int, int], None] | None:
         return None if on_window is None else lambda done, total: on_window(offset * total + done, 2 * total)
 
-    logits = predict_windows(first, image, card, device, counted(0), gradients=True)
+    plan = plan_windows(image, card)  # both passes: the same windows and blending
+    logits = predict_windows(first, image, card, device, counted(0), gradients=True, plan=plan)
     weights = {key: total / count for key, total in sums.items()}
-    maps = predict_windows(lambda windows: window_maps(windows, weights), image, card, device, counted(1))
+    maps = predict_windows(lambda windows: window_maps(windows, weights), image, card, device, counted(1),
+                           outside=0.0, plan=plan)
     return logits, maps.reshape(len(card.targets), len(card.modalities), *maps.shape[1:])
 
 

@@ -26,13 +26,30 @@ RATIOS = {
 MEMORY_TARGET_BYTES = 4e9  # peak resident memory of (a) on the CPU
 
 # `ciml benchmark --pipelines` (issue 20): whole processes on the same case, as separate processes.
-PIPELINES = ("ciml_brats", "ciml_builtin", "segresnet")
+PIPELINES = ("ciml_brats", "ciml_brats_before", "ciml_builtin", "segresnet")
 PIPELINE_LABELS = {
     "ciml_brats": "ciml segment --maps none, `ciml init --preset brats` bundle",
+    "ciml_brats_before": "the same with the old windows (roi tiles over the whole image)",
     "ciml_builtin": "ciml segment --maps none, built-in model",
     "segresnet": "MONAI BraTS bundle pipeline (SegResNet, one 240x240x160 window)",
 }
 PIPELINE_RATIOS = {
     "ciml_brats/segresnet": ("ciml_brats", "segresnet", 1.5),
     "ciml_builtin/segresnet": ("ciml_builtin", "segresnet", 0.5),
+    "ciml_brats_before/segresnet": ("ciml_brats_before", "segresnet", None),
+    "ciml_brats_before/ciml_brats": ("ciml_brats_before", "ciml_brats", None),
+}
+# The inference settings of the "before" bundle: no crop, the card's roi_size tiles.
+BEFORE_WINDOWS = {"crop": False, "window_voxels": 0}
+
+# `ciml benchmark --plans`: window plans compared on a trained bundle (inference overrides of its
+# card; window_voxels None: the training patch's voxels, the card default; "box": the whole body
+# box, or the whole image when not cropped, as one window).
+WINDOW_PLANS = {
+    "roi tiles, whole image (before)": {"crop": False, "window_voxels": 0},
+    "body box, roi tiles": {"crop": True, "window_voxels": 0},
+    "body box, windows <= patch, overlap 0.25": {"crop": True, "window_voxels": None, "overlap": 0.25},
+    "body box, windows <= patch, overlap 0.5": {"crop": True, "window_voxels": None, "overlap": 0.5},
+    "body box, one window": {"crop": True, "window_voxels": "box"},
+    "whole image, one window": {"crop": False, "window_voxels": "box"},
 }

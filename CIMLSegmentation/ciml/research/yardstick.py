@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ from monai.transforms import Activations, AsDiscrete, Compose, Lambda, LoadImage
 from ciml.config import ModelCard
 from ciml.data.synthetic import generate_case
 from ciml.data.synthetic.common import write_case
-from ciml.research.targets import PIPELINE_LABELS, PIPELINE_RATIOS, PIPELINES
+from ciml.research.targets import BEFORE_WINDOWS, PIPELINE_LABELS, PIPELINE_RATIOS, PIPELINES
 
 # The bundle's configs/inference.json (network_def and inferer).
 SEGRESNET = {"blocks_down": (1, 2, 2, 4), "blocks_up": (1, 1, 1), "init_filters": 16, "in_channels": 4,
@@ -136,7 +137,7 @@ def pipeline_commands(inputs: dict[str, Path], bundles: dict[str, Path], out: Pa
                       seed: int = 0, roi_size: Sequence[int] = ROI_SIZE) -> dict[str, list[str]]:
     """The command of each of :data:`PIPELINES` writing into ``out/<name>``."""
     commands = {}
-    for name in ("ciml_brats", "ciml_builtin"):
+    for name in ("ciml_brats", "ciml_brats_before", "ciml_builtin"):
         commands[name] = [python, "-m", "ciml", "segment", "--model", str(bundles[name]), "--maps", "none",
                           "--progress", "json", "--out", str(out / name),
                           *[a for m, p in inputs.items() for a in ("--input", f"{m}={p}")]]
@@ -164,20 +165,22 @@ def run_pipelines(workdir: str | Path, card: ModelCard, builtin: str | Path, siz
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     inputs = write_benchmark_case(work / "case", card, size, seed)
-    card_file = work / "card.json"
-    card_file.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    bundle = work / "brats-bundle"
-    timed_process([sys.executable, "-m", "ciml", "init", "--card", str(card_file), "--out", str(bundle),
-                   "--seed", str(seed), "--force"], work / "init.log", env)
-    bundles = {"ciml_brats": bundle, "ciml_builtin": Path(builtin)}
+    before = replace(card, inference=replace(card.inference, **BEFORE_WINDOWS))
+    bundles = {"ciml_brats": _init_bundle(work / "brats-bundle", card, seed, env),
+               "ciml_brats_before": _init_bundle(work / "brats-bundle-before", before, seed, env),
+               "ciml_builtin": Path(builtin)}
     runs: dict[str, list[dict]] = {name: [] for name in PIPELINES}
     for r in range(repeats):
         commands = pipeline_commands(inputs, bundles, work / f"run{r}", seed=seed, roi_size=roi_size)
         for name in PIPELINES:
             result = timed_process(commands[name], work / f"run{r}-{name}.log", env)
+            report = work / f"run{r}" / name / "report.json"
+            if report.exists():  # where a ciml process spent its time, by stage
+                stages = json.loads(report.read_text())["timings_s"]
+                result["stages_s"] = {**stages, "start-up and the rest": result["seconds"] - sum(stages.values())}
             runs[name].append(result)
             if on_run is not None:
                 on_run(name, r, result)
@@ -187,14 +190,27 @@ def run_pipelines(workdir: str | Path, card: ModelCard, builtin: str | Path, siz
         processes[name] = {"label": PIPELINE_LABELS[name], "times_s": times, "median_s": statistics.median(times),
                            "min_s": min(times), "max_s": max(times),
                            "rss_peak_bytes": max(x["rss_peak_bytes"] for x in results),
+                           "stages_median_s": {stage: statistics.median(x["stages_s"][stage] for x in results)
+                                               for stage in results[0].get("stages_s", {})},
                            "command": " ".join(pipeline_commands(inputs, bundles, work / "runN", seed=seed,
                                                                  roi_size=roi_size)[name])}
     ratios = {}
     for key, (num, den, bound) in PIPELINE_RATIOS.items():
+        if num not in processes or den not in processes:
+            continue
         value = processes[num]["median_s"] / processes[den]["median_s"]
         ratios[key] = {"value": value, "target": bound, "met": None if bound is None else value <= bound}
     return {"card": card.name, "size": size, "inputs": {m: str(p) for m, p in inputs.items()},
             "roi_size": list(roi_size), "repeats": repeats, "processes": processes, "ratios": ratios}
+
+
+def _init_bundle(folder: Path, card: ModelCard, seed: int, env: dict[str, str]) -> Path:
+    """``ciml init`` a bundle of ``card`` with random seeded weights, as a user would."""
+    card_file = folder.with_suffix(".card.json")
+    card_file.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    timed_process([sys.executable, "-m", "ciml", "init", "--card", str(card_file), "--out", str(folder),
+                   "--seed", str(seed), "--force"], folder.with_suffix(".init.log"), env)
+    return folder
 
 
 def main(argv: Sequence[str] | None = None) -> int:
