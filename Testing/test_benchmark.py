@@ -129,6 +129,14 @@ def test_profile_covers_every_block_of_a_tiny_card():
     assert result["rows"][0]["count"] == 4 and sum(r["share"] for r in result["rows"]) == pytest.approx(1.0)
     table = format_profile(result)
     assert all(n in table for n in names)
+    assert set(result["alternatives"]) == {"default", "channels_last_3d"}
+    assert "channels_last_3d" in table
+
+
+def test_profile_command_runs_one_window_of_the_plan(capsys):
+    assert main(["benchmark", "--profile", "--size", "small", "--repeats", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "cover the benchmark case's body box" in table and "before: " in table
 
 
 def test_plans_score_every_window_plan_against_the_labels_and_the_old_tiles(tmp_path, capsys):

@@ -215,7 +215,7 @@ def _pointwise_net(seed: int) -> CIMLNet:
     statistics), so any seam in its blended maps would come from Grad-CAM alone."""
     card_dict = tiny(preset_dict("brats"), kernel_size=1, norm="batch")
     # tiles of roi_size (no window plan): windows at y = 0 and y = 24
-    card_dict["inference"].update(roi_size=[16, 32, 16], overlap=0.25, window_voxels=0, gradcam_window_voxels=0)
+    card_dict["inference"].update(roi_size=[16, 32, 16], overlap=0.25, window_voxels=0)
     torch.manual_seed(seed)
     return CIMLNet(card_from_dict(card_dict)).eval()
 

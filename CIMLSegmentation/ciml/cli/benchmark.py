@@ -127,9 +127,15 @@ def run_plans_command(args: argparse.Namespace) -> int:
 
 
 def run_profile_command(args: argparse.Namespace) -> int:
-    """``--profile``: where the time goes in one window of the card's roi_size."""
-    card = read_card(args.model) if args.model else benchmark_card(args.preset, "full")
-    result = profile_network(card, model=args.model, seed=args.seed, repeats=args.repeats)
+    """``--profile``: where the time goes in one window of the plan on the benchmark case."""
+    card = read_card(args.model) if args.model else benchmark_card(args.preset, args.size)
+    image = benchmark_image(card, args.size, args.seed)
+    plan = plan_windows(image, card)
+    result = profile_network(card, model=args.model, seed=args.seed, repeats=args.repeats, roi=plan.roi_size,
+                             compile_network=args.compile)
+    result.update(box=list(plan.shape), windows=window_count(plan.shape, plan.roi_size, plan.overlap),
+                  roi_before=list(card.inference.roi_size),
+                  windows_before=window_count(tuple(image.shape[1:]), card.inference.roi_size, card.inference.overlap))
     _stamp(result)
     sys.stdout.write(format_profile(result))
     _write_out(args, result)

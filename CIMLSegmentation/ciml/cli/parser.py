@@ -216,7 +216,10 @@ def _benchmark(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "SegResNet bundle pipeline, interleaved, with each process's peak memory")
     p.add_argument("--profile", action="store_true",
                    help="instead: time each encoder level, gate and decoder block on one window of the "
-                        "card's roi_size (the preset's, or --model's) and print where the time goes")
+                        "window plan (the preset's card, or --model's, on the --size case), print where the "
+                        "time goes, and time the window in channels-last 3D format too")
+    p.add_argument("--compile", action="store_true",
+                   help="--profile: also time the window through torch.compile (its first call compiles)")
     p.add_argument("--plans", action="store_true",
                    help="instead: segment --cases unseen sample cases with --model (default: the built-in "
                         "model) under each window plan (crop, one window, split windows, the old tiles) and "

@@ -1,15 +1,20 @@
 """Where the time of one CIML window goes (issue 20): ``ciml benchmark --profile``.
 
-Runs one window of the card's ``roi_size`` (batch 1, random input: the cost does not depend on
-the values) through the network's blocks in the order :meth:`~ciml.nn.CIMLNet.forward_features`
+Runs one window (the window plan's on the benchmark case, or the card's ``roi_size``; batch 1,
+random input: the cost does not depend on the values) through the network's blocks in the order :meth:`~ciml.nn.CIMLNet.forward_features`
 calls them, timing each: every encoder level (summed over the modalities, which all run the same
 level), the gates of each level (summed over sub-tasks and auxiliaries), and each decoder's
 up-blocks and head. The blocks are the network's own modules, called with the same tensors as
 its forward; a full forward is timed as well so the sum can be checked against it.
+
+The same window is then run as the alternatives issue 20 names, interleaved with the default so
+that machine load affects both alike: channels-last 3D memory format, and ``torch.compile``
+(its first call, which compiles, timed apart) when asked.
 """
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections import defaultdict
@@ -58,18 +63,22 @@ def _timed_blocks(network, x: torch.Tensor) -> dict[str, float]:
     return dict(rows)
 
 
-def profile_network(card: ModelCard, model: str | None = None, seed: int = 0, repeats: int = 3) -> dict[str, Any]:
+def profile_network(card: ModelCard, model: str | None = None, seed: int = 0, repeats: int = 3,
+                    roi: tuple[int, ...] | None = None, compile_network: bool = False) -> dict[str, Any]:
     """Median seconds of each block row over ``repeats`` passes of one window, after a warm-up.
 
     Args:
-        card: the card whose network and ``inference.roi_size`` are profiled.
+        card: the card whose network is profiled.
         model: a bundle folder: its network instead of the card's with random seeded weights.
         seed: seeds the random weights and the input window.
         repeats: timed passes (the median is reported).
+        roi: the window; default the card's ``inference.roi_size``.
+        compile_network: also time the window through ``torch.compile`` (slow to compile).
 
     Returns:
         ``rows``: list of {name, kind, count, seconds, share}; ``total_s`` (their sum),
-        ``forward_s`` (a full forward, for comparison), the window and the counts.
+        ``forward_s`` (a full forward, for comparison), ``alternatives`` (name -> median
+        seconds of a full forward, with ``default`` timed interleaved), the window and counts.
     """
     if model is not None:
         network = load_bundle(model).network.eval()
@@ -77,7 +86,7 @@ def profile_network(card: ModelCard, model: str | None = None, seed: int = 0, re
     else:
         torch.manual_seed(seed)
         network = build_network(card, "ciml").eval()
-    roi = tuple(card.inference.roi_size)
+    roi = tuple(roi or card.inference.roi_size)
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(1, len(card.modalities), *roi, generator=generator)
     with torch.inference_mode():
@@ -88,6 +97,7 @@ def profile_network(card: ModelCard, model: str | None = None, seed: int = 0, re
             start = time.perf_counter()
             network(x)
             forwards.append(time.perf_counter() - start)
+    alternatives = time_alternatives(network, x, repeats, compile_network)
     names = list(passes[0])
     seconds = {n: statistics.median(p[n] for p in passes) for n in names}
     total = sum(seconds.values())
@@ -102,7 +112,39 @@ def profile_network(card: ModelCard, model: str | None = None, seed: int = 0, re
     return {"card": card.name, "model": model, "roi_size": list(roi), "modalities": len(card.modalities),
             "encoders": encoders, "gates_per_level": gates_per_level, "gate_levels": list(network.gate_levels),
             "features": list(card.network.features), "parameters": parameter_count(network),
-            "repeats": max(1, repeats), "rows": rows, "total_s": total, "forward_s": statistics.median(forwards)}
+            "repeats": max(1, repeats), "rows": rows, "total_s": total, "forward_s": statistics.median(forwards),
+            "alternatives": alternatives}
+
+
+def _forward_seconds(network, x: torch.Tensor) -> float:
+    start = time.perf_counter()
+    with torch.inference_mode():
+        network(x)
+    return time.perf_counter() - start
+
+
+def time_alternatives(network, x: torch.Tensor, repeats: int, compile_network: bool = False) -> dict[str, float]:
+    """Median seconds of a full forward of ``x`` as is and in each alternative, interleaved.
+
+    ``channels_last_3d``: a copy of the network and the input in that memory format (what a
+    convolution library may run faster); ``torch.compile``: the network compiled by inductor,
+    its first (compiling) call reported as ``torch.compile first call``.
+    """
+    variants = {"default": (network, x)}
+    channels_last = copy.deepcopy(network).to(memory_format=torch.channels_last_3d)
+    variants["channels_last_3d"] = (channels_last, x.contiguous(memory_format=torch.channels_last_3d))
+    out: dict[str, float] = {}
+    if compile_network:
+        compiled = torch.compile(network)
+        out["torch.compile first call"] = _forward_seconds(compiled, x)
+        variants["torch.compile"] = (compiled, x)
+    for net, inputs in variants.values():
+        _forward_seconds(net, inputs)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(max(1, repeats)):
+        for name, (net, inputs) in variants.items():
+            times[name].append(_forward_seconds(net, inputs))
+    return {**{name: statistics.median(t) for name, t in times.items()}, **out}
 
 
 def format_profile(result: dict[str, Any]) -> str:
@@ -129,4 +171,14 @@ def format_profile(result: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
               for row in rows]
+    if "windows" in result:
+        lines += ["", f"Windows  {result['windows']} of this size cover the benchmark case's body box "
+                      f"{'x'.join(map(str, result['box']))}; before: {result['windows_before']} windows of "
+                      f"{'x'.join(map(str, result['roi_before']))} over the whole image"]
+    alternatives = result.get("alternatives", {})
+    if alternatives:
+        base = alternatives["default"]
+        lines += ["", "The same window, full forward, interleaved (median seconds, ratio to the default)"]
+        lines += [f"  {name:<26} {sec:8.3f}" + ("" if "first call" in name else f"   {sec / base:5.2f}x")
+                  for name, sec in alternatives.items()]
     return "\n".join(lines) + "\n"
