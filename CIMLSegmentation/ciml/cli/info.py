@@ -46,6 +46,16 @@ def _rows(rows: list[list[str]], indent: str = "  ") -> list[str]:
     return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
+def _windows(card) -> str:
+    """The card's window plan in words (ciml.inference.windows)."""
+    inf = card.inference
+    where = f"the body's box (margin {inf.crop_margin})" if inf.crop else "the whole image"
+    if inf.window_voxels == 0:
+        return f"{where} in windows {list(inf.roi_size)}"
+    limit = "the training patch's" if inf.window_voxels is None else f"{inf.window_voxels:,}"
+    return f"{where} in windows of at most {limit} voxels"
+
+
 def _hex(color: Any) -> str:
     return "#" + "".join(f"{round(c * 255):02x}" for c in color)
 
@@ -72,8 +82,7 @@ def describe(path: Any, card: ModelCard, meta: dict[str, Any]) -> str:
                  "auxiliaries " + (", ".join(s.auxiliaries) or "none")] for s in card.subtasks]),
         f"Grid        outputs on the {card.reference} grid; working spacing "
         + ("native" if card.spacing is None else " x ".join(f"{v:g}" for v in card.spacing) + " mm"),
-        f"Inference   window {list(card.inference.roi_size)}, overlap {card.inference.overlap}, "
-        f"{card.inference.blend} blending",
+        f"Inference   {_windows(card)}, overlap {card.inference.overlap}, {card.inference.blend} blending",
     ]
     prov = meta.get("provenance") or {}
     lines.append("Provenance" + ("" if prov else "  none recorded (untrained or hand-made bundle)"))
