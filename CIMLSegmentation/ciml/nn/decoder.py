@@ -33,8 +33,16 @@ class SubTaskDecoder(nn.Module):
         self.head = UnetOutBlock(spatial_dims, features[0], out_channels)
         self.level_set = UnetOutBlock(spatial_dims, features[0], out_channels) if level_set else None
 
-    def forward(self, skips: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def features(self, skips: list[torch.Tensor]) -> torch.Tensor:
+        """The full-resolution features before the heads: (B, features[0], *S)."""
         x = skips[-1]
         for up, skip in zip(self.up, reversed(skips[:-1])):
             x = up(x, skip)
+        return x
+
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`features`' output -> (logits, level set or None)."""
         return self.head(x), None if self.level_set is None else torch.tanh(self.level_set(x))
+
+    def forward(self, skips: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.heads(self.features(skips))

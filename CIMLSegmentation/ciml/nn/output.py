@@ -38,6 +38,10 @@ class NetOutput:
             deep-supervised branches; CIML's modality heads when ``network.modality_heads``).
         level_set: (B, T, *S) signed-distance regression in [-1, 1] (negative inside), when
             ``network.level_set_head`` (DTC).
+        decoder_features: sub-task -> (B, features[0], *S) the last decoder features before
+            the output head (for a network with one fused decoder, every sub-task names the same
+            tensor): the space PASSION's pixel and prototype self-distillation compare the
+            single-modality and all-modality passes in.
     """
 
     logits: torch.Tensor
@@ -47,3 +51,4 @@ class NetOutput:
     fused_features: dict[str, torch.Tensor] = field(default_factory=dict)
     branch_logits: dict[str, torch.Tensor] = field(default_factory=dict)
     level_set: torch.Tensor | None = None
+    decoder_features: dict[str, torch.Tensor] = field(default_factory=dict)
