@@ -50,6 +50,10 @@ WINDOW_PLANS = {
     "body box, roi tiles": {"crop": True, "window_voxels": 0},
     "body box, windows <= patch, overlap 0.25": {"crop": True, "window_voxels": None, "overlap": 0.25},
     "body box, windows <= patch, overlap 0.5": {"crop": True, "window_voxels": None, "overlap": 0.5},
+    "body box, no margin, windows <= patch, overlap 0.25": {"crop": True, "crop_margin": 0, "window_voxels": None,
+                                                             "overlap": 0.25},
+    "body box, no margin, windows <= patch, overlap 0.5": {"crop": True, "crop_margin": 0, "window_voxels": None,
+                                                            "overlap": 0.5},
     "body box, one window": {"crop": True, "window_voxels": "box"},
     "whole image, one window": {"crop": False, "window_voxels": "box"},
 }

@@ -99,12 +99,12 @@ def plans_table(result: dict[str, Any]) -> str:
     targets = list(first["dice"])
     lines = [f"window plans: {result['model']}, {result['cases']} unseen {result['kind']} cases "
              f"(seed {result['seed']}, {result['size']})",
-             "plan".ljust(42) + "".join(f"Dice {t}".rjust(16) for t in targets)
+             "plan".ljust(52) + "".join(f"Dice {t}".rjust(16) for t in targets)
              + "  min agreement  windows  s/case"]
     for name, row in result["plans"].items():
         dice = "".join(f"{statistics.mean(row['dice'][t]):.3f} ± {statistics.pstdev(row['dice'][t]):.3f}".rjust(16)
                        for t in targets)
         agreement = min(min(row["agreement"][t]) for t in targets)
-        lines.append(f"{name.ljust(42)}{dice}  {agreement:13.3f}  {statistics.mean(row['windows']):7.1f}"
+        lines.append(f"{name.ljust(52)}{dice}  {agreement:13.3f}  {statistics.mean(row['windows']):7.1f}"
                      f"  {statistics.mean(row['seconds']):6.2f}")
     return "\n".join(lines) + "\n"
