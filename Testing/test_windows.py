@@ -81,14 +81,14 @@ def test_split_windows_fit_the_limit_and_cover_every_voxel_of_the_box(shape, lim
     assert max(roi) <= 2 * min(roi)  # compact, like the cubic training patch
 
 
-def test_the_brats_presets_box_needs_four_windows_of_at_most_its_training_patch():
+def test_the_brats_presets_box_needs_two_windows_of_at_most_its_training_patch():
     card = card_from_dict(preset_dict("brats"))
     image = torch.zeros(4, 240, 240, 155)
     image[:, 51:189, 35:195, 18:138] = 1.0  # the full-size phantom's head box
     plan = plan_windows(image, card)
-    assert plan.shape == (160, 184, 144)  # 8 voxels of margin, aligned to the 8 of four levels
-    assert plan.roi_size == (96, 112, 144) and math.prod(plan.roi_size) <= 128**3
-    assert window_count(plan.shape, plan.roi_size, plan.overlap) == 4
+    assert plan.shape == (144, 168, 128)  # aligned to the 8 of four levels
+    assert plan.roi_size == (144, 96, 128) and math.prod(plan.roi_size) <= 128**3
+    assert window_count(plan.shape, plan.roi_size, plan.overlap) == 2
     assert window_count((240, 240, 155), card.inference.roi_size, card.inference.overlap) == 18  # before
 
 

@@ -146,7 +146,7 @@ class InferenceSpec:
     threshold: float = 0.5
     effect_floor: float = 0.01
     crop: bool = True
-    crop_margin: int = 8
+    crop_margin: int = 0
     window_voxels: int | None = None
 
 
@@ -165,10 +165,18 @@ class TrainingSpec:
         validation_interval: optimiser steps between validations (and checkpoints).
         patience: stop after this many validations without a better mean Dice (0: never).
         warmup_steps: linear learning-rate warm-up before the cosine decay.
-        deep_supervision_weight: weight of the per-modality branch losses (MAML).
+        deep_supervision_weight: weight of the per-modality branch losses (MAML; with PASSION,
+            of its preference-masked unimodal losses).
         missing_rates: modality -> probability that a training case lacks it (PASSION).
         distill_weight: weight of PASSION's pixel-wise self-distillation.
         prototype_weight: weight of PASSION's prototype (semantic) self-distillation.
+        passion_temperature: temperature of PASSION's pixel-wise KL (the authors' 4).
+        passion_epoch_steps: optimiser steps per epoch of PASSION's preference schedule;
+            ``None``: the steps that show every training case once on average.
+        passion_warmup_epochs: epochs before PASSION's preference coefficients update and its
+            distillation and task-wise masking start (the authors' ``region_fusion_start_epoch``).
+        passion_preference_rate: initial step of PASSION's preference coefficients per epoch (the
+            authors' ``eta``; 1.5 times larger at every 100th epoch; 0 freezes them).
         level_set_weight: weight of DTC's signed-distance regression loss.
         consistency_weight: final weight of DTC's dual-task consistency loss.
         consistency_ramp_steps: steps over which that weight ramps up (sigmoid ramp).
@@ -189,6 +197,10 @@ class TrainingSpec:
     missing_rates: dict[str, float] = field(default_factory=dict)
     distill_weight: float = 0.5
     prototype_weight: float = 0.1
+    passion_temperature: float = 4.0
+    passion_epoch_steps: int | None = None
+    passion_warmup_epochs: int = 0
+    passion_preference_rate: float = 0.01
     level_set_weight: float = 0.3
     consistency_weight: float = 0.1
     consistency_ramp_steps: int = 200
