@@ -181,9 +181,10 @@ def format_report(result: dict[str, Any]) -> str:
     lines = [f"Machine  {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
              f"device {m['device']}{', ' + m['gpu'] if 'gpu' in m else ''}",
              f"Date     {result['date']}",
-             f"Case     {result['card']}: {' x '.join(map(str, result['image_shape']))}, window "
-             f"{'x'.join(map(str, result['roi_size']))}, overlap {result['overlap']}, {result['blend']} blending, "
-             f"{result['repeats']} repeat(s)", ""]
+             f"Case     {result['card']}: {' x '.join(map(str, result['image_shape']))}, body box "
+             f"{'x'.join(map(str, result['windows']['box']))} in {result['windows']['count']} window(s) of "
+             f"{'x'.join(map(str, result['windows']['roi_size']))}, overlap {result['overlap']}, "
+             f"{result['blend']} blending, {result['repeats']} repeat(s)", ""]
     cuda = any("cuda_peak_bytes" in r for r in result["configs"].values())
     head = ["configuration", "median s", "min s", "max s", "peak mem", "mem increase", "parameters"]
     rows = [head]

@@ -319,7 +319,11 @@ def run_benchmark(setup: Setup, configs: tuple[str, ...] = CONFIGS, repeats: int
         if memory_key in results.get(name, {}):
             peak = results[name][memory_key]
             targets[f"{name} peak memory"] = {"target": "< 4 GB", "value": peak, "met": peak < MEMORY_TARGET_BYTES}
+    plan = plan_windows(setup.image, setup.card)
+    windows = {"box": list(plan.shape), "roi_size": list(plan.roi_size),
+               "count": window_count(plan.shape, plan.roi_size, plan.overlap, setup.card.inference.sw_batch_size)}
     return {"card": setup.card.name, "image_shape": list(setup.image.shape), "spacing": list(setup.card.spacing or []),
+            "windows": windows,
             "roi_size": list(setup.card.inference.roi_size), "overlap": setup.card.inference.overlap,
             "sw_batch_size": setup.card.inference.sw_batch_size, "blend": setup.card.inference.blend,
             "repeats": repeats, "isolated": isolate, "configs": results, "ratios": ratios, "targets": targets}
