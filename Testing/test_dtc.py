@@ -13,6 +13,8 @@ from conftest import TINY_SHAPE, multimodal_dict, tiny
 from ciml.config import card_from_dict
 from ciml.losses import CIMLLoss, DTCLoss, sigmoid_rampup, signed_distance
 from ciml.nn import CIMLNet
+from ciml.nn.output import NetOutput
+from ciml.training.objective import Objective
 
 
 def _card(**training):
@@ -111,6 +113,25 @@ def test_mixed_batches_regress_only_the_labelled_rows():
     assert given.level_set.item() == pytest.approx(expected.item())
     none = loss(out, regions, step=0, labelled=torch.tensor([False, False]))
     assert none.level_set is None
+
+
+def test_a_mixed_batch_weighs_the_consistency_once_as_dtc_does():
+    card = _card(consistency_ramp_steps=0, level_set_weight=0.0, level_set_k=1.0)  # w = 0.1
+    shape = (2, 2, 4, 4, 4)
+    level_set = torch.zeros(shape)
+    level_set[1] = math.log(3)
+    out = NetOutput(logits=torch.zeros(shape), kl=torch.zeros(()), level_set=level_set)
+    regions = torch.zeros(1, 2, 4, 4, 4)  # sample 0 is labelled, sample 1 is not
+    regions[0, :, 1:3, 1:3, 1:3] = 1
+    # Sample 0: sigmoid(0) = 1/2 on both sides, consistency 0. Sample 1: sigmoid(-ln 3) = 1/4,
+    # (1/2 - 1/4)^2 = 1/16. DTC's one mean over the batch: 1/32, times w: 0.1/32 = 0.003125
+    # (a mean per part, summed, gave 0.1/16: twice DTC's weight).
+    _, logs = Objective(card)(out, regions, None, n_labelled=1, step=0)
+    assert logs["dtc"] == pytest.approx(0.1 / 32)
+    assert logs["dtc_unlabelled"] == pytest.approx(1 / 16)
+    rows = torch.tensor([True, False])
+    only_labelled = DTCLoss(card)(out, regions, step=0, labelled=rows)  # regions of the labelled rows only
+    assert only_labelled.total.item() == pytest.approx(0.1 / 32)
 
 
 def test_gradients_reach_the_level_set_head():

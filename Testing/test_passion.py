@@ -1,41 +1,48 @@
-"""PASSION: modality dropping, the self-distillation terms, their weights, and training with them."""
+"""PASSION: modality dropping, the distillation terms by hand, the preference and its schedule,
+DDP synchronisation, and the students of every network."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import subprocess
+import sys
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from conftest import TINY_SHAPE, multimodal_dict, tiny
 
-from ciml.config import card_from_dict
+from ciml.config import card_from_dict, preset_dict
 from ciml.data.missing import apply_presence, presence_frequencies, sample_present
-from ciml.losses import CIMLLoss, PassionLoss, binary_kl, inverse_frequency_weights
-from ciml.nn import CIMLNet
+from ciml.data.synthetic import write_cases
+from ciml.errors import CardError, CIMLError
+from ciml.losses.passion import (
+    PassionLoss,
+    binary_kl,
+    class_masks,
+    inverse_frequency_weights,
+    prototype_distillation,
+    relative_preference,
+)
+from ciml.losses.passion_schedule import PreferenceSchedule
+from ciml.losses.passion_students import StudentPass, single_modality_students
+from ciml.nn import build_network
+from ciml.nn.output import NetOutput
+from ciml.training.distributed import World, all_reduce_sum
+from ciml.training.objective import Objective
 
 NAMES = ("m0", "m1", "m2")
 
 
-def _card(missing_rates=None):
-    card = tiny(multimodal_dict(3), modality_heads=True)
-    card["training"]["missing_rates"] = {"m1": 0.5, "m2": 0.2} if missing_rates is None else missing_rates
+def _card(n=3, rates=None, **training):
+    card = tiny(multimodal_dict(n), modality_heads=True)
+    card["training"].update(missing_rates={"m1": 0.5} if rates is None else rates, **training)
     return card_from_dict(card)
-
-
-def _regions(batch=2, shape=TINY_SHAPE):
-    """Nested cubes: 'outer' (channel 0) contains 'inner' (channel 1)."""
-    y = torch.zeros(batch, 2, *shape)
-    y[:, 0, 3:12, 4:13, 2:11] = 1
-    y[:, 1, 5:9, 6:10, 4:8] = 1
-    return y
-
-
-def _forward(card, present, seed=0):
-    torch.manual_seed(seed)
-    net = CIMLNet(card).train()
-    x = torch.randn(present.shape[0], len(card.modalities), *TINY_SHAPE)
-    return net, apply_presence(x, present), net.forward_features(apply_presence(x, present), present)
 
 
 # --- modality dropping -------------------------------------------------------------------
@@ -44,47 +51,27 @@ def test_sample_present_respects_the_rates_and_is_deterministic():
     rates = {"m1": 0.5, "m2": 0.8}
     rng = np.random.default_rng(0)
     draws = np.stack([sample_present(rng, NAMES, rates) for _ in range(20000)])
-    assert draws.shape == (20000, 3) and draws.dtype == bool
-    # m0 is never dropped, so conditioning on "some modality present" changes nothing here.
     np.testing.assert_allclose(1 - draws.mean(0), [0.0, 0.5, 0.8], atol=0.02)
-    again = [sample_present(np.random.default_rng(7), NAMES, rates) for _ in range(2)]
-    np.testing.assert_array_equal(again[0], again[1])
     a, b = np.random.default_rng(3), np.random.default_rng(3)
     for _ in range(50):
         np.testing.assert_array_equal(sample_present(a, NAMES, rates), sample_present(b, NAMES, rates))
 
 
-def test_sample_present_never_drops_everything():
+def test_sample_present_never_drops_everything_and_keeps_unavailable_modalities_absent():
     rng = np.random.default_rng(1)
     rates = {"m0": 0.9, "m1": 0.9, "m2": 0.9}
     draws = np.stack([sample_present(rng, NAMES, rates) for _ in range(5000)])
     assert draws.any(1).all()
-    # Marginals follow the independent model conditioned on at least one present.
     np.testing.assert_allclose(draws.mean(0), presence_frequencies(NAMES, rates), atol=0.03)
-    # Almost surely all dropped: the fallback keeps the lowest missing rate.
-    nearly = {"m0": 1.0, "m1": 1.0 - 1e-9, "m2": 1.0}
-    assert sample_present(rng, NAMES, nearly).tolist() == [False, True, False]
-
-
-def test_sample_present_keeps_unavailable_modalities_absent():
-    rng = np.random.default_rng(2)
-    available = np.array([False, True, True])
+    assert sample_present(rng, NAMES, {"m0": 1.0, "m1": 1.0 - 1e-9, "m2": 1.0}).tolist() == [False, True, False]
     for _ in range(200):
-        present = sample_present(rng, NAMES, {"m1": 0.7, "m2": 0.7}, available=available)
+        present = sample_present(rng, NAMES, {"m1": 0.7, "m2": 0.7}, available=np.array([False, True, True]))
         assert not present[0] and present.any()
-
-
-def test_sample_present_refuses_unknown_modalities():
     with pytest.raises(ValueError, match="unknown"):
-        sample_present(np.random.default_rng(0), NAMES, {"t1": 0.5})
+        sample_present(rng, NAMES, {"t1": 0.5})
 
 
 def test_apply_presence_zeroes_exactly_the_absent_channels():
-    image = np.random.default_rng(0).normal(size=(3, 4, 4, 4)).astype(np.float32)
-    out = apply_presence(image, np.array([True, False, True]))
-    assert out.dtype == image.dtype and (out[1] == 0).all()
-    np.testing.assert_array_equal(out[[0, 2]], image[[0, 2]])
-    assert (image[1] != 0).any()  # a copy, the input is untouched
     batch = torch.randn(2, 3, 4, 4, 4)
     present = torch.tensor([[True, False, True], [False, True, True]])
     out = apply_presence(batch, present)
@@ -93,146 +80,304 @@ def test_apply_presence_zeroes_exactly_the_absent_channels():
             assert torch.equal(out[b, m], batch[b, m] if present[b, m] else torch.zeros(4, 4, 4))
 
 
-def test_inverse_frequency_weights_double_for_a_modality_missing_half_the_time():
-    w = inverse_frequency_weights(("a", "b"), {"b": 0.5})
-    assert w[1] / w[0] == pytest.approx(2.0)
-    assert w.mean() == pytest.approx(1.0)
-    w = inverse_frequency_weights(("a", "b", "c"), {"b": 0.5, "c": 1.0})
-    assert w[2] == 0 and w[1] / w[0] == pytest.approx(2.0) and w[:2].mean() == pytest.approx(1.0)
+def test_frequency_weights_are_the_inverse_presence_frequencies():
+    np.testing.assert_allclose(inverse_frequency_weights(("a", "b"), {"b": 0.5}), [1.0, 2.0])
+    np.testing.assert_allclose(inverse_frequency_weights(("a", "b", "c"), {"b": 0.75, "c": 1.0}), [1.0, 4.0, 0.0])
 
 
-# --- the distillation terms ---------------------------------------------------------------
+# --- the distillation terms, by hand -------------------------------------------------------
 
-def test_binary_kl_is_zero_for_equal_logits_and_positive_otherwise():
-    z = torch.randn(2, 2, 4, 4, 4) * 5
-    assert binary_kl(z, z).abs().max() < 1e-6
-    assert (binary_kl(z + 1, z) > 0).all()
-    assert torch.isfinite(binary_kl(z * 1e3, -z * 1e3)).all()
+def test_temperature_kl_by_hand():
+    student = torch.tensor([[0.0, 2.0], [-2.0, 4.0]])
+    teacher = torch.tensor([[2.0, 2.0], [0.0, -4.0]])
+    # Element (0, 0) at T = 2: p_s = sigmoid(0) = 1/2, p_t = sigmoid(1) = 0.731059;
+    # KL = p_t ln(2 p_t) + (1 - p_t) ln(2 (1 - p_t)) = 0.277718 - 0.166775 = 0.110944; T^2 KL = 0.443776.
+    expected = torch.tensor([[0.4437763, 0.0], [0.4804580, 6.0927532]])
+    torch.testing.assert_close(binary_kl(student, teacher, 2.0), expected, rtol=1e-5, atol=1e-6)
+    at_one = torch.tensor([[0.3278133, 0.0], [0.4337808, 3.8561103]])
+    torch.testing.assert_close(binary_kl(student, teacher, 1.0), at_one, rtol=1e-5, atol=1e-6)
+    assert torch.isfinite(binary_kl(student * 1e4, -student * 1e4, 4.0)).all()
 
 
-def test_pixel_term_is_zero_when_unimodal_equals_multimodal():
+def test_prototype_loss_by_hand():
+    # Four voxels in a row; the target covers voxels 0 and 1, the background 2 and 3.
+    teacher = torch.tensor([[1.0, 1, 0, 0], [0, 0, 1, 1]]).reshape(1, 2, 1, 4)
+    student = torch.tensor([[1.0, 0, 0, 1], [0, 1, 1, 1]]).reshape(1, 2, 1, 4)
+    masks = class_masks(torch.tensor([1.0, 1, 0, 0]).reshape(1, 1, 1, 4), [0])
+    torch.testing.assert_close(masks.flatten(2), torch.tensor([[[0.0, 0, 1, 1], [1, 1, 0, 0]]]))
+    # Teacher prototypes (1, 0) and (0, 1): maps [1, 1, 0, 0] (target) and [0, 0, 1, 1].
+    # Student target prototype (1/2, 1/2): map [.7071, .7071, .7071, 1]; background prototype
+    # (1/2, 1): map [.4472, .8944, .8944, .9487]. Squared differences: target mean .417893,
+    # background mean .253445 -> .335669; absolute: .573223 and .374633 -> .473928.
+    loss, distance, usable = prototype_distillation([(student, teacher, masks)])
+    torch.testing.assert_close(loss, torch.tensor([0.3356690]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(distance, torch.tensor([0.4739279]), rtol=1e-5, atol=1e-6)
+    assert usable.tolist() == [True]
+    # A class absent from the sample is left out of the mean (not counted as a zero map).
+    # Without the target the background is every voxel: teacher prototype (1/2, 1/2), map .7071
+    # everywhere; student prototype (1/2, 3/4), map [.5547, .8321, .8321, .9806]; mean squared
+    # difference .0323095 (.0161547 if the empty class counted).
+    empty = class_masks(torch.zeros(1, 1, 1, 4), [0])
+    loss, _, usable = prototype_distillation([(student, teacher, empty)])
+    assert usable.tolist() == [True]
+    torch.testing.assert_close(loss, torch.tensor([0.0323095]), rtol=1e-4, atol=1e-6)
+    assert prototype_distillation([(student, student, masks)])[0].item() < 1e-12
+
+
+def test_relative_preference_by_hand():
+    distance = torch.tensor([[0.1, 0.3, 0.2], [0.4, 0.0, 0.0]])
+    counted = torch.tensor([[True, True, True], [True, False, True]])
+    # Sample 0: mean .2 -> [-.5, .5, 0]; sample 1: m1 absent, mean .2 -> [1, 0, -1].
+    torch.testing.assert_close(relative_preference(distance, counted), torch.tensor([0.5, 0.5, -1.0]))
+    assert relative_preference(torch.zeros(1, 3), torch.ones(1, 3, dtype=torch.bool)).abs().sum() == 0
+
+
+def _constructed(card, noise=(0.0, 0.05, 3.0)):
+    """Teacher and students on 2 samples: student m's decoder features are the teacher's plus
+    noise of scale noise[m], so m0 equals the teacher and m2 is furthest."""
+    torch.manual_seed(0)
+    shape, batch = (4, 4, 4), 2
+    regions = torch.zeros(batch, 2, *shape)
+    regions[:, 0, :2] = 1
+    regions[:, 1, :1, :2] = 1
+    feats = torch.randn(batch, 3, *shape)
+    leaf = lambda t: t.clone().requires_grad_(True)  # noqa: E731
+    teacher = NetOutput(logits=leaf(torch.randn(batch, 2, *shape)), kl=torch.zeros(()),
+                        decoder_features={"a": leaf(feats)},
+                        branch_logits={m: leaf(torch.randn(batch, 2, *shape)) for m in NAMES})
+    teacher.decoder_features["b"] = teacher.decoder_features["a"]  # one fused decoder
+    rows = torch.ones(batch, dtype=torch.bool)
+    students = {}
+    for m, scale in zip(NAMES, noise):
+        f = leaf(feats + scale * torch.randn_like(feats))
+        students[m] = StudentPass(m, rows, NetOutput(logits=leaf(torch.randn(batch, 2, *shape)), kl=torch.zeros(()),
+                                                     decoder_features={"a": f, "b": f}))
+    return teacher, students, regions, torch.ones(batch, 3, dtype=torch.bool)
+
+
+def test_a_modality_equal_to_the_teacher_does_not_lag_and_the_task_wise_mask_drops_its_losses():
+    card = _card(rates={"m1": 0.5})
+    loss = PassionLoss(card, epoch_steps=10)
+    teacher, students, regions, present = _constructed(card)
+    terms = loss(teacher, students, regions, present, step=0)
+    assert terms.preference["m0"] == pytest.approx(-2.0)  # distance 0: -1 in each sample
+    assert terms.preference["m1"] < 0 < terms.preference["m2"]
+    assert terms.lagging == ("m2",)
+    assert terms.prototype["m0"].item() < 1e-10 < terms.prototype["m1"].item()
+    w = {"m0": 1.0, "m1": 2.0, "m2": 1.0}  # 1 / presence frequency
+    t = card.training
+    expected = (t.distill_weight * sum(w[m] * terms.distillation[m] for m in NAMES)
+                + t.prototype_weight * w["m2"] * terms.prototype["m2"]
+                + t.deep_supervision_weight * w["m2"] * terms.unimodal["m2"])
+    assert terms.total.item() == pytest.approx(expected.item(), rel=1e-6)
+    terms.total.backward()
+    # Task-wise: m1 has a prototype and a unimodal loss, but does not lag: no gradient from them.
+    assert students["m1"].output.decoder_features["a"].grad.abs().sum() == 0
+    assert students["m2"].output.decoder_features["a"].grad.abs().sum() > 0
+    assert teacher.branch_logits["m1"].grad.abs().sum() == 0
+    assert teacher.branch_logits["m2"].grad.abs().sum() > 0
+    # Every student learns pixel-wise; the teacher learns nothing from its students.
+    assert all(s.output.logits.grad.abs().sum() > 0 for s in students.values())
+    assert teacher.logits.grad is None and teacher.decoder_features["a"].grad is None
+
+
+def test_absent_samples_count_for_nothing():
     card = _card()
-    present = torch.tensor([[True, True, True], [True, False, True]])
-    _, _, out = _forward(card, present)
-    loss = PassionLoss(card).eval()
-    same = dataclasses.replace(out, branch_logits={m: out.logits.detach().clone() for m in NAMES})
-    terms = loss(same, _regions(), present)
-    assert all(v.item() < 1e-6 for v in terms.pixel.values())
-    terms = loss(out, _regions(), present)
-    assert all(v.item() > 0 for v in terms.pixel.values())
-    assert terms.total > 0
+    teacher, students, regions, present = _constructed(card)
+    present[1, 2] = False
+    base = PassionLoss(card, epoch_steps=10)(teacher, students, regions, present, step=0)
+    students["m2"].output.logits.data[1] = float("nan")
+    students["m2"].output.decoder_features["a"].data[1] = 1e3
+    teacher.branch_logits["m2"].data[1] = float("nan")
+    again = PassionLoss(card, epoch_steps=10)(teacher, students, regions, present, step=0)
+    assert again.total.item() == pytest.approx(base.total.item(), rel=1e-6)
 
 
-def test_absent_modalities_contribute_nothing():
+# --- the gradient-wise schedule --------------------------------------------------------------
+
+def _epoch(schedule, first_step, distances):
+    for k, d in enumerate(distances):
+        schedule.record(torch.tensor([d]), torch.ones(1, len(d), dtype=torch.bool))
+        updated = schedule.end_step(first_step + k)
+    return updated
+
+
+def test_no_update_during_the_warm_up_then_one_per_epoch_by_hand():
+    s = PreferenceSchedule(2, epoch_steps=2, warmup_epochs=1, rate=0.01)
+    assert s.warming_up(1) and not s.warming_up(2)
+    assert not _epoch(s, 0, [[0.5, 0.1], [0.5, 0.1]])  # epoch 0 is the warm-up
+    assert s.beta.tolist() == [1.0, 1.0] and s.count.sum() == 0  # its statistics are dropped
+    assert not _epoch(s, 2, [[0.1, 0.3]])  # step 2 is mid-epoch
+    assert s.beta.tolist() == [1.0, 1.0]
+    assert _epoch(s, 3, [[0.1, 0.3]])
+    # Epoch 1: D = [.1, .3], mean .2, rp = (.2 - D) / .2 = [.5, -.5]; 1 - .01 rp = [.995, 1.005],
+    # rescaled to root mean square 1: / sqrt((.995^2 + 1.005^2) / 2) = / 1.0000125.
+    torch.testing.assert_close(s.beta, torch.tensor([0.9949876, 1.0049874]))
+    assert s.rate.item() == pytest.approx(0.01)  # epoch 1 is no 100-epoch mark
+
+
+def test_the_step_grows_at_every_100th_epoch():
+    s = PreferenceSchedule(2, epoch_steps=1, rate=0.01)
+    _epoch(s, 0, [[0.1, 0.3]])  # epoch 0 is a 100-epoch mark: 0.01 * 1.5 before the update
+    assert s.rate.item() == pytest.approx(0.015)
+    torch.testing.assert_close(s.beta, torch.tensor([0.9924721, 1.0074717]))
+    for step in range(1, 100):
+        _epoch(s, step, [[0.2, 0.2]])  # equal distances: rp 0, beta unchanged
+    assert s.rate.item() == pytest.approx(0.015)
+    _epoch(s, 100, [[0.2, 0.2]])
+    assert s.rate.item() == pytest.approx(0.0225)
+    clipped = PreferenceSchedule(2, epoch_steps=1, rate=10.0)
+    _epoch(clipped, 0, [[0.1, 0.3]])  # 1 -/+ 7.5 clipped to [0.1, 4], then rescaled
+    torch.testing.assert_close(clipped.beta, torch.tensor([0.0353443, 1.4137718]))
+
+
+def test_the_schedule_is_saved_and_restored_mid_epoch():
+    s = PreferenceSchedule(2, epoch_steps=3, rate=0.01)
+    _epoch(s, 0, [[0.1, 0.3], [0.1, 0.3], [0.1, 0.3], [0.2, 0.1]])
+    restored = PreferenceSchedule(2, epoch_steps=3, rate=0.01)
+    restored.load_state_dict(s.state_dict())
+    for x in (s, restored):
+        _epoch(x, 4, [[0.3, 0.1], [0.3, 0.1]])
+    torch.testing.assert_close(restored.beta, s.beta)
+    assert restored.rate.item() == s.rate.item()
+
+
+# --- DDP: the statistics are summed over the processes -----------------------------------
+
+def _rank_main(rank, init, out):
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    world = World(rank, 2, rank)
+    x = torch.tensor([rank + 1.0, 10.0])
+    total = all_reduce_sum(world, x)
+    schedule = PreferenceSchedule(2, epoch_steps=1, rate=0.01, reduce=partial(all_reduce_sum, world))
+    # Rank 0 sees distances [.1, .2], rank 1 [.1, .4]: the global epoch means are [.1, .3].
+    schedule.record(torch.tensor([[0.1, 0.2 if rank == 0 else 0.4]]), torch.ones(1, 2, dtype=torch.bool))
+    schedule.end_step(0)
+    torch.save({"x": x, "total": total, "beta": schedule.beta}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_all_reduce_sum_is_the_identity_in_one_process():
+    x = torch.tensor([1.0, 2.0])
+    assert all_reduce_sum(World(), x) is x
+
+
+def test_two_gloo_processes_share_one_schedule(tmp_path):
+    mp.spawn(_rank_main, args=(f"file://{tmp_path}/store", str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for r, saved in enumerate(ranks):
+        assert saved["total"].tolist() == [3.0, 20.0] and saved["x"].tolist() == [r + 1.0, 10.0]
+        # As one process seeing both samples (see test_the_step_grows_at_every_100th_epoch).
+        torch.testing.assert_close(saved["beta"], torch.tensor([0.9924721, 1.0074717]))
+
+
+def test_ddp_training_keeps_one_schedule_as_one_process(tmp_path):
+    """Global batch 2: two gloo processes of batch 1 against one process of batch 2 (CIML without
+    the gates' noise), one PASSION epoch per step: the coefficients must be the same."""
+    write_cases("shapes", 5, tmp_path / "data", seed=3)
+    card = preset_dict("shapes")
+    card["network"] = {"features": [4, 8, 16], "gate_bottleneck": False}
+    card["inference"] = {"roi_size": [32, 32, 32], "overlap": 0.25}
+    card["training"] = {"patch_size": [32, 32, 32], "learning_rate": 0.01, "validation_interval": 3,
+                        "passion_epoch_steps": 1}
+    common = ["-m", "ciml", "train", "--data", str(tmp_path / "data"), "--max-steps", "3", "--progress", "none",
+              "--device", "cpu", "--missing-rates", "cue=0.5,echo=0.5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for name, batch, launcher in (("one", 2, []), ("two", 1, ["-m", "torch.distributed.run", "--standalone",
+                                                              "--nproc_per_node", "2"])):
+        card["training"]["batch_size"] = batch
+        card_from_dict(card).to_json(tmp_path / f"{name}.json")
+        done = subprocess.run([sys.executable, *launcher, *common, "--out", str(tmp_path / name),
+                               "--card", str(tmp_path / f"{name}.json")], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)
+    beta = [runs[n]["objective"]["passion"]["schedule.beta"] for n in ("one", "two")]
+    assert not torch.allclose(beta[0], torch.ones(3))
+    # The weights differ by float rounding of the all-reduced gradients, so the distances do a
+    # little; a process keeping its own statistics would be off by about the update itself.
+    assert (beta[1] - beta[0]).abs().max() < 0.02 * (beta[0] - 1).abs().max()
+
+
+# --- the students of every network ---------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["ciml", "maml", "early-fusion"])
+def test_students_withhold_every_other_modality(arch):
     card = _card()
-    present = torch.tensor([[True, False, True], [True, True, False]])
-    _, _, out = _forward(card, present)
-    out = dataclasses.replace(out, logits=out.logits.detach())
-    loss = PassionLoss(card).eval()
-    base = loss(out, _regions(), present)
-    branch = {m: v.detach().clone() for m, v in out.branch_logits.items()}
-    feats = {m: v.detach().clone() for m, v in out.encoder_features.items()}
-    branch["m1"][0] = 100.0  # m1 absent from sample 0, m2 from sample 1
-    branch["m2"][1] = torch.randn_like(branch["m2"][1]) * 50
-    feats["m1"][0] = torch.randn_like(feats["m1"][0]) * 9
-    feats["m2"][1] = float("nan")  # not even a NaN leaks through
-    changed = dataclasses.replace(out, branch_logits=branch, encoder_features=feats)
-    changed = loss(changed, _regions(), present)
-    assert changed.total.item() == pytest.approx(base.total.item(), rel=1e-6)
-    for m in NAMES:
-        assert changed.pixel[m].item() == pytest.approx(base.pixel[m].item(), rel=1e-6)
-        assert changed.prototype[m].item() == pytest.approx(base.prototype[m].item(), rel=1e-6)
-    assert changed.preference == pytest.approx(base.preference)
+    torch.manual_seed(0)
+    net = build_network(card, arch).eval()
+    present = torch.tensor([[1.0, 1, 1], [1, 0, 0]])  # sample 1 has m0 only
+    x = apply_presence(torch.randn(2, 3, *TINY_SHAPE), present)
+    with torch.no_grad():
+        teacher = net.forward_features(x, present)
+        students = single_modality_students(net.forward_features, x, present, card.modality_names)
+    assert set(students) == set(NAMES) and students["m1"].rows.tolist() == [True, False]
+    width = card.network.features[0] if arch != "early-fusion" else net.features[0]
+    for name in (s.name for s in card.subtasks):
+        assert teacher.decoder_features[name].shape == (2, width, *TINY_SHAPE)
+    m0 = students["m0"].output
+    assert not torch.allclose(m0.logits[0], teacher.logits[0], atol=1e-4)  # m1, m2 withheld
+    torch.testing.assert_close(m0.logits[1], teacher.logits[1], atol=1e-5, rtol=1e-5)  # nothing withheld
+    for name in teacher.decoder_features:
+        torch.testing.assert_close(m0.decoder_features[name][1], teacher.decoder_features[name][1],
+                                   atol=1e-5, rtol=1e-5)
+    if arch == "early-fusion":
+        torch.testing.assert_close(teacher.logits, net(x))
 
 
-def test_the_teacher_gets_no_gradient():
-    card = _card()
-    present = torch.ones(2, 3, dtype=torch.bool)
-    _, _, out = _forward(card, present)
-    leaf = lambda t: t.detach().clone().requires_grad_(True)  # noqa: E731
-    out = dataclasses.replace(
-        out, logits=leaf(out.logits),
-        fused_features={s: leaf(v) for s, v in out.fused_features.items()},
-        branch_logits={m: leaf(v) for m, v in out.branch_logits.items()},
-        encoder_features={m: leaf(v) for m, v in out.encoder_features.items()})
-    PassionLoss(card)(out, _regions(), present).total.backward()
-    assert out.logits.grad is None
-    assert all(v.grad is None for v in out.fused_features.values())
-    assert all(v.grad is not None and v.grad.abs().sum() > 0 for v in out.branch_logits.values())
-    # The prototype term reaches the features of the lagging modalities (at least one lags).
-    assert any(v.grad is not None and v.grad.abs().sum() > 0 for v in out.encoder_features.values())
+@pytest.mark.parametrize("arch", ["ciml", "maml", "early-fusion"])
+def test_the_objective_trains_the_students_and_keeps_its_schedule(arch):
+    card = _card(passion_epoch_steps=1)
+    torch.manual_seed(0)
+    net = build_network(card, arch).train()
+    present = torch.tensor([[1.0, 1, 1], [1, 0, 1]])
+    x = apply_presence(torch.randn(2, 3, *TINY_SHAPE), present)
+    y = torch.zeros(2, 2, *TINY_SHAPE)
+    y[:, 0, 3:12, 4:13, 2:11], y[:, 1, 5:9, 6:10, 4:8] = 1, 1
+    objective = Objective(card)
+    with pytest.raises(CIMLError, match="once per modality"):
+        objective(net.forward_features(x, present), y, present, 2, step=0)
+    total, logs = objective(net.forward_features(x, present), y, present, 2, step=0,
+                            images=x, forward=net.forward_features)
+    assert torch.isfinite(total) and {"passion", "passion_distill", "passion_prototype"} <= set(logs)
+    total.backward()
+    assert sum(p.grad.abs().sum() for p in net.parameters() if p.grad is not None) > 0
+    state = objective.state_dict()
+    assert not torch.equal(state["passion"]["schedule.beta"], torch.ones(3))  # epoch 0 ended
+    again = Objective(card)
+    again.load_state_dict(state)
+    torch.testing.assert_close(again.passion.schedule.beta, objective.passion.schedule.beta)
 
 
-def test_prototype_term_is_zero_for_identical_features():
-    card = _card()
-    present = torch.ones(2, 3, dtype=torch.bool)
-    _, _, out = _forward(card, present)
-    shared = out.fused_features["a"].detach()
-    same = dataclasses.replace(out, fused_features={s: shared for s in out.fused_features},
-                               encoder_features={m: shared.clone() for m in NAMES})
-    terms = PassionLoss(card).eval()(same, _regions(), present)
-    assert all(v.item() < 1e-10 for v in terms.prototype.values())
-    terms = PassionLoss(card).eval()(out, _regions(), present)
-    assert all(v.item() > 0 for v in terms.prototype.values())
+# --- card fields -------------------------------------------------------------------------------
+
+def test_passion_card_fields_are_validated():
+    t = _card().training
+    assert (t.passion_temperature, t.passion_epoch_steps, t.passion_warmup_epochs, t.passion_preference_rate) == \
+        (4.0, None, 0, 0.01)
+    assert _card(passion_epoch_steps=5, passion_warmup_epochs=2).training.passion_epoch_steps == 5
+    for field, value in (("passion_epoch_steps", 0), ("passion_warmup_epochs", -1),
+                         ("passion_temperature", 0.0), ("passion_preference_rate", -0.1)):
+        with pytest.raises(CardError, match=f"training.{field}"):
+            _card(**{field: value})
+    with pytest.raises(ValueError, match="steps per epoch"):
+        Objective(_card())
 
 
-def test_targets_absent_from_every_sample_give_no_prototype_term():
-    card = _card()
-    present = torch.ones(2, 3, dtype=torch.bool)
-    _, _, out = _forward(card, present)
-    terms = PassionLoss(card).eval()(out, torch.zeros(2, 2, *TINY_SHAPE), present)
-    assert all(v.item() == 0 for v in terms.prototype.values())
-    assert torch.isfinite(terms.total) and terms.total > 0  # the pixel term still counts
+def test_frequency_weights_balance_the_modalities_in_expectation():
+    # Per batch, modality m counts in a fraction P(m) of the samples and weighs 1 / P(m).
+    names, rates = ("a", "b"), {"b": 0.75}
+    w = inverse_frequency_weights(names, rates)
+    assert (w * presence_frequencies(names, rates)).tolist() == pytest.approx([1.0, 1.0])
+    assert math.isclose(w[1], 4.0)
 
 
-def test_lagging_modality_is_found_and_gains_weight():
-    card = _card({})
-    present = torch.ones(2, 3, dtype=torch.bool)
-    _, _, out = _forward(card, present)
-    feats = {m: out.fused_features["a"].detach().clone() for m in NAMES}
-    feats["m1"] = torch.randn_like(feats["m1"])  # only m1 is far from the teacher
-    out = dataclasses.replace(out, encoder_features=feats)
-    loss = PassionLoss(card, preference_rate=0.1).train()
-    terms = loss(out, _regions(), present)
-    assert terms.lagging == ("m1",)
-    assert terms.preference["m1"] > 0 > terms.preference["m0"]
-    assert terms.weights == pytest.approx({m: 1.0 for m in NAMES})  # weights used this call
-    beta = loss.preference
-    assert beta[1] > beta[0] and beta.pow(2).mean().item() == pytest.approx(1.0)
-    frozen = loss.preference.clone()
-    loss.eval()(out, _regions(), present)
-    assert torch.equal(loss.preference, frozen)
-
-
-def test_rare_modalities_weigh_more():
-    card = _card({"m1": 0.5})
-    loss = PassionLoss(card)
-    w = loss.inverse_frequency
-    assert w[1] / w[0] == pytest.approx(2.0) and w[2] == w[0]
-
-
-def test_passion_needs_modality_heads():
-    card = card_from_dict(multimodal_dict(3))
-    present = torch.ones(1, 3, dtype=torch.bool)
-    out = CIMLNet(card).forward_features(torch.randn(1, 3, *TINY_SHAPE), present)
-    with pytest.raises(ValueError, match="modality_heads"):
-        PassionLoss(card)(out, _regions(1), present)
-
-
-def test_a_few_steps_reduce_supervised_plus_passion_loss():
-    card = _card()
-    present = torch.tensor([[True, False, True], [True, True, True]])
-    net, x, _ = _forward(card, present, seed=1)
-    y = _regions()
-    supervised, passion = CIMLLoss(card), PassionLoss(card)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    history = []
-    for _ in range(12):
-        out = net.forward_features(x, present)
-        total = supervised(out, y).total + passion(out, y, present).total
-        opt.zero_grad()
-        total.backward()
-        opt.step()
-        history.append(total.item())
-    assert all(np.isfinite(history))
-    assert history[-1] < history[0]
+def test_passion_false_keeps_the_modality_dropout_without_passions_terms(tiny_preset):
+    card = tiny_preset("brats")
+    rates = {"t1": 0.3, "t2": 0.3}
+    with_passion = dataclasses.replace(card, training=dataclasses.replace(card.training, missing_rates=rates))
+    control = dataclasses.replace(card, training=dataclasses.replace(card.training, missing_rates=rates,
+                                                                      passion=False))
+    assert Objective(with_passion, epoch_steps=1).passion is not None
+    assert Objective(control, epoch_steps=1).passion is None  # the supervised loss only
+    assert card_from_dict(control.to_dict()).training.passion is False

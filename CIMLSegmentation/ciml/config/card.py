@@ -167,7 +167,10 @@ class TrainingSpec:
         warmup_steps: linear learning-rate warm-up before the cosine decay.
         deep_supervision_weight: weight of the per-modality branch losses (MAML; with PASSION,
             of its preference-masked unimodal losses).
-        missing_rates: modality -> probability that a training case lacks it (PASSION).
+        missing_rates: modality -> probability that a training case lacks it (modality dropout).
+        passion: with ``missing_rates``, train with PASSION's self-distillation and preference
+            terms; ``false``: plain modality dropout at the same rates (the control PASSION is
+            compared against).
         distill_weight: weight of PASSION's pixel-wise self-distillation.
         prototype_weight: weight of PASSION's prototype (semantic) self-distillation.
         passion_temperature: temperature of PASSION's pixel-wise KL (the authors' 4).
@@ -195,6 +198,7 @@ class TrainingSpec:
     warmup_steps: int = 0
     deep_supervision_weight: float = 0.5
     missing_rates: dict[str, float] = field(default_factory=dict)
+    passion: bool = True
     distill_weight: float = 0.5
     prototype_weight: float = 0.1
     passion_temperature: float = 4.0

@@ -241,6 +241,11 @@ def _missing_rates(raw: Any, modalities: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
+def _optional_int(value: Any, path: str, minimum: int | None = None) -> int | None:
+    """``None`` (the field's documented default behaviour) or an integer of at least ``minimum``."""
+    return None if value is None else _int(value, path, minimum)
+
+
 def _training(raw: Any, dims: int, multiple: int, modalities: tuple[str, ...]) -> TrainingSpec:
     d = _mapping(raw, "training", TrainingSpec)
     get = _getter(d, TrainingSpec)
@@ -261,8 +266,13 @@ def _training(raw: Any, dims: int, multiple: int, modalities: tuple[str, ...]) -
         warmup_steps=_int(get("warmup_steps"), "training.warmup_steps", minimum=0),
         deep_supervision_weight=weight("deep_supervision_weight"),
         missing_rates=_missing_rates(get("missing_rates"), modalities),
+        passion=_bool(get("passion"), "training.passion"),
         distill_weight=weight("distill_weight"),
         prototype_weight=weight("prototype_weight"),
+        passion_temperature=_float(get("passion_temperature"), "training.passion_temperature", 1e-3, 1e3),
+        passion_epoch_steps=_optional_int(get("passion_epoch_steps"), "training.passion_epoch_steps", minimum=1),
+        passion_warmup_epochs=_int(get("passion_warmup_epochs"), "training.passion_warmup_epochs", minimum=0),
+        passion_preference_rate=_float(get("passion_preference_rate"), "training.passion_preference_rate", 0.0, 10.0),
         level_set_weight=weight("level_set_weight"),
         consistency_weight=weight("consistency_weight"),
         consistency_ramp_steps=_int(get("consistency_ramp_steps"), "training.consistency_ramp_steps", minimum=0),

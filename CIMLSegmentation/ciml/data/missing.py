@@ -5,12 +5,13 @@ probability ``p_m = card.training.missing_rates[m]`` (0 when not listed). A draw
 every modality is re-drawn: a case without any input teaches nothing. So the drawn presence
 follows the independent model *conditioned on at least one modality being present*, and the
 marginal presence frequency of ``m`` is ``(1 - p_m) / (1 - prod_k p_k)``
-(:func:`presence_frequencies`). That shared factor cancels in PASSION's normalised
-inverse-frequency weights, which are therefore proportional to ``1 / (1 - p_m)``.
+(:func:`presence_frequencies`), whose inverse is PASSION's frequency weight
+(:func:`ciml.losses.passion.inverse_frequency_weights`).
 
 A dropped modality is zeroed (:func:`apply_presence`), the convention ``ciml.data`` uses for a
 modality a case never had, and ``present`` is passed to the network so that the modality sends
-no gate message.
+no gate message. PASSION's single-modality students are built the same way
+(:func:`ciml.losses.passion_students.single_modality_students`).
 
 Only numpy is needed here; :func:`apply_presence` also takes torch tensors.
 """

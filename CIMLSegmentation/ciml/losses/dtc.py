@@ -107,15 +107,19 @@ class DTCLoss(nn.Module):
     ``w(step) * MSE(sigmoid(logits), sigmoid(-k * level_set))`` on all cases, with
     ``w(step) = consistency_weight * sigmoid_rampup(step, consistency_ramp_steps)``.
 
-    As in DTC, the consistency term is not detached on either side: it trains both heads.
+    As in DTC, the consistency term is not detached on either side: it trains both heads, and
+    it is one mean over the whole batch, labelled and unlabelled cases together (DTC's
+    ``train_la_dtc.py``): call it once on a mixed batch with ``labelled``, not once per part,
+    which would count the consistency twice.
 
     Args:
         card: ``training.level_set_weight``, ``consistency_weight``,
             ``consistency_ramp_steps`` and ``level_set_k``.
 
-    Shapes: ``forward(output with logits and level_set (B, T, *S), regions (B, T, *S) or None,
-    step)``; ``labelled`` (B,) bool selects the labelled cases of a mixed batch (the other rows of
-    ``regions`` are ignored); ``sdf`` (B, T, *S) may give precomputed signed distances.
+    Shapes: ``forward(output with logits and level_set (B, T, *S), regions, step)``;
+    ``labelled`` (B,) bool selects the labelled cases of a mixed batch; ``regions`` and ``sdf``
+    are (B, T, *S) (the unlabelled rows are ignored) or (n, T, *S) for the n labelled rows only,
+    in order, or ``None`` (no labelled case); ``sdf`` gives precomputed signed distances.
     """
 
     def __init__(self, card: ModelCard):
@@ -136,6 +140,15 @@ class DTCLoss(nn.Module):
 
     def forward(self, output: NetOutput, regions: torch.Tensor | None, step: int,
                 labelled: torch.Tensor | None = None, sdf: torch.Tensor | None = None) -> DTCTerms:
+        """The DTC terms of a batch.
+
+        Args:
+            output: the network's output for B samples, with ``level_set`` (B, T, *S).
+            regions: the labelled samples' (B, T, *S) or (n, T, *S) binary regions, or ``None``.
+            step: the optimiser step (the consistency ramp).
+            labelled: (B,) bool, the labelled samples; ``None``: all of them.
+            sdf: precomputed signed distances, shaped as ``regions``.
+        """
         if output.level_set is None:
             raise ValueError("DTC needs the level-set head: set network.level_set_head")
         level_set = output.level_set
@@ -147,11 +160,19 @@ class DTCLoss(nn.Module):
             rows = (torch.ones(level_set.shape[0], dtype=torch.bool, device=level_set.device)
                     if labelled is None else labelled.to(device=level_set.device, dtype=torch.bool))
             if rows.any():
-                if sdf is None:
-                    target = signed_distance(regions[rows.to(regions.device)])
-                else:
-                    target = sdf[rows.to(sdf.device)]
+                target = signed_distance(_labelled_rows(regions, rows)) if sdf is None else _labelled_rows(sdf, rows)
                 target = target.to(device=level_set.device, dtype=level_set.dtype)
                 regression = (level_set[rows] - target).pow(2).mean()
                 total = total + self.level_set_weight * regression
         return DTCTerms(total=total, level_set=regression, consistency=consistency, consistency_weight=weight)
+
+
+def _labelled_rows(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The labelled rows of (B, ...) ``values`` selected by (B,) bool ``rows``, or ``values``
+    itself when it holds only those rows already ((n, ...), n = rows.sum())."""
+    if values.shape[0] == rows.shape[0]:
+        return values[rows.to(values.device)]
+    if values.shape[0] == int(rows.sum()):
+        return values
+    raise ValueError(f"expected {rows.shape[0]} or {int(rows.sum())} rows (the batch or its labelled "
+                     f"cases), got {values.shape[0]}")

@@ -89,13 +89,19 @@ class CIMLNet(nn.Module):
         Args:
             features: :meth:`encode`'s output.
             present: (B, M) 1 where a modality was given; absent auxiliaries send no message.
+
+        Returns:
+            The :class:`NetOutput`; its ``decoder_features`` hold each sub-task decoder's last
+            features, (B, features[0], *S).
         """
-        logits, level_sets, gates, fused = [], [], {}, {}
+        logits, level_sets, gates, fused, decoded = [], [], {}, {}, {}
         for s in self.card.subtasks:
             skips, messages = self.gated_skips(s.name, features, present)
             gates.update(messages)
             fused[s.name] = skips[-1]
-            task_logits, level_set = self.decoders[s.name](skips)
+            # The decoder's forward in two halves, so its last features are kept, not recomputed.
+            decoded[s.name] = self.decoders[s.name].features(skips)
+            task_logits, level_set = self.decoders[s.name].heads(decoded[s.name])
             logits.append(task_logits)
             level_sets.append(level_set)
         kl = torch.stack([g.kl for g in gates.values()]).mean() if gates else logits[0].new_zeros(())
@@ -105,7 +111,8 @@ class CIMLNet(nn.Module):
             encoder_features={m: f[-1] for m, f in features.items()}, fused_features=fused,
             branch_logits={m: head(features[m]) for m, head in self.modality_heads.items()}
             if self.modality_heads is not None else {},
-            level_set=torch.cat(level_sets, dim=1)[:, order] if self.card.network.level_set_head else None)
+            level_set=torch.cat(level_sets, dim=1)[:, order] if self.card.network.level_set_head else None,
+            decoder_features=decoded)
 
     def gated_skips(self, subtask: str, features: dict[str, list[torch.Tensor]],
                     present: torch.Tensor | None = None

@@ -40,6 +40,24 @@ class SubTaskDecoder(nn.Module):
             x = up(x, skip)
         return x
 
+    def scales(self, skips: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Every up-block's output, full resolution first (for deep supervision).
+
+        Adds nothing to the module (no parameters); ``scales(skips)[0]`` is :meth:`features`.
+
+        Args:
+            skips: the encoder's features, [ (B, features[i], *S / 2**i) ] shallowest first.
+
+        Returns:
+            [ (B, features[i], *S / 2**i) for i = 0 .. len(features) - 2 ].
+        """
+        x = skips[-1]
+        outputs = []
+        for up, skip in zip(self.up, reversed(skips[:-1])):
+            x = up(x, skip)
+            outputs.append(x)
+        return outputs[::-1]
+
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """:meth:`features`' output -> (logits, level set or None)."""
         return self.head(x), None if self.level_set is None else torch.tanh(self.level_set(x))

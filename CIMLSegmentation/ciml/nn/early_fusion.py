@@ -66,6 +66,21 @@ class EarlyFusionNet(nn.Module):
         return self.net(x)
 
     def forward_features(self, x: torch.Tensor, present: torch.Tensor | None = None) -> NetOutput:
-        # An absent modality is a zero channel; early fusion has no other way to know.
-        logits = self.net(x)
-        return NetOutput(logits=logits, kl=logits.new_zeros(()))
+        """The logits and the last decoder features (the input of DynUNet's output block).
+
+        Args:
+            x: (B, M, *S) the modalities as channels.
+            present: (B, M); unused: an absent modality is a zero channel, and early fusion
+                has no other way to know.
+
+        Returns:
+            A :class:`NetOutput` with ``logits`` (B, T, *S) and, for every sub-task, the same
+            (B, features[0], *S) ``decoder_features``.
+        """
+        # DynUNet.forward is skip_layers then output_block (plus deep-supervision heads, never
+        # enabled here); calling the two halves gives the same logits and the features between
+        # them, without a forward hook (state left on the module, invisible where this is read).
+        features = self.net.skip_layers(x)
+        logits = self.net.output_block(features)
+        return NetOutput(logits=logits, kl=logits.new_zeros(()),
+                         decoder_features={s.name: features for s in self.card.subtasks})

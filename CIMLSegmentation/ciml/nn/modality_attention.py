@@ -1,19 +1,29 @@
-"""MAML's modality-aware attention: per-voxel weights over the modalities, and their weighted sum."""
+"""MAML's modality-aware attention: fuses the modality-specific networks' full-resolution features."""
 
 from __future__ import annotations
 
 import torch
-from monai.networks.layers.factories import Act, Conv
+from monai.networks.blocks import Convolution
 from torch import nn
+
+# nnU-Net's LeakyReLU slope, which the authors' attention blocks use.
+LEAKY_RELU_SLOPE = 0.01
+# The authors' fusion and attention convolutions are 3x3(x3) (generic_MAML.py, conv_kwargs).
+ATTENTION_KERNEL_SIZE = 3
 
 
 def present_mask(present: torch.Tensor | None, batch: int, n_modalities: int,
                  device: torch.device) -> torch.Tensor:
-    """(B, M) boolean mask of the modalities to attend to.
+    """(B, M) boolean mask of the modalities to fuse.
 
-    ``None`` means every modality is present. A sample whose mask would be all absent is
-    treated as all present: a softmax over no modality is undefined, and a case without any
-    image has nothing better to offer than the network's ordinary fusion.
+    A sample whose mask would be all absent is treated as all present: a case without any image
+    has nothing better to offer than the network's ordinary fusion.
+
+    Args:
+        present: (B, M), > 0 where a case has the modality; ``None`` means all present.
+        batch: B.
+        n_modalities: M.
+        device: where the mask lives.
     """
     if present is None:
         return torch.ones(batch, n_modalities, dtype=torch.bool, device=device)
@@ -24,47 +34,62 @@ def present_mask(present: torch.Tensor | None, batch: int, n_modalities: int,
 
 
 class ModalityAwareAttention(nn.Module):
-    """Fuses M modalities' features at one encoder level with per-voxel attention weights.
+    """Fuses M modality-specific networks' last decoder features with modality-aware attention.
 
-    The M feature maps are concatenated along the channels, a 1x1 convolution mixes them into
-    ``channels`` hidden channels (LeakyReLU), and a second 1x1 convolution gives one score map per
-    modality. A softmax over the modality axis turns the scores into weights that sum to 1 at
-    every voxel, and the fused features are the weighted sum of the modalities' features. Where a
-    modality is absent its features are zeroed before scoring (so it cannot sway the other
-    weights) and its score is set to -inf (so its weight is exactly 0).
+    As the authors' ``Generic_MAML.forward``:
+
+    1. initial fusion: ``F_0 = conv3x3(concat(F_1 .. F_M))`` (M*C -> C channels);
+    2. per modality i, an attention map ``A_i = sigmoid(conv3x3(LeakyReLU(norm(conv3x3(
+       concat(F_i, F_0))))))`` with C channels: one weight per modality, channel and voxel,
+       each in (0, 1) and independent of the other modalities' weights (no softmax);
+    3. fused features ``F = sum_i A_i * F_i`` (a sum, not a mean).
+
+    An absent modality is left out: its features are zeroed before the initial fusion (so
+    whatever its input holds cannot reach ``F_0``) and its attention map is set to 0 (so it adds
+    nothing to the sum). The authors' code has no missing-modality case; leaving the branch out
+    is this project's reading of it.
 
     Args:
         spatial_dims: 2 or 3.
-        channels: C, the channels of each modality's features at this level.
+        channels: C, the channels of each modality's features (``network.features[0]``).
         n_modalities: M.
+        norm: MONAI normalisation name of the attention blocks (the authors' instance norm).
 
     Shapes: ``forward([ (B, C, *S) ] * M, present (B, M) or None) -> (fused (B, C, *S),
-    weights (B, M, *S) in [0, 1], summing to 1 over M)``.
+    weights (B, M, C, *S) in (0, 1), exactly 0 for absent modalities)``.
     """
 
-    def __init__(self, spatial_dims: int, channels: int, n_modalities: int):
+    def __init__(self, spatial_dims: int, channels: int, n_modalities: int, norm: str = "instance"):
         super().__init__()
-        conv = Conv[Conv.CONV, spatial_dims]
         self.n_modalities = n_modalities
-        self.score = nn.Sequential(
-            conv(n_modalities * channels, channels, kernel_size=1),
-            Act[Act.LEAKYRELU](negative_slope=0.01, inplace=True),
-            conv(channels, n_modalities, kernel_size=1))
+        # MONAI's Convolution is conv -> norm -> act in one block; the second convolution has
+        # neither (its output goes straight into the sigmoid), so it is a bare conv_only block.
+        # The first has no bias (the authors' has one): the norm right after removes it, as in
+        # MONAI's UnetBasicBlock.
+        self.initial = Convolution(spatial_dims, n_modalities * channels, channels,
+                                   kernel_size=ATTENTION_KERNEL_SIZE, conv_only=True)
+        act = ("leakyrelu", {"negative_slope": LEAKY_RELU_SLOPE, "inplace": True})
+        self.attention = nn.ModuleList(
+            nn.Sequential(
+                Convolution(spatial_dims, 2 * channels, channels, kernel_size=ATTENTION_KERNEL_SIZE,
+                            norm=norm, act=act, adn_ordering="NA", bias=False),
+                Convolution(spatial_dims, channels, channels, kernel_size=ATTENTION_KERNEL_SIZE,
+                            conv_only=True),
+                nn.Sigmoid())
+            for _ in range(n_modalities))
 
     def forward(self, features: list[torch.Tensor],
                 present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if len(features) != self.n_modalities:
             raise ValueError(f"expected {self.n_modalities} modalities' features, got {len(features)}")
         stacked = torch.stack(features, dim=1)  # (B, M, C, *S)
-        batch, _, channels, *spatial = stacked.shape
+        batch = stacked.shape[0]
         mask = present_mask(present, batch, self.n_modalities, stacked.device)
-        shape = (batch, self.n_modalities, *([1] * (stacked.dim() - 2)))
-        # Zeroing (not just down-weighting) the absent features makes the fusion independent of
-        # whatever an absent channel holds: 0 * finite features is exactly 0.
-        stacked = stacked * mask.reshape(shape).to(stacked.dtype)
-        scores = self.score(stacked.reshape(batch, self.n_modalities * channels, *spatial))
-        scores = scores.masked_fill(~mask.reshape(batch, self.n_modalities, *([1] * len(spatial))),
-                                    float("-inf"))
-        weights = torch.softmax(scores, dim=1)
-        fused = (weights.unsqueeze(2) * stacked).sum(dim=1)
-        return fused, weights
+        mask = mask.reshape(batch, self.n_modalities, *([1] * (stacked.dim() - 2))).to(stacked.dtype)
+        # Zeroing (not just down-weighting) makes the fusion independent of an absent branch:
+        # 0 * finite features is exactly 0.
+        stacked = stacked * mask
+        initial = self.initial(stacked.flatten(1, 2))
+        weights = torch.stack([block(torch.cat([stacked[:, i], initial], dim=1))
+                               for i, block in enumerate(self.attention)], dim=1) * mask
+        return (weights * stacked).sum(dim=1), weights

@@ -42,6 +42,11 @@ class NetOutput:
             the output head (for a network with one fused decoder, every sub-task names the same
             tensor): the space PASSION's pixel and prototype self-distillation compare the
             single-modality and all-modality passes in.
+        branch_scales: modality -> that branch's logits at every deep-supervised decoder scale,
+            full resolution first: index i is (B, T, *S / 2**i) and index 0 is
+            ``branch_logits[modality]`` (MAML, whose branches are deep-supervised with nnU-Net's
+            weights, :func:`ciml.nn.deep_supervision.supervised_scale_weights`); empty for
+            networks whose branches give full-resolution logits only.
     """
 
     logits: torch.Tensor
@@ -52,3 +57,4 @@ class NetOutput:
     branch_logits: dict[str, torch.Tensor] = field(default_factory=dict)
     level_set: torch.Tensor | None = None
     decoder_features: dict[str, torch.Tensor] = field(default_factory=dict)
+    branch_scales: dict[str, list[torch.Tensor]] = field(default_factory=dict)

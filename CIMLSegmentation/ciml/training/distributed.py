@@ -45,13 +45,36 @@ def device_for(world: World, device: torch.device) -> torch.device:
     return torch.device("cuda", world.local_rank) if device.type == "cuda" and world.distributed else device
 
 
+def _collective_device(world: World) -> torch.device:
+    """Where a collective's tensors must live: NCCL only moves GPU tensors (this process's GPU)."""
+    return torch.device("cuda", world.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def broadcast_flag(world: World, flag: bool) -> bool:
     """Rank 0's decision (e.g. to stop early), shared with every rank."""
     if not world.distributed:
         return flag
-    value = torch.tensor([int(flag)])
+    value = torch.tensor([int(flag)], device=_collective_device(world))
     dist.broadcast(value, src=0)
     return bool(value.item())
+
+
+def all_reduce_sum(world: World, tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of ``tensor`` over every process (``tensor`` itself in a single process).
+
+    Every process must call it at the same point with a tensor of the same shape and dtype
+    (PASSION's per-step relative preference and per-epoch statistics). The input is left
+    unchanged; the result has its device and dtype.
+
+    Args:
+        world: this process's place in the process group.
+        tensor: any shape, any device.
+    """
+    if not world.distributed:
+        return tensor
+    total = tensor.detach().to(_collective_device(world), copy=True)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total.to(tensor.device)
 
 
 def barrier(world: World) -> None:

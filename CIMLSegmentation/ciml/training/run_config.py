@@ -103,7 +103,7 @@ def effective_card(settings: dict[str, Any], base: ModelCard | None = None) -> M
     if settings.get("missing_rates"):
         card["training"]["missing_rates"] = settings["missing_rates"]
         if settings.get("arch", "ciml") == "ciml":
-            card["network"]["modality_heads"] = True  # PASSION distils into unimodal outputs
+            card["network"]["modality_heads"] = True  # CIML's unimodal outputs for PASSION's unimodal losses
     if settings.get("unlabeled"):
         card["network"]["level_set_head"] = True  # DTC's second task
     return card_from_dict(card)

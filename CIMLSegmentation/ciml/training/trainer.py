@@ -18,6 +18,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from ciml.training import distributed
 from ciml.training.checkpoint import load_checkpoint, restore_random_state, save_checkpoint
 from ciml.training.objective import Objective
 from ciml.training.plots import training_curve
+from ciml.training.run_config import steps_for_epochs
 from ciml.training.sampling import step_loader
 
 
@@ -179,7 +181,8 @@ class Trainer:
         if self.world.distributed:
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        objective = self.objective = Objective(self.card)
+        objective = self.objective = Objective(self.card, self._passion_epoch_steps(),
+                                               partial(distributed.all_reduce_sum, self.world))
         if resume:
             objective.load_state_dict(self._objective_state)
         loaders, validation = self._loaders(self.state.step)
@@ -211,13 +214,33 @@ class Trainer:
         present = present.to(self.device).float() if present is not None else None
         with autocast(self.device):
             output = model(images, present)
-        total, logs = objective(output, batch["label"].to(self.device), present, n_labelled, self.state.step)
+        total, logs = objective(output, batch["label"].to(self.device), present, n_labelled, self.state.step,
+                                images=images, forward=self._student_forward(network))
         optimiser.zero_grad(set_to_none=True)
         scaler.scale(total).backward()
         scaler.step(optimiser)
         scaler.update()
         scheduler.step()
         return logs
+
+    def _student_forward(self, network):
+        """PASSION's extra passes: the network's ``forward_features`` under the teacher's autocast.
+
+        The bare network, not the DDP wrapper (DDP expects one forward per backward): autograd
+        sums each parameter's gradient over all passes before DDP's hook all-reduces it once.
+        """
+        def forward(images: torch.Tensor, present: torch.Tensor):
+            with autocast(self.device):
+                return network.forward_features(images, present)
+        return forward
+
+    def _passion_epoch_steps(self) -> int | None:
+        """Steps per epoch of PASSION's preference schedule: ``training.passion_epoch_steps``,
+        by default the steps that show every training case once on average (the authors' epoch)."""
+        t = self.card.training
+        if not t.missing_rates:
+            return None
+        return t.passion_epoch_steps or steps_for_epochs(1, len(self.records["train"]), t.batch_size, self.world.size)
 
     def _validate_and_checkpoint(self, network, optimiser, scheduler, scaler, validation) -> bool:
         stop = False

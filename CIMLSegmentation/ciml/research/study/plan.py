@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ciml.config import preset_dict
@@ -53,7 +53,9 @@ class Method:
         description: one line for the report.
         arch: ``ciml train --arch``.
         edit: change to the task's card (ablations), or ``None``.
-        missing_modalities: train with PASSION, each auxiliary absent at the plan's rate.
+        missing_modalities: train with each auxiliary absent at the plan's rates.
+        passion: with ``missing_modalities``, add PASSION's losses; without it the method is the
+            control, plain modality dropout at the same rates (``training.passion: false``).
         labelled: ``"all"`` training cases, or ``"few"`` (the plan's ``few_labelled``).
         unlabelled: also train on the remaining cases without their labels (DTC).
         needs_subtasks: least number of sub-tasks in the task's card for the method to differ
@@ -65,6 +67,7 @@ class Method:
     arch: str = "ciml"
     edit: CardEdit | None = None
     missing_modalities: bool = False
+    passion: bool = True
     labelled: str = "all"
     unlabelled: bool = False
     needs_subtasks: int = 1
@@ -82,7 +85,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("no-decomposition", "CIML with one decoder for all targets, all other modalities gated in",
            edit=_one_decoder, needs_subtasks=2),
     Method("ciml-passion", "CIML trained with PASSION for missing modalities", missing_modalities=True),
+    Method("ciml-dropout", "CIML trained with the same modality dropout, without PASSION's losses",
+           missing_modalities=True, passion=False),
     Method("maml-passion", "MAML trained with PASSION for missing modalities", arch="maml", missing_modalities=True),
+    Method("maml-dropout", "MAML trained with the same modality dropout, without PASSION's losses", arch="maml",
+           missing_modalities=True, passion=False),
+    Method("early-fusion-passion", "early fusion trained with PASSION for missing modalities", arch="early-fusion",
+           missing_modalities=True),
     Method("supervised-few", "CIML on the few labelled cases only", labelled="few"),
     Method("dtc-few", "CIML + DTC on the few labelled cases and the rest unlabelled", labelled="few", unlabelled=True),
 )}
@@ -100,7 +109,9 @@ class StudyPlan:
             "inference": {...}, "spacing": ...}``).
         methods: methods compared on all labelled cases.
         missing_models: methods also evaluated with each auxiliary missing.
-        missing_rate: PASSION's per-auxiliary absence rate in training.
+        missing_rate: every auxiliary's absence rate in training, unless ``missing_rates``.
+        missing_rates: per-auxiliary absence rates in training (imbalanced, as PASSION's paper
+            studies: one modality missing far more often than the others).
         semi_supervised: the few-labels methods (empty: no semi-supervised study).
         few_labelled: labelled cases of the semi-supervised study (validation included).
         seeds: training seeds; every method runs each.
@@ -115,6 +126,7 @@ class StudyPlan:
     methods: tuple[str, ...]
     missing_models: tuple[str, ...] = ()
     missing_rate: float = 0.3
+    missing_rates: dict[str, float] = field(default_factory=dict)
     semi_supervised: tuple[str, ...] = ()
     few_labelled: int = 6
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -138,12 +150,18 @@ class StudyPlan:
             else:
                 card[key] = copy.deepcopy(value)
         card["name"] = f"{self.task}-{method}"
+        if m.missing_modalities and not m.passion:
+            card.setdefault("training", {})["passion"] = False
         return m.edit(card) if m.edit else card
 
     def auxiliaries(self) -> list[str]:
         """Modalities that can be missing: all but the reference, which gives the output grid."""
         card = preset_dict(self.task)
         return [m["name"] for m in card["modalities"] if m["name"] != card["reference"]]
+
+    def training_missing_rates(self) -> dict[str, float]:
+        """Each auxiliary's absence rate in the missing-modality methods' training."""
+        return {a: self.missing_rates.get(a, self.missing_rate) for a in self.auxiliaries()}
 
     def applicable(self, method: str) -> bool:
         return len(preset_dict(self.task)["subtasks"]) >= METHODS[method].needs_subtasks
@@ -173,13 +191,19 @@ PLANS: dict[str, StudyPlan] = {
     "shapes": StudyPlan(
         task="shapes", train_cases=24, test_cases=12, budget=_SHAPES_BUDGET,
         methods=("ciml", "early-fusion", "maml", "primary-only", "no-bottleneck", "no-attention"),
-        missing_models=("ciml", "early-fusion", "maml", "ciml-passion", "maml-passion"),
+        missing_models=("ciml", "ciml-dropout", "ciml-passion", "maml", "maml-dropout", "maml-passion",
+                        "early-fusion", "early-fusion-passion"),
+        # Imbalanced, as PASSION's paper: the complementary cue is missing in most training cases.
+        missing_rates={"cue": 0.7, "echo": 0.1},
         semi_supervised=("supervised-few", "dtc-few")),
     "brats": StudyPlan(
         task="brats", train_cases=24, test_cases=8, budget=_BRATS_BUDGET,
         methods=("ciml", "early-fusion", "maml", "primary-only", "no-decomposition", "no-bottleneck",
                  "no-attention"),
-        missing_models=("ciml", "early-fusion", "maml", "ciml-passion")),
+        missing_models=("ciml", "ciml-dropout", "ciml-passion", "maml", "maml-dropout", "maml-passion",
+                        "early-fusion", "early-fusion-passion"),
+        # Imbalanced, as PASSION's paper: FLAIR (WT's primary) missing in most training cases.
+        missing_rates={"t1": 0.1, "t2": 0.1, "flair": 0.7}),
 }
 
 

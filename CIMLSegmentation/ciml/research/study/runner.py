@@ -90,7 +90,7 @@ def train_step(plan: StudyPlan, out: Path, method: str, seed: int) -> Step:
                "--card", str(card_file), "--arch", m.arch, "--seed", str(seed), "--out", str(run),
                "--val-fraction", str(plan.val_fraction), "--device", "cpu", "--progress", "none"]
     if m.missing_modalities:
-        command += ["--missing-rates", ",".join(f"{a}={plan.missing_rate}" for a in plan.auxiliaries())]
+        command += ["--missing-rates", ",".join(f"{a}={r}" for a, r in plan.training_missing_rates().items())]
     if m.unlabelled:
         command += ["--unlabeled", str(folders["unlabelled"])]
     return Step(command, run / TRAINED, log)
