@@ -71,8 +71,29 @@ def test_a_difference_counts_only_beyond_both_spreads():
 def test_resuming_a_killed_run_uses_its_checkpoint(tmp_path):
     plan = PLANS["shapes"]
     assert "--resume" not in train_step(plan, tmp_path, "ciml", 0).command
-    (run_folder(tmp_path, "ciml", 0) / "checkpoints").mkdir(parents=True)
+    run = run_folder(tmp_path, "ciml", 0)
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
     assert "--resume" in train_step(plan, tmp_path, "ciml", 0).command
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again_and_keeps_its_remains(tmp_path):
+    plan = PLANS["shapes"]
+    run = run_folder(tmp_path, "ciml", 0)
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "log.jsonl").write_text("{}\n")
+    assert "--resume" not in train_step(plan, tmp_path, "ciml", 0).command
+    assert not run.exists()
+    kept = list(run.parent.glob("seed0.interrupted-*"))
+    assert len(kept) == 1 and (kept[0] / "log.jsonl").read_text() == "{}\n"
+
+
+def test_the_missing_modality_methods_train_at_the_plans_imbalanced_rates(tmp_path):
+    plan = PLANS["shapes"]
+    command = train_step(plan, tmp_path, "ciml-dropout", 0).command
+    assert command[command.index("--missing-rates") + 1] == "cue=0.7,echo=0.1"
+    assert plan.card("ciml-dropout")["training"]["passion"] is False
+    assert "passion" not in plan.card("ciml-passion").get("training", {})
 
 
 def test_a_tiny_study_end_to_end_then_nothing_is_rerun(tmp_path):

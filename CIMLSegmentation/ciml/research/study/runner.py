@@ -83,8 +83,12 @@ def run_folder(out: Path, method: str, seed: int) -> Path:
 def train_step(plan: StudyPlan, out: Path, method: str, seed: int) -> Step:
     m, folders, run = METHODS[method], data_folders(out), run_folder(out, method, seed)
     log = run.with_suffix(".train.log")
-    if (run / "checkpoints").exists():
+    if (run / "checkpoints" / "last.pt").exists():
         return Step([*CIML, "train", "--resume", "--out", str(run), "--progress", "none"], run / TRAINED, log)
+    if run.exists() and not (run / TRAINED).exists():
+        # Stopped before its first checkpoint: nothing to resume, and `ciml train` never writes
+        # into an existing run, so the remains are moved aside (kept, not deleted).
+        run.replace(run.with_name(f"{run.name}.interrupted-{time.strftime('%Y%m%d-%H%M%S')}"))
     card_file = out / "cards" / f"{method}.json"
     command = [*CIML, "train", "--data", str(folders["few" if m.labelled == "few" else "train"]),
                "--card", str(card_file), "--arch", m.arch, "--seed", str(seed), "--out", str(run),
