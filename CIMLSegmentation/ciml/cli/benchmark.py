@@ -152,23 +152,29 @@ def format_pipelines(result: dict[str, Any]) -> str:
     head = ["process", "median s", "min s", "max s", "peak RSS"]
     rows = [head] + [[r["label"], f"{r['median_s']:.1f}", f"{r['min_s']:.1f}", f"{r['max_s']:.1f}",
                       _gb(r["rss_peak_bytes"])] for r in result["processes"].values()]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-              for row in rows]
+    lines += _aligned(rows)
     stages = {name: r["stages_median_s"] for name, r in result["processes"].items() if r.get("stages_median_s")}
     if stages:
         lines += ["", "Where a ciml process's time went (median seconds per stage, from its report.json)"]
         names = list(next(iter(stages.values())))
         rows = [["process", *names]] + [[name, *(f"{s[n]:.1f}" for n in names)] for name, s in stages.items()]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-                  for row in rows]
-    lines += ["", "Ratios of median times"]
-    for key, r in result["ratios"].items():
-        verdict = "report only" if r["target"] is None else (
-            f"target <= {r['target']}: {'met' if r['met'] else 'NOT met'}")
-        lines.append(f"  {key:<28} {r['value']:6.2f}   {verdict}")
+        lines += _aligned(rows)
+    lines += ["", "Ratios of median times", *_ratio_lines(result["ratios"], 28)]
     return "\n".join(lines) + "\n"
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    """Rows as text columns: the first left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            for row in rows]
+
+
+def _ratio_lines(ratios: dict[str, Any], width: int) -> list[str]:
+    """One line per ratio: its value and its bound's verdict, or "report only"."""
+    return [f"  {key:<{width}} {r['value']:6.2f}   "
+            + ("report only" if r["target"] is None else f"target <= {r['target']}: {'met' if r['met'] else 'NOT met'}")
+            for key, r in ratios.items()]
 
 
 def _gb(value: Any) -> str:
@@ -193,14 +199,8 @@ def format_report(result: dict[str, Any]) -> str:
         peak = r.get("cuda_peak_bytes") if cuda else r.get("rss_peak_bytes")
         rows.append([r["label"] + note, f"{r['median_s']:.1f}", f"{r['min_s']:.1f}", f"{r['max_s']:.1f}",
                      _gb(peak), "-" if cuda else _gb(r.get("rss_increase_bytes")), f"{r['parameters']:,}"])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-              for row in rows]
-    lines += ["", "Ratios of median times"]
-    for key, r in result["ratios"].items():
-        verdict = "report only" if r["target"] is None else (
-            f"target <= {r['target']}: {'met' if r['met'] else 'NOT met'}")
-        lines.append(f"  {key:<24} {r['value']:6.2f}   {verdict}")
+    lines += _aligned(rows)
+    lines += ["", "Ratios of median times", *_ratio_lines(result["ratios"], 24)]
     for key, mem in result["targets"].items():
         if key.endswith("peak memory"):
             lines.append(f"  {key:<24} {_gb(mem['value']):>9}   target < 4 GB: {'met' if mem['met'] else 'NOT met'}")
