@@ -36,7 +36,7 @@ def _set_constant(conv: torch.nn.Module, bias) -> None:
 def _hand_gate(channels: int, means, log_vars, att_low: float, att_step: float) -> CrossModalityInformationGate:
     """A 3D gate with constant mean and log-variance per channel, and an attention map that is
     sigmoid(att_low) where the primary's channel 0 is 0 and sigmoid(att_low + att_step) where it is 1."""
-    gate = CrossModalityInformationGate(3, channels)
+    gate = CrossModalityInformationGate(3, channels, message="latent")
     _set_constant(gate.mean, means)
     _set_constant(gate.log_var, log_vars)
     first, _, second, _ = gate.attention
@@ -63,7 +63,7 @@ def test_gaussian_kl_matches_torch_distributions():
 def test_reparameterised_sample_has_the_posteriors_mean_and_variance():
     torch.manual_seed(0)
     means, log_vars = [0.0, 1.5, -2.0, 0.3], [0.0, -1.0, 1.0, -3.0]
-    gate = CrossModalityInformationGate(2, 4, bottleneck=True, attention=False)  # message = latent
+    gate = CrossModalityInformationGate(2, 4, bottleneck=True, attention=False, message="latent")  # message = latent
     _set_constant(gate.mean, means)
     _set_constant(gate.log_var, log_vars)
     gate.train()
@@ -80,6 +80,41 @@ def test_reparameterised_sample_has_the_posteriors_mean_and_variance():
     assert not torch.equal(gate(x, x).message, out.message)
     gate.eval()
     assert torch.equal(gate(x, x).message, torch.tensor(means).reshape(1, 4, 1, 1).expand(2, 4, 200, 200))
+
+
+def test_decoded_message_is_the_decoder_applied_to_the_latent():
+    """The default gate decodes its latent (a learned 1x1 convolution) before weighting it."""
+    torch.manual_seed(0)
+    gate = CrossModalityInformationGate(3, 4, attention=False)
+    _set_constant(gate.mean, [1.0, -2.0, 0.5, 0.0])
+    mixing = torch.tensor([[0.0, 1.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 3.0], [1.0, 1.0, 1.0, 1.0]])
+    with torch.no_grad():
+        gate.decoder.weight.copy_(mixing.reshape(4, 4, 1, 1, 1))
+        gate.decoder.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 10.0]))
+    x = torch.randn(1, 4, 3, 3, 3)
+    message = gate.eval()(x, x).message
+    expected = torch.tensor([-2.0, 2.0, 0.0, 9.5]).reshape(1, 4, 1, 1, 1).expand_as(message)
+    assert torch.allclose(message, expected)
+    # The latent gate has no decoder.
+    assert not any("decoder" in n for n, _ in CrossModalityInformationGate(3, 4, message="latent").named_parameters())
+
+
+def test_free_bits_raise_each_channels_kl_to_the_allowance_and_stop_its_gradient():
+    means, log_vars = [0.0, 0.5, 0.0, 1.0], [0.0, 0.0, math.log(4.0), -1.0]
+    per_channel = [0.5 * (m * m + math.exp(v) - 1.0 - v) for m, v in zip(means, log_vars)]  # 0, .125, .807, .684
+    gate = _hand_gate(4, means, log_vars, att_low=0.0, att_step=0.0)
+    gate.free_bits = 0.2
+    x = torch.randn(2, 4, 4, 4, 4)
+    out = gate.train()(x, x)
+    assert float(out.kl.detach()) == pytest.approx(sum(per_channel), rel=1e-5)
+    assert float(out.kl_term.detach()) == pytest.approx(sum(max(k, 0.2) for k in per_channel), rel=1e-5)
+    out.kl_term.backward()
+    grad = gate.mean.bias.grad
+    # Channels 0 and 1 are under the allowance: no push towards the prior. Channel 3's mean is 1,
+    # so d KL / d mean = 1 (channel 2's mean is 0, so its gradient is 0 either way).
+    assert grad[0] == 0 and grad[1] == 0 and float(grad[3]) == pytest.approx(1.0, rel=1e-5)
+    gate.free_bits = 0.0
+    assert float(gate(x, x).kl_term) == pytest.approx(sum(per_channel), rel=1e-5)
 
 
 def test_diagnostics_of_a_hand_built_gate():
@@ -182,3 +217,39 @@ def test_ciml_info_gates_refuses_a_network_without_gates_and_a_missing_case(tmp_
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
     no_case = subprocess.run([ciml, "info", "--gates", "--model", str(builtin_model())], capture_output=True, text=True)
     assert no_case.returncode == 2 and "--case" in no_case.stderr
+
+
+def test_beta_warms_up_linearly_and_weights_the_penalised_kl():
+    from ciml.config import card_from_dict, preset_dict
+    from ciml.losses import CIMLLoss
+    from ciml.nn.output import NetOutput
+    from ciml.training.objective import Objective
+
+    raw = preset_dict("shapes")
+    raw["training"].update(beta=0.01, beta_warmup_steps=100)
+    objective = Objective(card_from_dict(raw))
+    assert [objective.beta_at(s) for s in (0, 50, 100, 400)] == pytest.approx([0.0, 0.005, 0.01, 0.01])
+    raw["training"]["beta_warmup_steps"] = 0
+    assert Objective(card_from_dict(raw)).beta_at(0) == 0.01
+
+    loss = CIMLLoss(card_from_dict(raw))
+    logits = torch.zeros(1, 1, 4, 4, 4)
+    regions = torch.ones(1, 1, 4, 4, 4)
+    out = NetOutput(logits=logits, kl=torch.tensor(3.0), kl_term=torch.tensor(5.0))
+    # The loss penalises the free-bits KL (kl_term), and logs the true one.
+    delta = loss(out, regions, beta=0.1).total - loss(out, regions, beta=0.0).total
+    assert float(delta) == pytest.approx(0.5)
+    assert float(loss(out, regions).kl) == 3.0
+
+
+def test_a_bundle_card_without_gate_message_reads_as_the_latent_gate():
+    from ciml.bundle.metadata import stored_card
+    from ciml.config import card_from_dict, preset_dict
+
+    old = preset_dict("shapes")
+    old["network"].pop("gate_message", None)
+    assert card_from_dict(stored_card({"card": old})).network.gate_message == "latent"
+    assert card_from_dict(old).network.gate_message == "decoded"  # a new card: the default
+    new = preset_dict("shapes")
+    new["network"]["gate_message"] = "decoded"
+    assert card_from_dict(stored_card({"card": new})).network.gate_message == "decoded"

@@ -59,9 +59,18 @@ def read_card(path: str | Path) -> ModelCard:
     """The validated card of a bundle, without touching its weights."""
     meta = read_metadata(path)
     try:
-        return card_from_dict(meta["card"])
+        return card_from_dict(stored_card(meta))
     except CardError as exc:
         raise BundleError(f"{path}: {exc}") from None
+
+
+def stored_card(meta: dict[str, Any]) -> Any:
+    """The card as a bundle stores it, completed for bundles written before a field existed:
+    a card without ``network.gate_message`` was trained with the latent added as is."""
+    card = meta["card"]
+    if isinstance(card, dict) and isinstance(card.get("network"), dict) and "gate_message" not in card["network"]:
+        card = {**card, "network": {**card["network"], "gate_message": "latent"}}
+    return card
 
 
 def verify_weights(folder: Path, meta: dict[str, Any]) -> Path:

@@ -244,6 +244,8 @@ def _study(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs trained at once (default 1)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch threads per run (default: torch's choice; use cores / --jobs)")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="where every run trains and is evaluated (default cpu: the documented studies' machine)")
     p.add_argument("--report-only", action="store_true", help="only rewrite the report from the runs so far")
     return p
 

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
                        semi_supervised=tuple(m for m in plan.semi_supervised if m in chosen))
     out = Path(args.out)
     failures = [] if args.report_only else run_study(
-        plan, out, args.jobs, args.threads, on_event=lambda line: print(line, flush=True))
+        plan, out, args.jobs, args.threads, on_event=lambda line: print(line, flush=True), device=args.device)
     write_report(plan, out)
     text = (out / "results.md").read_text(encoding="utf-8")
     # ± and Δ: a terminal without UTF-8 gets replacements rather than an encoding error

@@ -18,6 +18,7 @@ MODALITY_KINDS = ("MR", "CT", "PET")
 NORMALIZATIONS = ("zscore_nonzero", "zscore", "window", "suv_clip")
 DEFAULT_NORMALIZATION = {"MR": "zscore_nonzero", "CT": "window", "PET": "suv_clip"}
 DEFAULT_WINDOW = {"CT": (-1000.0, 1000.0), "PET": (0.0, 20.0)}
+GATE_MESSAGES = ("decoded", "latent")  # what a gate adds to the primary: see NetworkSpec.gate_message
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,10 @@ class NetworkSpec:
             deepest (the default, ``[-2, -1]``, is the two deepest).
         gate_bottleneck: use the variational bottleneck in each gate (ablation switch).
         gate_attention: use the cross-modal spatial attention in each gate (ablation switch).
+        gate_message: what a gate adds to the primary's features: ``decoded``, its latent
+            decoded by a learned 1x1 convolution (as a deep variational information bottleneck
+            decodes before use), or ``latent``, the latent itself (the gate before issue 17;
+            the value a bundle whose card lacks the field was trained with).
         modality_heads: give every modality's encoder a head that predicts all targets from
             that modality alone (PASSION's unimodal outputs).
         level_set_head: give every sub-task's decoder a second head regressing each target's
@@ -106,6 +111,7 @@ class NetworkSpec:
     gate_levels: tuple[int, ...] = (-2, -1)
     gate_bottleneck: bool = True
     gate_attention: bool = True
+    gate_message: str = "decoded"
     modality_heads: bool = False
     level_set_head: bool = False
 
@@ -161,6 +167,11 @@ class TrainingSpec:
         weight_decay: AdamW weight decay.
         max_steps: optimiser steps of a run.
         beta: weight of the gates' mean KL divergence in the loss.
+        beta_warmup_steps: steps over which that weight rises linearly from 0 to ``beta``
+            (0: ``beta`` from the first step).
+        free_bits: nats per voxel that each latent channel of a gate may carry without KL
+            penalty (free bits, Kingma et al. 2016): the penalised KL is the sum over channels of
+            ``max(KL_c, free_bits)``, so a channel below the allowance gets no push to the prior.
         seed: random seed.
         validation_interval: optimiser steps between validations (and checkpoints).
         patience: stop after this many validations without a better mean Dice (0: never).
@@ -192,6 +203,8 @@ class TrainingSpec:
     weight_decay: float = 1e-5
     max_steps: int = 1000
     beta: float = 1e-3
+    beta_warmup_steps: int = 0
+    free_bits: float = 0.0
     seed: int = 0
     validation_interval: int = 100
     patience: int = 0

@@ -15,6 +15,7 @@ from typing import Any
 
 from ciml.config.card import (
     DEFAULT_NORMALIZATION,
+    GATE_MESSAGES,
     DEFAULT_WINDOW,
     MODALITY_KINDS,
     NORMALIZATIONS,
@@ -198,6 +199,7 @@ def _network(raw: Any) -> NetworkSpec:
         dropout=_float(get("dropout"), "network.dropout", 0.0, 1.0),
         gate_bottleneck=bool(get("gate_bottleneck")),
         gate_attention=bool(get("gate_attention")),
+        gate_message=_known(get("gate_message"), GATE_MESSAGES, "network.gate_message", "gate message"),
         modality_heads=bool(get("modality_heads")),
         level_set_head=bool(get("level_set_head")))
     if len(spec.resolved_gate_levels()) != len(levels):
@@ -260,6 +262,8 @@ def _training(raw: Any, dims: int, multiple: int, modalities: tuple[str, ...]) -
         weight_decay=_float(get("weight_decay"), "training.weight_decay", 0.0, 10.0),
         max_steps=_int(get("max_steps"), "training.max_steps", minimum=1),
         beta=_float(get("beta"), "training.beta", 0.0, 1e6),
+        beta_warmup_steps=_int(get("beta_warmup_steps"), "training.beta_warmup_steps", minimum=0),
+        free_bits=_float(get("free_bits"), "training.free_bits", 0.0, 100.0),
         seed=_int(get("seed"), "training.seed", minimum=0),
         validation_interval=_int(get("validation_interval"), "training.validation_interval", minimum=1),
         patience=_int(get("patience"), "training.patience", minimum=0),

@@ -99,7 +99,8 @@ class CIMLLoss(nn.Module):
             total = total + weight * self.segmentation(logits, target)
         return total
 
-    def forward(self, output: NetOutput, regions: torch.Tensor, present: torch.Tensor | None = None) -> LossTerms:
+    def forward(self, output: NetOutput, regions: torch.Tensor, present: torch.Tensor | None = None,
+                beta: float | None = None) -> LossTerms:
         """The loss of a batch.
 
         Args:
@@ -107,11 +108,13 @@ class CIMLLoss(nn.Module):
             regions: (B, T, *S) binary target regions in the card's target order.
             present: (B, M) > 0 where a case has the modality; a branch is only supervised on
                 the samples that have its modality. ``None``: all present.
+            beta: this step's KL weight (the warm-up's); ``None``: :attr:`beta`.
         """
         regions = regions.to(output.logits.dtype)
         per_subtask = {name: self.segmentation(output.logits[:, ch], regions[:, ch])
                        for name, ch in self.channels.items()}
-        total = torch.stack(list(per_subtask.values())).mean() + self.beta * output.kl
+        kl_term = output.kl if output.kl_term is None else output.kl_term
+        total = torch.stack(list(per_subtask.values())).mean() + (self.beta if beta is None else beta) * kl_term
         branches = {}
         for m, logits in output.branch_logits.items():
             rows = slice(None) if present is None else present[:, self.modalities.index(m)] > 0

@@ -55,7 +55,8 @@ class CIMLNet(nn.Module):
             for m in self.encoders}) if net.modality_heads else None
         self.gates = nn.ModuleDict({
             _gate_key(s.name, a, lv): CrossModalityInformationGate(
-                net.spatial_dims, net.features[lv], net.gate_bottleneck, net.gate_attention)
+                net.spatial_dims, net.features[lv], net.gate_bottleneck, net.gate_attention,
+                net.gate_message, card.training.free_bits)
             for s in card.subtasks for a in s.auxiliaries for lv in self.gate_levels})
         # Output channel of each target, so the sub-tasks' logits land in the card's order.
         order = [t for s in card.subtasks for t in s.targets]
@@ -104,10 +105,12 @@ class CIMLNet(nn.Module):
             task_logits, level_set = self.decoders[s.name].heads(decoded[s.name])
             logits.append(task_logits)
             level_sets.append(level_set)
-        kl = torch.stack([g.kl for g in gates.values()]).mean() if gates else logits[0].new_zeros(())
+        zero = logits[0].new_zeros(())
+        kl = torch.stack([g.kl for g in gates.values()]).mean() if gates else zero
+        kl_term = torch.stack([g.kl_term for g in gates.values()]).mean() if gates else zero
         order = self._target_order
         return NetOutput(
-            logits=torch.cat(logits, dim=1)[:, order], kl=kl, gates=gates,
+            logits=torch.cat(logits, dim=1)[:, order], kl=kl, kl_term=kl_term, gates=gates,
             encoder_features={m: f[-1] for m, f in features.items()}, fused_features=fused,
             branch_logits={m: head(features[m]) for m, head in self.modality_heads.items()}
             if self.modality_heads is not None else {},

@@ -4,7 +4,9 @@ The project's interpretation of CIML (Shen et al., 2024; see README): an auxilia
 pass a variational information bottleneck, which under the KL pressure keeps only what helps the
 primary's sub-task (the complementary information), and are weighted by a spatial attention map
 computed from both modalities, which says where the auxiliary should speak. The product is the
-*message* that is added to the primary's features.
+*message* that is added to the primary's features. By default the latent is decoded by a learned
+1x1 convolution first, as a deep variational information bottleneck decodes its latent
+(Alemi et al., 2017): added raw, the latent collapsed to the prior (issue 17, docs/training.md).
 """
 
 from __future__ import annotations
@@ -39,18 +41,28 @@ class CrossModalityInformationGate(nn.Module):
         attention: weight the message by a sigmoid spatial attention map computed from the
             primary and auxiliary features; otherwise the map is all ones (the "bottleneck
             only" ablation).
+        message: ``decoded`` passes the latent through a learned 1x1 convolution before it is
+            weighted and added (a deep VIB's decoder: the network can scale the sampling noise
+            down and map the latent into the primary's feature space); ``latent`` adds the
+            latent itself (the gate before issue 17, which collapsed to the prior).
+        free_bits: nats per voxel each latent channel may carry without penalty; the gate's
+            ``kl_term`` is the sum over channels of ``max(KL_c, free_bits)`` (``kl`` stays the
+            true KL).
 
     Shapes: ``forward(primary (B, C, *S), auxiliary (B, C, *S)) -> GateOutput`` with a message
     of shape (B, C, *S) and an attention map of shape (B, 1, *S).
     """
 
-    def __init__(self, spatial_dims: int, channels: int, bottleneck: bool = True, attention: bool = True):
+    def __init__(self, spatial_dims: int, channels: int, bottleneck: bool = True, attention: bool = True,
+                 message: str = "decoded", free_bits: float = 0.0):
         super().__init__()
         conv = Conv[Conv.CONV, spatial_dims]
         self.use_bottleneck = bottleneck
         self.use_attention = attention
+        self.free_bits = free_bits
         self.mean = conv(channels, channels, kernel_size=1)
         self.log_var = conv(channels, channels, kernel_size=1) if bottleneck else None
+        self.decoder = conv(channels, channels, kernel_size=1) if message == "decoded" else nn.Identity()
         if attention:
             hidden = max(channels // 2, 1)
             self.attention = nn.Sequential(
@@ -65,16 +77,32 @@ class CrossModalityInformationGate(nn.Module):
         if self.log_var is not None and self.training:
             log_var = self.log_var(auxiliary).clamp(-LOG_VAR_LIMIT, LOG_VAR_LIMIT)
             latent = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
-            kl = gaussian_kl(mean, log_var)
+            per_channel = channel_kl(mean, log_var)
+            kl, kl_term = per_channel.sum(), per_channel.clamp(min=self.free_bits).sum()
         else:
             # Eval uses the mean; the KL is a training term only, so inference skips the
             # log-variance and its whole-window KL.
             latent, kl = mean, mean.new_zeros(())
+            kl_term = kl
         if self.attention is not None:
             attention = self.attention(torch.cat([primary, auxiliary], dim=1))
         else:
             attention = torch.ones_like(latent[:, :1])
-        return GateOutput(message=self.message(attention, latent), attention=attention, kl=kl)
+        return GateOutput(message=self.message(attention, self.decoder(latent)), attention=attention,
+                          kl=kl, kl_term=kl_term)
+
+
+def channel_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(log_var)) || N(0, 1)) of each latent channel, averaged over batch and space.
+
+    Args:
+        mean, log_var: (B, C, *S).
+
+    Returns:
+        (C,) nats per voxel.
+    """
+    per_element = 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var)
+    return per_element.mean(dim=[0, *range(2, per_element.dim())])
 
 
 def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
@@ -83,5 +111,4 @@ def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     Args:
         mean, log_var: (B, C, *S).
     """
-    per_voxel = 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(dim=1)
-    return per_voxel.mean()
+    return channel_kl(mean, log_var).sum()

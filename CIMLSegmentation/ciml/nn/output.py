@@ -14,12 +14,16 @@ class GateOutput:
     Attributes:
         message: (B, C, *S) what the auxiliary adds to the primary's features.
         attention: (B, 1, *S) the cross-modal spatial attention map in 0..1.
-        kl: () mean KL divergence of the bottleneck to N(0, I) (zero without a bottleneck).
+        kl: () KL divergence of the bottleneck to N(0, I) per voxel, summed over channels
+            (zero without a bottleneck and in eval).
+        kl_term: () the KL the loss penalises: with free bits each channel's KL is raised to the
+            allowance first; equal to ``kl`` without free bits.
     """
 
     message: torch.Tensor
     attention: torch.Tensor
     kl: torch.Tensor
+    kl_term: torch.Tensor | None = None
 
 
 @dataclass
@@ -29,6 +33,8 @@ class NetOutput:
     Attributes:
         logits: (B, T, *S) one sigmoid logit channel per target, in the card's target order.
         kl: () mean KL over all gates (zero for networks without gates).
+        kl_term: () mean over all gates of the KL the loss penalises (free bits applied), or
+            ``None``: the same as ``kl``.
         gates: (sub-task, auxiliary, level) -> that gate's output.
         encoder_features: modality -> its deepest encoder features (B, C, *S'), the layer
             Grad-CAM uses for a primary modality and PASSION's unimodal prototypes use.
@@ -51,6 +57,7 @@ class NetOutput:
 
     logits: torch.Tensor
     kl: torch.Tensor
+    kl_term: torch.Tensor | None = None
     gates: dict[tuple[str, str, int], GateOutput] = field(default_factory=dict)
     encoder_features: dict[str, torch.Tensor] = field(default_factory=dict)
     fused_features: dict[str, torch.Tensor] = field(default_factory=dict)

@@ -98,7 +98,7 @@ class Objective:
         # PASSION supervises the unimodal outputs itself, weighted and masked by preference.
         supervised_output = (dataclasses.replace(labelled, branch_logits={}, branch_scales={})
                              if self.passion is not None else labelled)
-        terms = self.supervised(supervised_output, regions, labelled_present)
+        terms = self.supervised(supervised_output, regions, labelled_present, self.beta_at(step))
         total = terms.total
         logs = {"seg": float(torch.stack(list(terms.subtasks.values())).detach().mean()),
                 "kl": float(terms.kl.detach())}
@@ -116,6 +116,14 @@ class Objective:
                                                                         output.level_set[n_labelled:]))
         logs["loss"] = float(total.detach())
         return total, logs
+
+    def beta_at(self, step: int) -> float:
+        """The KL weight at 0-based ``step``: ``training.beta`` after a linear warm-up from 0 over
+        ``training.beta_warmup_steps`` (the gates first learn to pass, then to compress)."""
+        t = self.card.training
+        if t.beta_warmup_steps <= 0:
+            return t.beta
+        return t.beta * min(1.0, step / t.beta_warmup_steps)
 
     def _passion(self, teacher: NetOutput, regions: torch.Tensor, present: torch.Tensor | None,
                  n_labelled: int, step: int, images: torch.Tensor | None, forward: Forward | None,

@@ -83,6 +83,34 @@ def missing_bars(results: dict[str, Any], plan: StudyPlan, path: Path) -> Path |
     return path
 
 
+def validation_curves_figure(curves: dict[str, dict[int, list[tuple[int, float]]]], path: Path,
+                             title: str) -> Path | None:
+    """One panel per method: each seed's validation mean Dice against the training step."""
+    if not curves:
+        return None
+    plt = _pyplot()
+    columns = min(4, len(curves))
+    rows = -(-len(curves) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.2 * rows), squeeze=False, sharey=True)
+    for ax, (method, seeds) in zip(axes.flat, curves.items()):
+        for i, (seed, points) in enumerate(sorted(seeds.items())):
+            steps, dice = zip(*points)
+            ax.plot(steps, dice, marker=".", lw=1, color=plt.cm.tab10(i % 10), label=f"seed {seed}")
+        ax.set_title(method, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(curves):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=6, loc="lower right")
+    fig.supxlabel("training step", fontsize=8)
+    fig.supylabel("validation mean Dice", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _axial(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))  # (Z, Y, X)
 

@@ -44,6 +44,27 @@ def _network(**switches: Any) -> CardEdit:
     return edit
 
 
+def _training(**values: Any) -> CardEdit:
+    def edit(card: dict[str, Any]) -> dict[str, Any]:
+        card.setdefault("training", {}).update(values)
+        return card
+    return edit
+
+
+def _compose(*edits: CardEdit) -> CardEdit:
+    def edit(card: dict[str, Any]) -> dict[str, Any]:
+        for e in edits:
+            card = e(card)
+        return card
+    return edit
+
+
+def _beta_warmup(card: dict[str, Any]) -> dict[str, Any]:
+    """The KL weight warms up over the first half of the budget's steps."""
+    card["training"]["beta_warmup_steps"] = card["training"]["max_steps"] // 2
+    return card
+
+
 @dataclass(frozen=True)
 class Method:
     """One trained configuration of the study.
@@ -84,6 +105,14 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            edit=_network(gate_attention=False)),
     Method("no-decomposition", "CIML with one decoder for all targets, all other modalities gated in",
            edit=_one_decoder, needs_subtasks=2),
+    Method("gate-latent", "CIML with the latent added as is (no decoder): the gate before issue 17",
+           edit=_network(gate_message="latent")),
+    Method("gate-free-bits", "CIML, decoded gate, free bits: each latent channel carries 0.02 nats per voxel free",
+           edit=_training(free_bits=0.02)),
+    Method("gate-latent-free-bits", "CIML, latent added as is, with the same free bits",
+           edit=_compose(_network(gate_message="latent"), _training(free_bits=0.02))),
+    Method("gate-warmup", "CIML, decoded gate, the KL weight rising from 0 over the first half of training",
+           edit=_beta_warmup),
     Method("ciml-passion", "CIML trained with PASSION for missing modalities", missing_modalities=True),
     Method("ciml-dropout", "CIML trained with the same modality dropout, without PASSION's losses",
            missing_modalities=True, passion=False),
@@ -190,9 +219,11 @@ _BRATS_BUDGET = _budget(2.5, [64, 64, 64], batch_size=1)
 PLANS: dict[str, StudyPlan] = {
     "shapes": StudyPlan(
         task="shapes", train_cases=24, test_cases=12, budget=_SHAPES_BUDGET,
-        methods=("ciml", "early-fusion", "maml", "primary-only", "no-bottleneck", "no-attention"),
+        methods=("ciml", "early-fusion", "maml", "primary-only", "no-bottleneck", "no-attention",
+                 "gate-latent", "gate-free-bits", "gate-latent-free-bits", "gate-warmup"),
         missing_models=("ciml", "ciml-dropout", "ciml-passion", "maml", "maml-dropout", "maml-passion",
-                        "early-fusion", "early-fusion-passion"),
+                        "early-fusion", "early-fusion-passion", "no-bottleneck", "gate-latent",
+                        "gate-free-bits", "gate-latent-free-bits", "gate-warmup"),
         # Imbalanced, as PASSION's paper: the complementary cue is missing in most training cases.
         missing_rates={"cue": 0.7, "echo": 0.1},
         semi_supervised=("supervised-few", "dtc-few")),

@@ -15,9 +15,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ciml.research.study.figures import case_figure, dice_bars, missing_bars
+from ciml.research.study.figures import case_figure, dice_bars, missing_bars, validation_curves_figure
 from ciml.research.study.plan import METHODS, StudyPlan
 from ciml.research.study.runner import run_folder
+from ciml.research.study.training_log import convergence_table, gate_summary, gate_table, validation_curves
 
 
 def _spread(values: list[float]) -> dict[str, Any]:
@@ -135,6 +136,9 @@ def write_report(plan: StudyPlan, out: Path) -> dict[str, Any]:
     """results.json, results.md and the plots in ``out``; returns the results."""
 
     results = collect(plan, out)
+    curves = validation_curves(plan, out)
+    results["gates"] = gate_summary(plan, out)
+    results["curves"] = {m: {str(s): p for s, p in seeds.items()} for m, seeds in curves.items()}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     parts = [f"# Study `{plan.task}`\n", "## Methods (all labelled training cases)\n", main_table(results, plan.methods)]
     if plan.missing_models:
@@ -142,11 +146,16 @@ def write_report(plan: StudyPlan, out: Path) -> dict[str, Any]:
     if plan.semi_supervised:
         parts += ["\n## Semi-supervised\n", main_table(results, plan.semi_supervised, reference=plan.semi_supervised[0])]
     parts.append("\n`*`: the difference is larger than the two methods' seed spreads together.\n")
+    parts += ["\n## Gates at the last validation (first validation case)\n", gate_table(results["gates"]),
+              "\n## Convergence (validation curves: curves.png)\n", convergence_table(curves),
+              "\nConverged: the last validation is within 0.02 of the best of the curve's second half, "
+              "which rose by at most 0.02.\n"]
     (out / "results.md").write_text("\n".join(parts), encoding="utf-8")
     dice_bars(results, plan.methods, out / "dice.png", f"{plan.task}: held-out Dice, mean ± SD over seeds")
     if plan.missing_models:
         missing_bars(results, plan, out / "missing.png")
     if plan.semi_supervised:
         dice_bars(results, plan.semi_supervised, out / "semi-supervised.png", f"{plan.task}: few labels")
+    validation_curves_figure(curves, out / "curves.png", f"{plan.task}: validation Dice during training")
     case_figure(plan, out, out / "case.png")
     return results

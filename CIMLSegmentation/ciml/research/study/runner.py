@@ -80,11 +80,12 @@ def run_folder(out: Path, method: str, seed: int) -> Path:
     return out / "runs" / method / f"seed{seed}"
 
 
-def train_step(plan: StudyPlan, out: Path, method: str, seed: int) -> Step:
+def train_step(plan: StudyPlan, out: Path, method: str, seed: int, device: str = "cpu") -> Step:
     m, folders, run = METHODS[method], data_folders(out), run_folder(out, method, seed)
     log = run.with_suffix(".train.log")
     if (run / "checkpoints" / "last.pt").exists():
-        return Step([*CIML, "train", "--resume", "--out", str(run), "--progress", "none"], run / TRAINED, log)
+        return Step([*CIML, "train", "--resume", "--out", str(run), "--device", device, "--progress", "none"],
+                    run / TRAINED, log)
     if run.exists() and not (run / TRAINED).exists():
         # Stopped before its first checkpoint: nothing to resume, and `ciml train` never writes
         # into an existing run, so the remains are moved aside (kept, not deleted).
@@ -92,7 +93,7 @@ def train_step(plan: StudyPlan, out: Path, method: str, seed: int) -> Step:
     card_file = out / "cards" / f"{method}.json"
     command = [*CIML, "train", "--data", str(folders["few" if m.labelled == "few" else "train"]),
                "--card", str(card_file), "--arch", m.arch, "--seed", str(seed), "--out", str(run),
-               "--val-fraction", str(plan.val_fraction), "--device", "cpu", "--progress", "none"]
+               "--val-fraction", str(plan.val_fraction), "--device", device, "--progress", "none"]
     if m.missing_modalities:
         command += ["--missing-rates", ",".join(f"{a}={r}" for a, r in plan.training_missing_rates().items())]
     if m.unlabelled:
@@ -100,24 +101,24 @@ def train_step(plan: StudyPlan, out: Path, method: str, seed: int) -> Step:
     return Step(command, run / TRAINED, log)
 
 
-def evaluate_step(out: Path, method: str, seed: int, missing: str | None = None) -> Step:
+def evaluate_step(out: Path, method: str, seed: int, missing: str | None = None, device: str = "cpu") -> Step:
     run = run_folder(out, method, seed)
     name = f"eval-missing-{missing}" if missing else "eval"
     command = [*CIML, "evaluate", "--model", str(run / "bundle"), "--data", str(data_folders(out)["test"]),
-               "--out", str(run / f"{name}.json"), "--device", "cpu", "--progress", "none"]
+               "--out", str(run / f"{name}.json"), "--device", device, "--progress", "none"]
     if missing:
         command += ["--missing", missing]
     return Step(command, run / f"{name}.json", run / f"{name}.log")
 
 
-def segment_step(plan: StudyPlan, out: Path, method: str, seed: int, case: Path) -> Step:
+def segment_step(plan: StudyPlan, out: Path, method: str, seed: int, case: Path, device: str = "cpu") -> Step:
     """The one-case figure's segmentation (with effect maps for CIML)."""
     run = run_folder(out, method, seed)
 
     names = [m["name"] for m in preset_dict(plan.task)["modalities"]]
     inputs = [f"--input={m}={case / f'{case.name}_{m}.nii.gz'}" for m in names]
     command = [*CIML, "segment", "--model", str(run / "bundle"), *inputs, "--out", str(run / "case"),
-               "--device", "cpu", "--progress", "none"]
+               "--device", device, "--progress", "none"]
     if method != "ciml":
         command.append("--no-cam")
     return Step(command, run / "case" / "report.json", run / "segment.log")
@@ -128,19 +129,20 @@ def figure_case(out: Path) -> Path:
     return sorted(p for p in data_folders(out)["test"].iterdir() if p.is_dir())[0]
 
 
-def jobs(plan: StudyPlan, out: Path) -> list[Job]:
+def jobs(plan: StudyPlan, out: Path, device: str = "cpu") -> list[Job]:
     """Every (method, seed) job of the plan, seeds outermost so that a partial study has every
-    method at the first seeds."""
+    method at the first seeds; ``device`` is ``ciml``'s ``--device`` for every step."""
     result, case = [], figure_case(out)
     for seed in plan.seeds:
         for method in plan.all_methods:
             if not plan.applicable(method):
                 continue
-            job = Job(f"{method} seed {seed}", [train_step(plan, out, method, seed), evaluate_step(out, method, seed)])
+            job = Job(f"{method} seed {seed}", [train_step(plan, out, method, seed, device),
+                                                evaluate_step(out, method, seed, device=device)])
             if method in plan.missing_models:
-                job.steps += [evaluate_step(out, method, seed, a) for a in plan.auxiliaries()]
+                job.steps += [evaluate_step(out, method, seed, a, device) for a in plan.auxiliaries()]
             if seed == plan.seeds[0] and method in plan.methods:
-                job.steps.append(segment_step(plan, out, method, seed, case))
+                job.steps.append(segment_step(plan, out, method, seed, case, device))
             result.append(job)
     return result
 
@@ -158,8 +160,9 @@ def write_cards(plan: StudyPlan, out: Path) -> None:
 
 
 def run_study(plan: StudyPlan, out: Path, workers: int = 1, threads: int | None = None,
-              on_event: Callable[[str], None] = print) -> list[str]:
-    """Run every job of the plan; returns the failed jobs' messages (empty when all passed)."""
+              on_event: Callable[[str], None] = print, device: str = "cpu") -> list[str]:
+    """Run every job of the plan on ``device``; returns the failed jobs' messages (empty when all
+    passed)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").write_text(json.dumps(_plan_record(plan), indent=2) + "\n")
     write_cards(plan, out)
@@ -167,7 +170,7 @@ def run_study(plan: StudyPlan, out: Path, workers: int = 1, threads: int | None 
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)  # torch sizes its thread pool from it at import
-    all_jobs = jobs(plan, out)
+    all_jobs = jobs(plan, out, device)
     failures: list[str] = []
 
     def run_job(job: Job) -> None:
