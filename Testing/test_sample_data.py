@@ -22,6 +22,7 @@ from ciml.data.synthetic import (
     primary_only_oracle_dice,
     write_cases,
 )
+from ciml.data.synthetic.brats_tumour import REGION
 from ciml.data.synthetic.preview import render_case
 from ciml.data.synthetic.shapes import (
     PRIMARY_ONLY_DICE_CEILING,
@@ -81,7 +82,11 @@ def test_brats_intensities_match_labels(index):
     case = generate_case("brats", index, seed=11)
     label, brain, tissue = case.label, case.extras["brain"], case.extras["tissue"]
     assert set(np.unique(label)) == {0, 1, 2, 4}
-    healthy = brain & (label == 0)
+    # The sub-regions' own signal (the structures that only an auxiliary shows are tested in
+    # test_brats_phantom.py).
+    edema, enhancing, necrosis = (case.extras["regions"] == REGION[name]
+                                  for name in ("edema", "enhancing", "necrosis"))
+    healthy = brain & (case.extras["regions"] == REGION["healthy"])
 
     def mean(modality, region):
         return float(case.images[modality][region].mean())
@@ -91,18 +96,19 @@ def test_brats_intensities_match_labels(index):
     assert not np.any(label[~brain])
     # Edema bright in FLAIR and T2.
     for modality in ("flair", "t2"):
-        assert mean(modality, label == 2) > 1.3 * mean(modality, healthy)
+        assert mean(modality, edema) > 1.3 * mean(modality, healthy)
     # Enhancing rim bright in T1ce only: above the necrosis and healthy tissue, and it
-    # enhances (T1ce well above its own T1).
-    assert mean("t1ce", label == 4) > 1.5 * mean("t1ce", healthy)
-    assert mean("t1ce", label == 4) > 3 * mean("t1ce", label == 1)
-    assert mean("t1ce", label == 4) > 1.5 * mean("t1", label == 4)
-    # Necrotic core dark in T1ce and T1.
-    for modality in ("t1ce", "t1"):
-        assert mean(modality, label == 1) < 0.6 * mean(modality, healthy)
-    # Healthy contrast differs between sequences: CSF dark in T1 and FLAIR, bright in T2.
+    # enhances (T1ce well above its own T1, each relative to white matter: sequences have
+    # their own gain).
     csf, white = healthy & (tissue["csf"] > 0.9), healthy & (tissue["white"] > 0.9)
     assert csf.sum() > 100 and white.sum() > 100
+    assert mean("t1ce", enhancing) > 1.5 * mean("t1ce", healthy)
+    assert mean("t1ce", enhancing) > 3 * mean("t1ce", necrosis)
+    assert mean("t1ce", enhancing) / mean("t1ce", white) > 1.5 * mean("t1", enhancing) / mean("t1", white)
+    # Necrotic core dark in T1ce and T1.
+    for modality in ("t1ce", "t1"):
+        assert mean(modality, necrosis) < 0.6 * mean(modality, healthy)
+    # Healthy contrast differs between sequences: CSF dark in T1 and FLAIR, bright in T2.
     assert mean("t1", csf) < 0.5 * mean("t1", white)
     assert mean("flair", csf) < 0.5 * mean("flair", white)
     assert mean("t2", csf) > 1.8 * mean("t2", white)
@@ -156,18 +162,23 @@ def test_shapes_primary_only_ceiling_holds_and_the_cue_reaches_one():
     assert primary_only_oracle_dice(generate_case("shapes", 0)) < 0.9
 
 
-def _check_layout(folder: Path, kind: str, size: str, seed: int, index: int) -> None:
+def _check_layout(folder: Path, kind: str, size: str, seed: int, index: int,
+                  variation: str = "standard") -> None:
     case_id = case_ids(kind, index + 1)[index]
     assert folder.name == case_id
     names = sorted(p.name for p in folder.iterdir())
     assert names == sorted([f"{case_id}_{m}.nii.gz" for m in MODALITIES[kind]] + [f"{case_id}_seg.nii.gz"])
     grid = SIZES[kind][size]
-    expected = generate_case(kind, index, seed=seed, size=size)
+    expected = generate_case(kind, index, seed=seed, size=size, variation=variation)
+    # brats: the grid's shape at the case's own spacing (a zoom on the grid's), centred.
+    zoom = expected.extras["acquisition"]["zoom"] if kind == "brats" else 1.0
+    spacing = tuple(s * zoom for s in grid.spacing)
     for modality in MODALITIES[kind]:
         array, image = _read(folder / f"{case_id}_{modality}.nii.gz")
         assert image.GetSize() == grid.shape
-        assert image.GetSpacing() == pytest.approx(grid.spacing)
-        assert image.GetOrigin() == pytest.approx(grid.origin)
+        assert image.GetSpacing() == pytest.approx(spacing)
+        assert image.GetSpacing() == pytest.approx(expected.spacing)
+        assert image.GetOrigin() == pytest.approx(tuple(-(n - 1) / 2 * s for n, s in zip(grid.shape, spacing)))
         assert image.GetDirection() == pytest.approx((1, 0, 0, 0, 1, 0, 0, 0, 1))
         np.testing.assert_array_equal(array, expected.images[modality])
     label, image = _read(folder / f"{case_id}_seg.nii.gz")
@@ -188,9 +199,19 @@ def test_written_cases_have_the_brats_layout(tmp_path, kind):
 def test_full_size_brats_geometry(tmp_path):
     (folder,) = write_cases("brats", 1, tmp_path, size="full")
     image = sitk.ReadImage(str(folder / f"{folder.name}_seg.nii.gz"))
-    assert image.GetSize() == (240, 240, 155) and image.GetSpacing() == (1.0, 1.0, 1.0)
-    label = sitk.GetArrayFromImage(image)
+    label = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
     assert set(np.unique(label)) == {0, 1, 2, 4}
+    # The BraTS grid at the case's voxel zoom, the same zoom as the small case's: the same
+    # anatomy in mm at two resolutions (tumour volumes agree to a few per cent).
+    small = generate_case("brats", 0)
+    zoom = small.extras["acquisition"]["zoom"]
+    assert image.GetSize() == (240, 240, 155)
+    assert image.GetSpacing() == pytest.approx((zoom,) * 3)
+    assert image.GetSpacing() == pytest.approx(tuple(s / 2.5 for s in small.spacing))
+    for value in (1, 2, 4):
+        full_mm3 = (label == value).sum() * zoom ** 3
+        small_mm3 = (small.label == value).sum() * small.spacing[0] ** 3
+        assert full_mm3 == pytest.approx(small_mm3, rel=0.15), value
 
 
 def test_cli_writes_then_refuses_to_overwrite(tmp_path, capsys):
@@ -222,6 +243,9 @@ def test_an_occupied_case_stops_the_whole_run_and_an_empty_one_does_not(tmp_path
     (["--kind", "knee", "--cases", "1"], "unknown sample-data kind 'knee' (known: brats, shapes)"),
     (["--kind", "brats", "--cases", "1", "--size", "huge"], "size must be one of small, full"),
     (["--kind", "brats", "--cases", "1", "--seed", "-1"], "seed must be >= 0"),
+    (["--kind", "shapes", "--cases", "1", "--variation", "shifted"],
+     "variation 'shifted' is only for kind brats (shapes has only 'standard')"),
+    (["--kind", "brats", "--cases", "1", "--variation", "odd"], "variation must be one of standard, shifted"),
 ])
 def test_cli_rejects_bad_arguments(tmp_path, capsys, args, message):
     out = tmp_path / "out"
@@ -229,6 +253,18 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert err.startswith("ciml sample-data: error:") and message in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_writes_shifted_brats_cases(tmp_path, capsys):
+    out = tmp_path / "shifted"
+    assert main(["sample-data", "--kind", "brats", "--cases", "1", "--out", str(out), "--variation", "shifted"]) == 0
+    assert "1 shifted brats case(s)" in capsys.readouterr().err
+    _check_layout(out / "BraTS-sample-000", "brats", "small", 0, 0, variation="shifted")
+    standard = generate_case("brats", 0)
+    shifted = generate_case("brats", 0, variation="shifted")
+    assert shifted.spacing[0] > standard.spacing[0]  # the shifted spec's larger voxels
+    assert _read(out / "BraTS-sample-000" / "BraTS-sample-000_seg.nii.gz")[1].GetSpacing() \
+        == pytest.approx(shifted.spacing)
 
 
 def test_cli_rejects_a_non_number_of_cases(tmp_path, capsys):

@@ -16,7 +16,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {folder}", file=sys.stderr)
 
     folders = write_cases(args.kind, args.cases, args.out, seed=args.seed, size=args.size,
-                          on_case=report)
-    print(f"{len(folders)} {args.kind} case(s) in {args.out} "
+                          on_case=report, variation=args.variation)
+    variation = "" if args.variation == "standard" else f" {args.variation}"
+    print(f"{len(folders)}{variation} {args.kind} case(s) in {args.out} "
           f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)
     return 0

@@ -3,7 +3,8 @@
 Both write the BraTS 2020 layout (``DIR/<case>/<case>_<modality>.nii.gz`` and
 ``<case>_seg.nii.gz``) and are deterministic: a case depends only on ``(seed, index)``.
 
-- ``brats``: t1, t1ce, t2, flair; labels 0/1/2/4 (:mod:`ciml.data.synthetic.brats`).
+- ``brats``: t1, t1ce, t2, flair; labels 0/1/2/4 (:mod:`ciml.data.synthetic.brats`), in two
+  variations: ``standard`` and ``shifted`` (head and scanner settings outside the standard ranges).
 - ``shapes``: shapes (primary), cue (complementary), echo (redundant); label 0/1
   (:mod:`ciml.data.synthetic.shapes`).
 
@@ -14,6 +15,7 @@ Example::
     from ciml.data.synthetic import generate_case, write_cases
     case = generate_case("shapes", 0, seed=1)          # in memory
     folders = write_cases("brats", 4, "data/brats")    # on disk
+    shifted = generate_case("brats", 0, variation="shifted")
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ciml.data.synthetic import brats, shapes
-from ciml.data.synthetic.brats import brats_case
+from ciml.data.synthetic.brats import brats_case, variation_spec
 from ciml.data.synthetic.common import Grid, SyntheticCase, write_case
 from ciml.data.synthetic.shapes import cue_predictor_dice, primary_only_oracle_dice, shapes_case
 from ciml.errors import CIMLError
@@ -34,6 +36,7 @@ MODALITIES: dict[str, tuple[str, ...]] = {"brats": brats.MODALITIES, "shapes": s
 SIZES: dict[str, dict[str, Grid]] = {"brats": brats.SIZES, "shapes": shapes.SIZES}
 KINDS = tuple(GENERATORS)
 SIZE_NAMES = ("small", "full")
+VARIATION_NAMES = tuple(brats.VARIATIONS)  # only `brats` has variations; `shapes` is `standard`
 
 
 def _check_kind(kind: str) -> None:
@@ -41,13 +44,26 @@ def _check_kind(kind: str) -> None:
         raise CIMLError(f"unknown sample-data kind {kind!r} (known: {', '.join(KINDS)})")
 
 
-def generate_case(kind: str, index: int, seed: int = 0, size: str = "small") -> SyntheticCase:
+def _check_variation(kind: str, variation: str) -> None:
+    variation_spec(variation)  # refuses an unknown one
+    if kind != "brats" and variation != "standard":
+        raise CIMLError(f"variation {variation!r} is only for kind brats ({kind} has only 'standard')")
+
+
+def generate_case(kind: str, index: int, seed: int = 0, size: str = "small",
+                  variation: str = "standard") -> SyntheticCase:
     """Case ``index`` of task ``kind`` (``brats`` or ``shapes``), in memory.
+
+    ``variation`` (``brats`` only): ``standard`` or ``shifted`` (its spec
+    ``brats.SHIFTED_BRAIN_PHANTOM``: head and scanner settings outside the standard ranges).
 
     Returns a :class:`SyntheticCase`: images (modality -> float32 ``(X, Y, Z)``), label
     (uint8 ``(X, Y, Z)``), spacing and origin in mm.
     """
     _check_kind(kind)
+    _check_variation(kind, variation)
+    if kind == "brats":
+        return brats_case(index, seed=seed, size=size, spec=variation_spec(variation))
     return GENERATORS[kind](index, seed=seed, size=size)
 
 
@@ -59,7 +75,8 @@ def case_ids(kind: str, n_cases: int) -> list[str]:
 
 
 def write_cases(kind: str, n_cases: int, out_dir: str | Path, seed: int = 0,
-                size: str = "small", on_case: Callable[[Path], None] | None = None) -> list[Path]:
+                size: str = "small", on_case: Callable[[Path], None] | None = None,
+                variation: str = "standard") -> list[Path]:
     """Generate ``n_cases`` cases of ``kind`` and write them under ``out_dir``.
 
     Every case folder is checked before anything is written: if one exists and is not
@@ -72,6 +89,7 @@ def write_cases(kind: str, n_cases: int, out_dir: str | Path, seed: int = 0,
         seed: run seed (>= 0).
         size: ``small`` or ``full``.
         on_case: called with each case folder once written (progress reporting).
+        variation: ``standard`` or, for ``brats`` only, ``shifted``.
 
     Returns:
         The case folders, in order.
@@ -83,6 +101,7 @@ def write_cases(kind: str, n_cases: int, out_dir: str | Path, seed: int = 0,
         raise CIMLError(f"size must be one of {', '.join(SIZE_NAMES)}, got {size!r}")
     if int(seed) < 0:
         raise CIMLError(f"seed must be >= 0, got {seed}")
+    _check_variation(kind, variation)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise CIMLError(f"{out_dir} exists and is not a folder")
@@ -94,7 +113,7 @@ def write_cases(kind: str, n_cases: int, out_dir: str | Path, seed: int = 0,
                         "(choose another folder, or remove those cases first)")
     folders = []
     for index in range(n_cases):
-        folder = write_case(generate_case(kind, index, seed=seed, size=size), out_dir)
+        folder = write_case(generate_case(kind, index, seed=seed, size=size, variation=variation), out_dir)
         folders.append(folder)
         if on_case is not None:
             on_case(folder)
@@ -102,7 +121,7 @@ def write_cases(kind: str, n_cases: int, out_dir: str | Path, seed: int = 0,
 
 
 __all__ = [
-    "GENERATORS", "KINDS", "MODALITIES", "SIZES", "SIZE_NAMES", "Grid", "SyntheticCase",
+    "GENERATORS", "KINDS", "MODALITIES", "SIZES", "SIZE_NAMES", "VARIATION_NAMES", "Grid", "SyntheticCase",
     "brats_case", "case_ids", "cue_predictor_dice", "generate_case", "primary_only_oracle_dice",
     "shapes_case", "write_case", "write_cases",
 ]
