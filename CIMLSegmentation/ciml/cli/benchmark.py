@@ -25,6 +25,7 @@ from ciml.io_utils import write_text_new
 from ciml.research.benchmark import Setup, benchmark_card, benchmark_image, machine_info, run_benchmark
 from ciml.inference.windows import plan_windows, window_count
 from ciml.research.profile import format_profile, profile_network
+from ciml.research.information import information_table, measure_information
 from ciml.research.window_plans import PLANS_SEED, compare_plans, plans_table
 from ciml.research.targets import CONFIGS
 from ciml.research.yardstick import run_pipelines
@@ -33,7 +34,7 @@ from ciml.resources import builtin_model
 
 def run(args: argparse.Namespace) -> int:
     if args.seed is None:
-        args.seed = PLANS_SEED if args.plans else 0
+        args.seed = PLANS_SEED if args.plans or args.information else 0
     if args.out and Path(args.out).exists():
         raise CIMLError(f"--out {args.out} already exists; choose another file")
     if args.cases < 1:
@@ -52,14 +53,16 @@ def run(args: argparse.Namespace) -> int:
                             f"(known: {', '.join(CONFIGS)})")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if sum(map(bool, (args.pipelines, args.profile, args.plans))) > 1:
-        raise CIMLError("--pipelines, --profile and --plans are separate runs; give one")
+    if sum(map(bool, (args.pipelines, args.profile, args.plans, args.information))) > 1:
+        raise CIMLError("--pipelines, --profile, --plans and --information are separate runs; give one")
     if args.pipelines:
         return run_pipelines_command(args)
     if args.plans:
         return run_plans_command(args)
     if args.profile:
         return run_profile_command(args)
+    if args.information:
+        return run_information_command(args)
     device = resolve_device(args.device)
     # A bundle's own card (its window, spacing and network) when its trained weights are timed.
     card = read_card(args.model) if args.model else benchmark_card(args.preset, args.size)
@@ -122,6 +125,23 @@ def run_plans_command(args: argparse.Namespace) -> int:
     result = compare_plans(model, cases=args.cases, seed=args.seed)
     _stamp(result)
     sys.stdout.write(plans_table(result))
+    _write_out(args, result)
+    return 0
+
+
+def run_information_command(args: argparse.Namespace) -> int:
+    """``--information``: whether a bundle takes each hidden structure from the modality showing it."""
+    model = args.model or str(builtin_model())
+    print(f"ciml benchmark --information: {model} on {args.cases} unseen brats cases", file=sys.stderr, flush=True)
+    card = read_card(model)
+    if card.modality_names != ("t1", "t1ce", "t2", "flair") or set(card.target_names) != {"WT", "TC", "ET"}:
+        raise CIMLError(f"--information needs a brats model (t1, t1ce, t2, flair; WT, TC, ET); {model} is "
+                        f"{', '.join(card.modality_names)}")
+    result = measure_information(model, cases=args.cases, seed=args.seed, variation=args.variation,
+                                 device=str(resolve_device(args.device)))
+    _stamp(result)
+    primaries = {t: s.primary for s in card.subtasks for t in s.targets}
+    sys.stdout.write(information_table(result, primaries))
     _write_out(args, result)
     return 0
 

@@ -229,7 +229,13 @@ def _benchmark(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="instead: segment --cases unseen sample cases with --model (default: the built-in "
                         "model) under each window plan (crop, one window, split windows, the old tiles) and "
                         "print Dice against the labels, agreement with the old tiles and seconds per case")
-    p.add_argument("--cases", type=int, default=6, metavar="N", help="--plans: sample cases (default 6)")
+    p.add_argument("--information", action="store_true",
+                   help="instead: on --cases unseen brats sample cases, does --model (default: the built-in "
+                        "model) segment each structure its primary cannot show, and does withholding the "
+                        "auxiliary that shows it change the prediction there (docs/sample-data.md)")
+    p.add_argument("--variation", choices=("standard", "shifted"), default="standard",
+                   help="--information: the sample cases' variation (shifted: settings outside the training range)")
+    p.add_argument("--cases", type=int, default=6, metavar="N", help="--plans, --information: sample cases (default 6)")
     p.add_argument("--workdir", metavar="DIR",
                    help="--pipelines: folder for the case, the bundle and the outputs (default: a temporary one)")
     return p

@@ -230,9 +230,9 @@ PLANS: dict[str, StudyPlan] = {
     "brats": StudyPlan(
         task="brats", train_cases=24, test_cases=8, budget=_BRATS_BUDGET,
         methods=("ciml", "early-fusion", "maml", "primary-only", "no-decomposition", "no-bottleneck",
-                 "no-attention"),
+                 "no-attention", "gate-latent"),
         missing_models=("ciml", "ciml-dropout", "ciml-passion", "maml", "maml-dropout", "maml-passion",
-                        "early-fusion", "early-fusion-passion"),
+                        "early-fusion", "early-fusion-passion", "no-bottleneck", "gate-latent"),
         # Imbalanced, as PASSION's paper: FLAIR (WT's primary) missing in most training cases.
         missing_rates={"t1": 0.1, "t2": 0.1, "flair": 0.7}),
 }
