@@ -40,13 +40,16 @@ def _plain_python_state(state: tuple) -> list:
 
 
 def restore_random_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
+    # A checkpoint loaded with map_location="cuda" holds the generator states on the GPU; the
+    # setters take CPU byte tensors only (a GPU resume failed with "RNG state must be a
+    # torch.ByteTensor" before the .cpu() calls).
+    torch.set_rng_state(state["torch"].cpu())
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state(("MT19937", n["key"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def save_checkpoint(folder: Path, step: int, payload: dict[str, Any]) -> Path:
