@@ -155,3 +155,36 @@ def test_plans_score_every_window_plan_against_the_labels_and_the_old_tiles(tmp_
 def test_plans_and_pipelines_are_separate_runs(capsys):
     assert main(["benchmark", "--plans", "--pipelines"]) != 0
     assert "separate runs" in capsys.readouterr().err
+
+
+def test_information_lists_each_hidden_structure_with_its_right_share_and_changes(tmp_path, capsys):
+    from ciml.data.synthetic import generate_case
+    from ciml.data.synthetic.brats_tumour import REGION
+    from ciml.research.information import TELLS, structure_truth
+
+    out = tmp_path / "information.json"
+    assert main(["benchmark", "--information", "--cases", "1", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    regions = generate_case("brats", 0, seed=result["seed"]).extras["regions"]
+    assert set(result["structures"]) == {s for s in TELLS if (regions == REGION[s]).any()}
+    for name, entry in result["structures"].items():
+        assert name in table and entry["cases"] == 1 and entry["truth"] == structure_truth(name)
+        assert set(entry["changed_without"]) == {"t1", "t1ce", "t2", "flair"}
+        for values in (entry["right"], *entry["right_without"].values(), *entry["changed_without"].values()):
+            assert 0.0 <= values[0] <= 1.0
+        # a voxel can only change from right to wrong or back: the right shares differ by at most the change
+        for m, changed in entry["changed_without"].items():
+            assert abs(entry["right"][0] - entry["right_without"][m][0]) <= changed[0] + 1e-9
+    # the structures' answers: a cyst is not tumour core, haemorrhage is not enhancing, faint edema is tumour
+    assert not structure_truth("cyst") and not structure_truth("haemorrhage") and structure_truth("faint_edema")
+    assert not structure_truth("flair_artefact") and structure_truth("non_enhancing")
+
+
+def test_information_needs_a_brats_model(tmp_path, capsys):
+    from ciml.bundle.weights import save_bundle
+
+    card = card_from_dict(tiny(preset_dict("shapes")))
+    save_bundle(tmp_path / "shapes-model", CIMLNet(card), card)
+    assert main(["benchmark", "--information", "--model", str(tmp_path / "shapes-model")]) == 2
+    assert "needs a brats model" in capsys.readouterr().err

@@ -12,7 +12,8 @@ from ciml.config import card_from_dict
 from ciml.nn import CIMLNet
 from ciml.research.study.plan import PLANS, plan_for
 from ciml.research.study.report import beyond_spread, main_table, summarise, write_report
-from ciml.research.study.runner import TRAINED, run_folder, run_study, train_step
+from ciml.research.study import training_log
+from ciml.research.study.runner import TRAINED, jobs, run_folder, run_study, train_step
 
 
 @pytest.mark.parametrize("task", sorted(PLANS))
@@ -37,6 +38,14 @@ def test_the_ablations_change_what_they_name():
     assert not card_from_dict(plan.card("no-bottleneck")).network.gate_bottleneck
     assert not card_from_dict(plan.card("no-attention")).network.gate_attention
     assert card_from_dict(plan.card("ciml")).network.gate_bottleneck
+    assert card_from_dict(plan.card("ciml")).network.gate_message == "decoded"
+    assert card_from_dict(plan.card("gate-latent")).network.gate_message == "latent"
+    shapes = PLANS["shapes"]
+    assert card_from_dict(shapes.card("gate-free-bits")).training.free_bits == 0.02
+    both = card_from_dict(shapes.card("gate-latent-free-bits"))
+    assert both.network.gate_message == "latent" and both.training.free_bits == 0.02
+    warm = card_from_dict(shapes.card("gate-warmup")).training
+    assert warm.beta_warmup_steps == warm.max_steps // 2 > 0
     # shapes has one sub-task: there is nothing to decompose, so the ablation is not run
     assert not PLANS["shapes"].applicable("no-decomposition")
 
@@ -111,7 +120,12 @@ def test_a_tiny_study_end_to_end_then_nothing_is_rerun(tmp_path):
     assert (run_folder(tmp_path, "ciml", 0) / "case" / "effect_cue.nii.gz").is_file()
     for picture in ("dice.png", "missing.png", "case.png"):
         assert (tmp_path / picture).stat().st_size > 1000
-    assert "| ciml | 2 |" in (tmp_path / "results.md").read_text(encoding="utf-8")
+    text = (tmp_path / "results.md").read_text(encoding="utf-8")
+    assert "| ciml | 2 |" in text
+    # The gates' diagnostics and the curves come from the training logs.
+    assert {"cue", "echo"} == set(results["gates"]["ciml"]) and "primary-only" not in results["gates"]
+    assert "| ciml | cue | 2 |" in text and (tmp_path / "curves.png").stat().st_size > 1000
+    assert [p[0] for p in results["curves"]["ciml"]["0"]] == [2]
 
     marker = run_folder(tmp_path, "ciml", 0) / TRAINED
     before = marker.stat().st_mtime_ns, (tmp_path / "cards" / "ciml.json").read_text()
@@ -129,3 +143,55 @@ def test_bad_study_options_are_one_clear_message(tmp_path, capsys, args, message
     assert main(["study", "--task", "shapes", "--out", str(tmp_path / "s"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def _log(run, events: list[dict]) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+def _gate(auxiliary: str, level: int, kl, ratio: float, collapsed: bool) -> dict:
+    return {"subtask": "target", "auxiliary": auxiliary, "level": level, "kl": kl, "message_ratio": ratio,
+            "collapsed": collapsed}
+
+
+def test_gate_summary_averages_each_auxiliarys_gates_then_the_seeds(tmp_path):
+    plan = plan_for("shapes", seeds=(0, 1), methods=("ciml", "no-bottleneck"), missing_models=(),
+                    semi_supervised=())
+    for seed, (kl, ratio) in enumerate([(0.4, 0.3), (0.6, 0.5)]):
+        _log(run_folder(tmp_path, "ciml", seed), [
+            {"event": "gates", "step": 100, "gates": [_gate("cue", 2, 9.0, 9.0, False)]},  # not the last
+            {"event": "step", "step": 101},
+            {"event": "gates", "step": 200, "gates": [
+                _gate("cue", 2, kl, ratio, False), _gate("cue", 3, kl + 0.2, ratio + 0.2, True),
+                _gate("echo", 2, 0.01, 0.02, True), _gate("echo", 3, 0.03, 0.04, True)]}])
+    _log(run_folder(tmp_path, "no-bottleneck", 0), [
+        {"event": "gates", "step": 200, "gates": [_gate("cue", 2, None, 0.7, False)]}])
+    summary = training_log.gate_summary(plan, tmp_path)
+    cue = summary["ciml"]["cue"]
+    # per seed: (0.4 + 0.6) / 2 = 0.5 and (0.6 + 0.8) / 2 = 0.7; over seeds: 0.6 +- 0.1414
+    assert cue["kl"]["mean"] == pytest.approx(0.6) and cue["kl"]["sd"] == pytest.approx(0.2 / 2 ** 0.5)
+    assert cue["message_ratio"]["mean"] == pytest.approx(0.5) and cue["collapsed"]["mean"] == 0.5
+    assert summary["ciml"]["echo"]["collapsed"]["mean"] == 1.0 and cue["seeds"] == 2
+    assert summary["no-bottleneck"]["cue"]["kl"] is None
+    table = training_log.gate_table(summary)
+    assert "| ciml | cue | 2 | 0.600 ± 0.141 | 0.500 ± 0.141 | 0.50 ± 0.00 |" in table
+    assert "| no-bottleneck | cue | 1 | – |" in table
+
+
+@pytest.mark.parametrize("dice, flat", [
+    ([0.2, 0.5, 0.7, 0.80, 0.81, 0.80], True),    # flattened
+    ([0.2, 0.5, 0.6, 0.70, 0.75, 0.80], False),   # still climbing in its second half
+    ([0.2, 0.5, 0.8, 0.85, 0.82, 0.70], False),   # fell away from its best
+    ([0.2, 0.5, 0.8], False),                     # too few validations to say
+])
+def test_a_curve_has_converged_when_its_second_half_is_flat(dice, flat):
+    assert training_log.converged([(100 * (i + 1), d) for i, d in enumerate(dice)]) is flat
+
+
+def test_the_study_runs_every_step_on_the_chosen_device(tmp_path):
+    plan = PLANS["shapes"]
+    (tmp_path / "data" / "test" / "shapes-000").mkdir(parents=True)  # the figure's case
+    for job in jobs(plan, tmp_path, "cuda")[:3]:
+        for step in job.steps:
+            assert step.command[step.command.index("--device") + 1] == "cuda"
