@@ -10,6 +10,7 @@ from conftest import tiny
 
 from ciml.cli.main import main
 from ciml.config import card_from_dict, preset_dict
+from ciml.data.synthetic import generate_case
 from ciml.inference.sliding_window import predict_with_cams
 from ciml.nn import CIMLNet
 from ciml.research.benchmark import (
@@ -40,7 +41,11 @@ def test_small_case_is_on_the_cards_grid():
     card = benchmark_card("brats", "small", TINY)
     assert card.spacing == (2.5, 2.5, 2.5) and card.network.features == (4, 8, 16)
     image = benchmark_image(card, "small")
-    assert image.shape == (4, 96, 96, 64) and image.dtype == torch.float32 and image.abs().max() > 0
+    case = generate_case("brats", 0, size="small")
+    # the case's own voxel size varies (its zoom), so the image is resampled to the card's 2.5 mm
+    expected = tuple(round(n * s / 2.5) for n, s in zip(case.label.shape, case.spacing))
+    assert case.spacing != (2.5, 2.5, 2.5) and image.shape == (4, *expected)
+    assert image.dtype == torch.float32 and image.abs().max() > 0
 
 
 def test_result_structure_and_ratios(small_setup):
@@ -158,7 +163,6 @@ def test_plans_and_pipelines_are_separate_runs(capsys):
 
 
 def test_information_lists_each_hidden_structure_with_its_right_share_and_changes(tmp_path, capsys):
-    from ciml.data.synthetic import generate_case
     from ciml.data.synthetic.brats_tumour import REGION
     from ciml.research.information import TELLS, structure_truth
 

@@ -45,9 +45,9 @@ def _train(args: list[str]) -> None:
     assert main(["train", "--progress", "none", *args]) == 0
 
 
-def _losses(run: Path) -> list[float]:
+def _losses(run: Path, term: str = "loss") -> list[float]:
     lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
-    return [x["loss"] for x in lines if x["event"] == "step"]
+    return [x[term] for x in lines if x["event"] == "step"]
 
 
 @pytest.mark.parametrize("extra", [
@@ -61,7 +61,9 @@ def test_a_few_steps_lower_the_loss(tmp_path, shapes_data, extra):
     run = tmp_path / "run"
     _train(["--data", str(shapes_data), "--out", str(run), "--card", str(tiny_shapes_card(tmp_path)),
             "--max-steps", "12", *extra])
-    losses = _losses(run)
+    # The supervised segmentation term: PASSION's distillation and prototype terms start after
+    # its warm-up and need not fall in 12 steps.
+    losses = _losses(run, "seg")
     assert len(losses) == 12
     assert sum(losses[-3:]) < sum(losses[:3]), losses
     bundle = load_bundle(run / "bundle")

@@ -25,6 +25,7 @@ import SimpleITK as sitk
 
 from ciml.config.card import ModelCard
 from ciml.data.errors import DataError
+from ciml.data.foreground import body_mask
 from ciml.data.geometry import Geometry, alignment_warnings, resample
 from ciml.data.io import PathLike, array_to_image, check_image, image_suffix, image_to_array, read_image
 from ciml.data.labels import (
@@ -56,6 +57,9 @@ class Case:
         present: per modality, whether it was given (a missing one is all zeros).
         warnings: sentences for the user's report (resampling, missing modalities, replaced
             NaN or infinite voxels).
+        reference_body: bool ``(X, Y, Z)`` the body on ``reference`` (the reference modality's
+            normalised non-zero voxels, holes filled), or ``None``: maps brought back to the
+            reference grid are cut to it, since interpolation would smear them past the body.
     """
 
     case_id: str
@@ -65,6 +69,7 @@ class Case:
     regions: np.ndarray | None = None
     present: tuple[bool, ...] = ()
     warnings: list[str] = field(default_factory=list)
+    reference_body: np.ndarray | None = None
 
     def to_reference(self, values: np.ndarray, interpolation: str = "linear") -> np.ndarray:
         """Bring values on the working grid back onto the reference grid.
@@ -174,8 +179,11 @@ def load_case(card: ModelCard, images: Mapping[str, PathLike | None], label: Pat
                                                 where, ref_what)
         warnings += label_warnings
     present = tuple(m not in missing for m in card.modality_names)
+    reference_body = body_mask(normalize(image_to_array(sitk.Cast(reference_image, sitk.sitkFloat32)),
+                                         card.modalities[card.modality_index(ref_name)]))
     return Case(case_id=case_id, image=np.stack(volumes).astype(np.float32, copy=False), grid=grid,
-                reference=reference, regions=regions, present=present, warnings=warnings)
+                reference=reference, regions=regions, present=present, warnings=warnings,
+                reference_body=reference_body)
 
 
 def load_record(card: ModelCard, record: Mapping[str, Any], allow_missing: bool = False) -> Case:

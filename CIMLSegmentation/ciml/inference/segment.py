@@ -254,7 +254,10 @@ def _write(request: SegmentRequest, bundle: Bundle, case: Case, inference: Infer
         write_image(label, case.reference, tmp / names["segmentation"])
         for k, (name, values) in enumerate(files.items()):
             names[name] = f"{name}.{request.fmt}"  # maps are on the working grid
-            write_image(case.to_reference(values.astype(np.float32)), case.reference, tmp / names[name])
+            values = case.to_reference(values.astype(np.float32))
+            if case.reference_body is not None:
+                values = values * case.reference_body
+            write_image(values, case.reference, tmp / names[name])
             stages.within((k + 1) / (len(files) + 1))
         stages.leave()
         report = _report(request, bundle, case, inference, found, label, body, stages.timings, names)
