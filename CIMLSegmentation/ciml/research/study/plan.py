@@ -37,24 +37,11 @@ def _one_decoder(card: dict[str, Any]) -> dict[str, Any]:
     return card
 
 
-def _network(**switches: Any) -> CardEdit:
+def _set(**sections: dict[str, Any]) -> CardEdit:
+    """An edit that sets fields of card sections: ``_set(network={...}, training={...})``."""
     def edit(card: dict[str, Any]) -> dict[str, Any]:
-        card.setdefault("network", {}).update(switches)
-        return card
-    return edit
-
-
-def _training(**values: Any) -> CardEdit:
-    def edit(card: dict[str, Any]) -> dict[str, Any]:
-        card.setdefault("training", {}).update(values)
-        return card
-    return edit
-
-
-def _compose(*edits: CardEdit) -> CardEdit:
-    def edit(card: dict[str, Any]) -> dict[str, Any]:
-        for e in edits:
-            card = e(card)
+        for section, values in sections.items():
+            card.setdefault(section, {}).update(values)
         return card
     return edit
 
@@ -100,17 +87,17 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("maml", "MAML: modality-aware attention, deep-supervised branches", arch="maml"),
     Method("primary-only", "CIML without auxiliaries: each decoder sees its primary only", edit=_without_auxiliaries),
     Method("no-bottleneck", "CIML, gates without the variational bottleneck (attention only)",
-           edit=_network(gate_bottleneck=False)),
+           edit=_set(network={"gate_bottleneck": False})),
     Method("no-attention", "CIML, gates without the spatial attention (bottleneck only)",
-           edit=_network(gate_attention=False)),
+           edit=_set(network={"gate_attention": False})),
     Method("no-decomposition", "CIML with one decoder for all targets, all other modalities gated in",
            edit=_one_decoder, needs_subtasks=2),
     Method("gate-latent", "CIML with the latent added as is (no decoder): the gate before issue 17",
-           edit=_network(gate_message="latent")),
+           edit=_set(network={"gate_message": "latent"})),
     Method("gate-free-bits", "CIML, decoded gate, free bits: each latent channel carries 0.02 nats per voxel free",
-           edit=_training(free_bits=0.02)),
+           edit=_set(training={"free_bits": 0.02})),
     Method("gate-latent-free-bits", "CIML, latent added as is, with the same free bits",
-           edit=_compose(_network(gate_message="latent"), _training(free_bits=0.02))),
+           edit=_set(network={"gate_message": "latent"}, training={"free_bits": 0.02})),
     Method("gate-warmup", "CIML, decoded gate, the KL weight rising from 0 over the first half of training",
            edit=_beta_warmup),
     Method("ciml-passion", "CIML trained with PASSION for missing modalities", missing_modalities=True),
