@@ -183,6 +183,27 @@ def test_bad_training_input_is_one_message(tmp_path, shapes_data, capsys, args, 
     assert message in err and "Traceback" not in err
 
 
+def test_a_label_value_the_card_does_not_know_is_one_message(tmp_path, capsys):
+    """Found while caching the cases, inside a MONAI transform, which wraps it in a RuntimeError."""
+    import SimpleITK as sitk
+
+    data = tmp_path / "data"
+    write_cases("shapes", 3, data, seed=3)
+    seg = next(data.rglob("*_seg.nii.gz"))
+    image = sitk.ReadImage(str(seg))
+    array = sitk.GetArrayFromImage(image)
+    array[0, 0, 0] = 7
+    stamped = sitk.GetImageFromArray(array)
+    stamped.CopyInformation(image)
+    sitk.WriteImage(stamped, str(seg))
+    code = main(["train", "--progress", "json", "--data", str(data), "--out", str(tmp_path / "run"),
+                 "--card", str(tiny_shapes_card(tmp_path)), "--max-steps", "2", "--val-fraction", "0"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "label value(s) 7" in captured.err and "unexpected error" not in captured.err
+    assert "label value(s) 7" in json.loads(captured.out.strip().splitlines()[-1])["message"]
+
+
 def test_ddp_with_two_gloo_processes_matches_one_process(tmp_path, shapes_data):
     """Same global batch (2): two processes of batch 1 against one process of batch 2.
 

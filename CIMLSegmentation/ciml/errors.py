@@ -1,5 +1,7 @@
 """Errors that reach the user as one clear message (never a traceback)."""
 
+from __future__ import annotations
+
 
 class CIMLError(Exception):
     """Base class of every error the command line reports as a plain message and exit code."""
@@ -17,3 +19,16 @@ class CardError(CIMLError, ValueError):
 
 class BundleError(CIMLError):
     """A model bundle is missing, corrupted, tampered with, or does not fit its card."""
+
+
+def user_error(exc: BaseException | None) -> CIMLError | None:
+    """The :class:`CIMLError` that ``exc`` is or was raised from, if any.
+
+    MONAI re-raises an error inside a transform as ``RuntimeError("applying transform ...")``
+    from the original, so a bad label map found while caching cases arrives wrapped.
+    """
+    while exc is not None:
+        if isinstance(exc, CIMLError):
+            return exc
+        exc = exc.__cause__
+    return None

@@ -14,7 +14,7 @@ import sys
 import traceback
 
 from ciml.cli.parser import build_parser
-from ciml.errors import CIMLError
+from ciml.errors import user_error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,13 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(importlib.import_module(args._run).run(args) or 0)
-    except CIMLError as exc:
-        print(f"ciml {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         print(f"ciml {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        cause = user_error(exc)
+        if cause is not None:
+            print(f"ciml {args.command}: error: {cause}", file=sys.stderr)
+            return cause.exit_code
         if args.debug:
             traceback.print_exc()
         print(f"ciml {args.command}: unexpected error: {type(exc).__name__}: {exc} "

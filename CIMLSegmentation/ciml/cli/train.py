@@ -12,7 +12,7 @@ from ciml.bundle import read_card
 from ciml.config import card_from_dict
 from ciml.data import check_records, list_cases
 from ciml.data.datasets import split_records
-from ciml.errors import CIMLError
+from ciml.errors import CIMLError, user_error
 from ciml.progress import Progress
 from ciml.training.run_config import effective_card, merged_settings, parse_rates, read_config, steps_for_epochs
 from ciml.training.trainer import RunOptions, Trainer
@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
         summary = Trainer(card, options, records["train"], records["validation"], records["unlabelled"],
                           progress).run(resume=args.resume)
     except BaseException as exc:
-        progress.error(str(exc) or type(exc).__name__)
+        cause = user_error(exc) or exc
+        progress.error(str(cause) or type(cause).__name__)
         raise
     progress.message(f"done: {summary['steps']} steps in {summary['wall_time_s']} s; "
                      f"best mean Dice {summary['best_mean_dice']} at step {summary['best_step']}; "

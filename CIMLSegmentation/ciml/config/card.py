@@ -19,6 +19,7 @@ NORMALIZATIONS = ("zscore_nonzero", "zscore", "window", "suv_clip")
 DEFAULT_NORMALIZATION = {"MR": "zscore_nonzero", "CT": "window", "PET": "suv_clip"}
 DEFAULT_WINDOW = {"CT": (-1000.0, 1000.0), "PET": (0.0, 20.0)}
 GATE_MESSAGES = ("decoded", "latent")  # what a gate adds to the primary: see NetworkSpec.gate_message
+OUTPUT_PRIORS = ("foreground", "none")  # how the sigmoid heads' biases start: see TrainingSpec.output_prior
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,11 @@ class TrainingSpec:
         free_bits: nats per voxel that each latent channel of a gate may carry without KL
             penalty (free bits, Kingma et al. 2016): the penalised KL is the sum over channels of
             ``max(KL_c, free_bits)``, so a channel below the allowance gets no push to the prior.
+        output_prior: how a fresh network's sigmoid heads start: ``foreground``, each at its
+            target's voxel rate in the first training crops (bias logit(rate), RetinaNet's
+            prior-probability initialisation, :mod:`ciml.nn.output_prior`), so that small
+            targets are learnt from the first steps; ``none``, PyTorch's default bias (p about
+            0.5). Fine-tuning (``--init``) keeps the bundle's biases.
         seed: random seed.
         validation_interval: optimiser steps between validations (and checkpoints).
         patience: stop after this many validations without a better mean Dice (0: never).
@@ -205,6 +211,7 @@ class TrainingSpec:
     beta: float = 1e-3
     beta_warmup_steps: int = 0
     free_bits: float = 0.0
+    output_prior: str = "foreground"
     seed: int = 0
     validation_interval: int = 100
     patience: int = 0

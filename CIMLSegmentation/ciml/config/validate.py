@@ -15,10 +15,11 @@ from typing import Any
 
 from ciml.config.card import (
     DEFAULT_NORMALIZATION,
-    GATE_MESSAGES,
     DEFAULT_WINDOW,
+    GATE_MESSAGES,
     MODALITY_KINDS,
     NORMALIZATIONS,
+    OUTPUT_PRIORS,
     InferenceSpec,
     Modality,
     ModelCard,
@@ -264,6 +265,7 @@ def _training(raw: Any, dims: int, multiple: int, modalities: tuple[str, ...]) -
         beta=_float(get("beta"), "training.beta", 0.0, 1e6),
         beta_warmup_steps=_int(get("beta_warmup_steps"), "training.beta_warmup_steps", minimum=0),
         free_bits=_float(get("free_bits"), "training.free_bits", 0.0, 100.0),
+        output_prior=_known(get("output_prior"), OUTPUT_PRIORS, "training.output_prior", "output prior"),
         seed=_int(get("seed"), "training.seed", minimum=0),
         validation_interval=_int(get("validation_interval"), "training.validation_interval", minimum=1),
         patience=_int(get("patience"), "training.patience", minimum=0),

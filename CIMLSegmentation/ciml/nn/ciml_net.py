@@ -11,6 +11,7 @@ from ciml.nn.encoder import ModalityEncoder
 from ciml.nn.gate import CrossModalityInformationGate
 from ciml.nn.modality_head import ModalityHead
 from ciml.nn.output import GateOutput, NetOutput
+from ciml.nn.output_prior import OutputHeads
 
 
 def _gate_key(subtask: str, auxiliary: str, level: int) -> str:
@@ -70,6 +71,17 @@ class CIMLNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x).logits
+
+    def output_heads(self) -> OutputHeads:
+        """Every sigmoid head's 1x1 convolution with its targets' indices in the card
+        (:mod:`ciml.nn.output_prior`): each decoder's head and, with PASSION's modality heads,
+        their full-resolution level (the deeper levels' convolutions add to it)."""
+        heads = [(self.decoders[s.name].head.conv.conv, [self.card.target_index(t) for t in s.targets])
+                 for s in self.card.subtasks]
+        if self.modality_heads is not None:
+            every = list(range(len(self.card.targets)))
+            heads += [(head.levels[0], every) for head in self.modality_heads.values()]
+        return heads
 
     def gate(self, subtask: str, auxiliary: str, level: int) -> CrossModalityInformationGate:
         """The gate through which ``auxiliary`` talks to ``subtask``'s primary at encoder ``level``.

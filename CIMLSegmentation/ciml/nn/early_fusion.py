@@ -9,6 +9,7 @@ from torch import nn
 from ciml.config import ModelCard
 from ciml.nn.ciml_net import CIMLNet
 from ciml.nn.output import NetOutput
+from ciml.nn.output_prior import OutputHeads
 from ciml.nn.parameters import parameter_count
 
 
@@ -64,6 +65,10 @@ class EarlyFusionNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def output_heads(self) -> OutputHeads:
+        """DynUNet's output convolution, every target (:mod:`ciml.nn.output_prior`)."""
+        return [(self.net.output_block.conv.conv, list(range(len(self.card.targets))))]
 
     def forward_features(self, x: torch.Tensor, present: torch.Tensor | None = None) -> NetOutput:
         """The logits and the last decoder features (the input of DynUNet's output block).

@@ -12,6 +12,7 @@ from ciml.nn.deep_supervision import DeepSupervisionHeads
 from ciml.nn.encoder import ModalityEncoder
 from ciml.nn.modality_attention import ModalityAwareAttention
 from ciml.nn.output import NetOutput
+from ciml.nn.output_prior import OutputHeads
 
 
 class MAMLNet(nn.Module):
@@ -74,6 +75,14 @@ class MAMLNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, M, *S) -> fused logits (B, T, *S), every modality present."""
         return self.forward_features(x).logits
+
+    def output_heads(self) -> OutputHeads:
+        """The fused output, every branch's full-resolution head and its deep-supervision heads,
+        each predicting every target (:mod:`ciml.nn.output_prior`)."""
+        every = list(range(len(self.card.targets)))
+        convs = [self.output.conv.conv, *(d.head.conv.conv for d in self.decoders.values()),
+                 *(h.conv.conv for heads in self.scale_heads.values() for h in heads.heads)]
+        return [(conv, every) for conv in convs]
 
     def encode(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         """Every branch's encoder features.

@@ -35,6 +35,7 @@ from ciml.inference.device import resolve_device
 from ciml.inference.sliding_window import autocast
 from ciml.nn import CIMLNet, build_network
 from ciml.nn.gate_diagnostics import centred_window, gate_diagnostics
+from ciml.nn.output_prior import RATE_CROPS, foreground_rates, set_output_prior
 from ciml.progress import Progress
 from ciml.training import distributed
 from ciml.training.checkpoint import load_checkpoint, restore_random_state, save_checkpoint
@@ -163,6 +164,16 @@ class Trainer:
                                        None if cache_dir is None else f"{cache_dir}/validation")
         return loaders, validation
 
+    def _output_prior(self, network: torch.nn.Module, crops) -> None:
+        """Start every sigmoid head at its target's rate in the first training crops
+        (``training.output_prior: foreground``; a fine-tuned bundle keeps its biases)."""
+        if self.card.training.output_prior != "foreground" or self.options.init:
+            return
+        rates = foreground_rates(torch.as_tensor(crops[i]["label"])[None] for i in range(RATE_CROPS))
+        set_output_prior(network.output_heads(), rates)
+        self._log({"event": "output_prior", "crops": RATE_CROPS,
+                   "rates": {t: float(r) for t, r in zip(self.card.target_names, rates)}})
+
     # -- the run ----------------------------------------------------------------------------
 
     def run(self, resume: bool = False) -> dict[str, Any]:
@@ -186,6 +197,8 @@ class Trainer:
         if resume:
             objective.load_state_dict(self._objective_state)
         loaders, validation = self._loaders(self.state.step)
+        if not resume:
+            self._output_prior(network, loaders["train"].dataset)
         batches = {role: iter(loader) for role, loader in loaders.items()}
         interval = self.card.training.validation_interval
         stop = False
