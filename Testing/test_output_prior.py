@@ -71,3 +71,12 @@ def test_an_unknown_output_prior_is_a_card_error():
     card["training"]["output_prior"] = "retina"
     with pytest.raises(CardError, match="training.output_prior"):
         card_from_dict(card)
+
+
+def test_a_bundle_written_before_the_field_reads_as_trained_without_the_prior():
+    from ciml.bundle.metadata import stored_card
+
+    old = preset_dict("brats")
+    old["training"].pop("output_prior", None)
+    assert card_from_dict(stored_card({"card": old})).training.output_prior == "none"
+    assert card_from_dict(old).training.output_prior == "foreground"  # a new card: the default

@@ -64,12 +64,20 @@ def read_card(path: str | Path) -> ModelCard:
         raise BundleError(f"{path}: {exc}") from None
 
 
+# Card fields added after bundles were written, with the value those bundles were trained with.
+_BEFORE_FIELDS = {("network", "gate_message"): "latent", ("training", "output_prior"): "none"}
+
+
 def stored_card(meta: dict[str, Any]) -> Any:
-    """The card as a bundle stores it, completed for bundles written before a field existed:
-    a card without ``network.gate_message`` was trained with the latent added as is."""
+    """The card as a bundle stores it, completed for bundles written before a field existed: a
+    card without ``network.gate_message`` was trained with the latent added as is, one without
+    ``training.output_prior`` with PyTorch's default output bias."""
     card = meta["card"]
-    if isinstance(card, dict) and isinstance(card.get("network"), dict) and "gate_message" not in card["network"]:
-        card = {**card, "network": {**card["network"], "gate_message": "latent"}}
+    if not isinstance(card, dict):
+        return card
+    for (section, name), value in _BEFORE_FIELDS.items():
+        if isinstance(card.get(section), dict) and name not in card[section]:
+            card = {**card, section: {**card[section], name: value}}
     return card
 
 
