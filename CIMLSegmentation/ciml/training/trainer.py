@@ -298,7 +298,7 @@ class Trainer:
         """What each gate passes, on the window at the centre of the first validation case: into
         the log (``{"event": "gates", ...}``), with the collapsed ones named on the progress line."""
         core = getattr(network, "module", network)  # DDP wraps the network
-        if not isinstance(core, CIMLNet) or not len(validation):
+        if not isinstance(core, CIMLNet) or not core.gates or not len(validation):
             return
         window = centred_window(np.asarray(validation[0]["image"]), self.card.inference.roi_size)
         diagnostics = gate_diagnostics(core, torch.from_numpy(window)[None].to(self.device))
