@@ -21,7 +21,7 @@ def test_rates_are_each_targets_share_of_the_voxels():
     first[1, 1, 0, 0, 0] = 1  # target 1: 1 voxel in crop 1
     second = torch.zeros(1, 3, 4, 4, 4)
     second[0, 0, 0] = 1  # target 0: 16 voxels more
-    rates = foreground_rates([first, second])
+    rates = foreground_rates(torch.cat([first, second]))
     assert torch.allclose(rates, torch.tensor([48 / 192, 1 / 192, 0.0]))
 
 

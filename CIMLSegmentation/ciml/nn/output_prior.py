@@ -12,8 +12,6 @@ measured on the run's own training crops rather than fixed at 0.01.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 from torch import nn
 
@@ -29,23 +27,16 @@ OutputHeads = list[tuple[nn.Conv1d | nn.Conv2d | nn.Conv3d, list[int]]]
 """(1x1 convolution, the card's target indices of its output channels) for every sigmoid head."""
 
 
-def foreground_rates(regions: Iterable[torch.Tensor]) -> torch.Tensor:
+def foreground_rates(regions: torch.Tensor) -> torch.Tensor:
     """Each target's share of voxels over a set of crops.
 
     Args:
-        regions: batches of crops' binary target regions, each (B, T, *S).
+        regions: (N, T, *S) binary target regions of N crops.
 
     Returns:
         (T,) rates in [0, 1].
     """
-    inside = total = None
-    for r in regions:
-        counts = r.float().flatten(2).sum(dim=(0, 2))
-        inside = counts if inside is None else inside + counts
-        total = (total or 0) + r.shape[0] * r[0, 0].numel()
-    if inside is None:
-        raise ValueError("no crops to measure the foreground rates on")
-    return inside / total
+    return regions.float().transpose(0, 1).flatten(1).mean(dim=1)
 
 
 def set_output_prior(heads: OutputHeads, rates: torch.Tensor) -> None:
@@ -55,8 +46,7 @@ def set_output_prior(heads: OutputHeads, rates: torch.Tensor) -> None:
         heads: the network's ``output_heads()``.
         rates: (T,) foreground rates in the card's target order (:func:`foreground_rates`).
     """
-    clamped = rates.double().clamp(RATE_FLOOR, 0.5)
-    logits = torch.log(clamped / (1 - clamped))
+    logits = torch.logit(rates.double().clamp(RATE_FLOOR, 0.5))
     with torch.no_grad():
         for conv, targets in heads:
             if conv.bias is None:

@@ -169,7 +169,7 @@ class Trainer:
         (``training.output_prior: foreground``; a fine-tuned bundle keeps its biases)."""
         if self.card.training.output_prior != "foreground" or self.options.init:
             return
-        rates = foreground_rates(torch.as_tensor(crops[i]["label"])[None] for i in range(RATE_CROPS))
+        rates = foreground_rates(torch.stack([torch.as_tensor(crops[i]["label"]) for i in range(RATE_CROPS)]))
         set_output_prior(network.output_heads(), rates)
         self._log({"event": "output_prior", "crops": RATE_CROPS,
                    "rates": {t: float(r) for t, r in zip(self.card.target_names, rates)}})
