@@ -253,3 +253,17 @@ def test_a_bundle_card_without_gate_message_reads_as_the_latent_gate():
     new = preset_dict("shapes")
     new["network"]["gate_message"] = "decoded"
     assert card_from_dict(stored_card({"card": new})).network.gate_message == "decoded"
+
+
+def test_a_card_without_gate_levels_gates_every_level_of_its_own_depth():
+    from ciml.bundle.metadata import stored_card
+    from ciml.config import card_from_dict, preset_dict
+
+    for features in ([8, 16, 32], [8, 16, 32, 64, 128]):
+        card = preset_dict("shapes")
+        card["network"].pop("gate_levels", None)
+        card["network"]["features"] = features
+        assert card_from_dict(card).network.resolved_gate_levels() == tuple(range(len(features)))
+        # a bundle written before the field existed was trained with the two deepest levels
+        old = card_from_dict(stored_card({"card": card})).network.resolved_gate_levels()
+        assert old == (len(features) - 2, len(features) - 1)

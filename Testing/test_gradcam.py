@@ -234,7 +234,9 @@ def _border_steps(cams: torch.Tensor, borders: tuple[int, ...], inside: range) -
 
 
 def test_no_step_at_window_borders_where_there_is_no_structure():
-    net = _pointwise_net(seed=1)
+    # a seed whose random net responds to the structure in every target (asserted below); with
+    # gates at every level most seeds' outputs barely vary over this small image
+    net = _pointwise_net(seed=8)
     card = net.card
     generator = torch.Generator().manual_seed(5)
     texture = torch.randn(4, 1, 16, 56, 16, generator=generator)

@@ -44,8 +44,9 @@ def test_forward_backward_for_each_preset(name):
     x, y = _batch(card, batch=1)
     out, loss = _train_step(net, card, x, y)
     assert out.logits.shape == (1, len(card.targets), *TINY_SHAPE)
-    gates_expected = sum(len(s.auxiliaries) for s in card.subtasks) * 2
-    assert len(out.gates) == gates_expected
+    # by default every encoder level receives each auxiliary's message
+    assert net.gate_levels == tuple(range(len(card.network.features)))
+    assert len(out.gates) == sum(len(s.auxiliaries) for s in card.subtasks) * len(net.gate_levels)
     assert out.kl > 0
     assert all(p.grad is not None for p in net.parameters())
 

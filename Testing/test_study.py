@@ -40,6 +40,9 @@ def test_the_ablations_change_what_they_name():
     assert card_from_dict(plan.card("ciml")).network.gate_bottleneck
     assert card_from_dict(plan.card("ciml")).network.gate_message == "decoded"
     assert card_from_dict(plan.card("gate-latent")).network.gate_message == "latent"
+    # the default gates every encoder level; the ablation only the two deepest (16^3 and 8^3 of 64^3)
+    assert len(CIMLNet(card_from_dict(plan.card("ciml"))).gate_levels) == len(plan.budget["network"]["features"])
+    assert CIMLNet(card_from_dict(plan.card("gates-deep"))).gate_levels == (2, 3)
     shapes = PLANS["shapes"]
     assert card_from_dict(shapes.card("gate-free-bits")).training.free_bits == 0.02
     both = card_from_dict(shapes.card("gate-latent-free-bits"))

@@ -65,13 +65,15 @@ def read_card(path: str | Path) -> ModelCard:
 
 
 # Card fields added after bundles were written, with the value those bundles were trained with.
-_BEFORE_FIELDS = {("network", "gate_message"): "latent", ("training", "output_prior"): "none"}
+_BEFORE_FIELDS = {("network", "gate_message"): "latent", ("training", "output_prior"): "none",
+                  ("network", "gate_levels"): [-2, -1]}
 
 
 def stored_card(meta: dict[str, Any]) -> Any:
     """The card as a bundle stores it, completed for bundles written before a field existed: a
     card without ``network.gate_message`` was trained with the latent added as is, one without
-    ``training.output_prior`` with PyTorch's default output bias."""
+    ``training.output_prior`` with PyTorch's default output bias, one without
+    ``network.gate_levels`` with gates at the two deepest levels."""
     card = meta["card"]
     if not isinstance(card, dict):
         return card

@@ -91,7 +91,9 @@ class NetworkSpec:
         norm: MONAI normalisation name (``instance``, ``batch``, ``group``...).
         dropout: dropout rate inside the blocks.
         gate_levels: encoder levels that receive gate messages; negative values count from the
-            deepest (the default, ``[-2, -1]``, is the two deepest).
+            deepest. A card without the field gates every level of its ``features`` (the
+            default below is every level of the default features); ``[-2, -1]``, the two
+            deepest, was the default until issue 17 measured it (docs/training.md).
         gate_bottleneck: use the variational bottleneck in each gate (ablation switch).
         gate_attention: use the cross-modal spatial attention in each gate (ablation switch).
         gate_message: what a gate adds to the primary's features: ``decoded``, its latent
@@ -109,7 +111,7 @@ class NetworkSpec:
     kernel_size: int = 3
     norm: str = "instance"
     dropout: float = 0.0
-    gate_levels: tuple[int, ...] = (-2, -1)
+    gate_levels: tuple[int, ...] = (0, 1, 2, 3)
     gate_bottleneck: bool = True
     gate_attention: bool = True
     gate_message: str = "decoded"

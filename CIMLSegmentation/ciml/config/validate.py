@@ -188,8 +188,10 @@ def _network(raw: Any) -> NetworkSpec:
         raise CardError("network.spatial_dims", f"must be 2 or 3, got {dims}")
     feats = tuple(_int(f, f"network.features[{i}]", minimum=1)
                   for i, f in enumerate(_list(get("features"), "network.features", 2)))
+    # Absent, the gates follow the card's own depth rather than the default features' four levels.
+    raw_levels = d["gate_levels"] if "gate_levels" in d else list(range(len(feats)))
     levels = [_int(v, f"network.gate_levels[{i}]")
-              for i, v in enumerate(_list(get("gate_levels"), "network.gate_levels"))]
+              for i, v in enumerate(_list(raw_levels, "network.gate_levels"))]
     for i, lv in enumerate(levels):
         if not -len(feats) <= lv < len(feats):
             raise CardError(f"network.gate_levels[{i}]", f"{lv} is outside the {len(feats)} levels")

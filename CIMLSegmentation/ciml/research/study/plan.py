@@ -88,6 +88,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("primary-only", "CIML without auxiliaries: each decoder sees its primary only", edit=_without_auxiliaries),
     Method("no-bottleneck", "CIML, gates without the variational bottleneck (attention only)",
            edit=_set(network={"gate_bottleneck": False})),
+    Method("gates-deep", "CIML with gates at the two deepest levels only (the default before issue 17)",
+           edit=_set(network={"gate_levels": [-2, -1]})),
     Method("no-attention", "CIML, gates without the spatial attention (bottleneck only)",
            edit=_set(network={"gate_attention": False})),
     Method("no-decomposition", "CIML with one decoder for all targets, all other modalities gated in",
@@ -207,7 +209,7 @@ PLANS: dict[str, StudyPlan] = {
     "shapes": StudyPlan(
         task="shapes", train_cases=24, test_cases=12, budget=_SHAPES_BUDGET,
         methods=("ciml", "early-fusion", "maml", "primary-only", "no-bottleneck", "no-attention",
-                 "gate-latent", "gate-free-bits", "gate-latent-free-bits", "gate-warmup"),
+                 "gates-deep", "gate-latent", "gate-free-bits", "gate-latent-free-bits", "gate-warmup"),
         missing_models=("ciml", "ciml-dropout", "ciml-passion", "maml", "maml-dropout", "maml-passion",
                         "early-fusion", "early-fusion-passion", "no-bottleneck", "gate-latent",
                         "gate-free-bits", "gate-latent-free-bits", "gate-warmup"),
@@ -217,7 +219,7 @@ PLANS: dict[str, StudyPlan] = {
     "brats": StudyPlan(
         task="brats", train_cases=24, test_cases=8, budget=_BRATS_BUDGET,
         methods=("ciml", "early-fusion", "maml", "primary-only", "no-decomposition", "no-bottleneck",
-                 "no-attention", "gate-latent"),
+                 "no-attention", "gates-deep", "gate-latent"),
         missing_models=("ciml", "ciml-dropout", "ciml-passion", "maml", "maml-dropout", "maml-passion",
                         "early-fusion", "early-fusion-passion", "no-bottleneck", "gate-latent"),
         # Imbalanced, as PASSION's paper: FLAIR (WT's primary) missing in most training cases.
