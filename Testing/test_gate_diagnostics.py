@@ -99,6 +99,28 @@ def test_decoded_message_is_the_decoder_applied_to_the_latent():
     assert not any("decoder" in n for n, _ in CrossModalityInformationGate(3, 4, message="latent").named_parameters())
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("message", ["decoded", "latent"])
+@pytest.mark.parametrize("attention", [True, False])
+def test_inference_path_computes_the_modules_function(dims, message, attention):
+    """Eval runs the gate as channel matrix products (decoder and mean fused): the same message
+    and attention as the convolutions applied one after the other, with gradients for Grad-CAM."""
+    torch.manual_seed(1)
+    gate = CrossModalityInformationGate(dims, 6, attention=attention, message=message).eval()
+    shape = (2, 6, 5, 4) if dims == 2 else (2, 6, 5, 4, 3)
+    primary, auxiliary = torch.randn(shape), torch.randn(shape).requires_grad_()
+    out = gate(primary, auxiliary)
+    with torch.no_grad():
+        weights = gate.attention(torch.cat([primary, auxiliary], 1)) if attention else torch.ones(1)
+        expected = weights * gate.decoder(gate.mean(auxiliary))
+    torch.testing.assert_close(out.message, expected.expand_as(out.message), rtol=1e-5, atol=1e-6)
+    if attention:
+        torch.testing.assert_close(out.attention, weights, rtol=1e-5, atol=1e-6)
+    assert float(out.kl) == 0.0
+    out.message.sum().backward()
+    assert auxiliary.grad is not None and auxiliary.grad.abs().sum() > 0
+
+
 def test_free_bits_raise_each_channels_kl_to_the_allowance_and_stop_its_gradient():
     means, log_vars = [0.0, 0.5, 0.0, 1.0], [0.0, 0.0, math.log(4.0), -1.0]
     per_channel = [0.5 * (m * m + math.exp(v) - 1.0 - v) for m, v in zip(means, log_vars)]  # 0, .125, .807, .684
@@ -184,7 +206,7 @@ def test_gate_diagnostics_cover_every_gate_of_a_network_and_restore_its_mode():
     assert all(a in table for _, a, _ in keys) and f"of {len(found)} gates collapsed" in table
 
 
-def test_ciml_info_gates_names_the_builtin_models_twelve_gates(tmp_path):
+def test_ciml_info_gates_names_the_builtin_models_gates(tmp_path):
     ciml = _ciml_command()
     case = write_case(generate_case("brats", 0, seed=2026, size="small"), tmp_path)
     model = str(builtin_model())
@@ -192,16 +214,16 @@ def test_ciml_info_gates_names_the_builtin_models_twelve_gates(tmp_path):
                            capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     rows = [line.split() for line in shown.stdout.splitlines()[2:-1]]
-    assert len(rows) == 12
+    assert len(rows) == 24  # 2 sub-tasks x 3 auxiliaries x 4 levels
     assert {(r[0], r[1], r[2]) for r in rows} == {
         (s, a, lv) for s, auxiliaries in (("whole", ("t1", "t1ce", "t2")), ("core", ("t1", "t2", "flair")))
-        for a in auxiliaries for lv in ("2", "3")}
+        for a in auxiliaries for lv in ("0", "1", "2", "3")}
     assert "gates collapsed" in shown.stdout.splitlines()[-1]
     as_json = subprocess.run([ciml, "info", "--gates", "--json", "--model", model, "--case", str(case)],
                              capture_output=True, text=True)
     assert as_json.returncode == 0, as_json.stderr
     gates = json.loads(as_json.stdout)
-    assert len(gates) == 12 and all(0 <= g["attention_mean"] <= 1 and g["sigma"] > 0 for g in gates)
+    assert len(gates) == 24 and all(0 <= g["attention_mean"] <= 1 and g["sigma"] > 0 for g in gates)
 
 
 def test_ciml_info_gates_refuses_a_network_without_gates_and_a_missing_case(tmp_path):
