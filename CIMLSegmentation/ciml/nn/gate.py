@@ -116,6 +116,11 @@ class CrossModalityInformationGate(nn.Module):
         return GateOutput(message=self.message(attention, decoded), attention=attention, kl=zero, kl_term=zero)
 
 
+def pointwise(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution applied as a channel matrix product (faster than CPU conv3d)."""
+    return _apply(*_pointwise(conv), x)
+
+
 def _pointwise(conv: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """A 1x1 convolution's (C_out, C_in) weight and (C_out,) bias."""
     return conv.weight.flatten(1), conv.bias

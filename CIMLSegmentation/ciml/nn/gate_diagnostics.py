@@ -29,7 +29,7 @@ import torch
 
 from ciml.errors import CIMLError
 from ciml.nn.ciml_net import CIMLNet
-from ciml.nn.gate import LOG_VAR_LIMIT, CrossModalityInformationGate, gaussian_kl
+from ciml.nn.gate import LOG_VAR_LIMIT, CrossModalityInformationGate, pointwise
 
 ACTIVE_CHANNEL_KL = 0.01
 """Nats per voxel above which a latent channel counts as active (carries information past the
@@ -82,7 +82,7 @@ class GateDiagnostics:
 
 
 def _rms(x: torch.Tensor) -> float:
-    return float(x.double().pow(2).mean().sqrt())
+    return float(x.pow(2).mean(dtype=torch.float64).sqrt())
 
 
 @torch.no_grad()
@@ -102,13 +102,14 @@ def diagnose_gate(gate: CrossModalityInformationGate, primary: torch.Tensor, aux
         out = gate(primary, auxiliary)
         kl = active = sigma = None
         if gate.log_var is not None:
-            mean = gate.mean(auxiliary).double()
-            log_var = gate.log_var(auxiliary).clamp(-LOG_VAR_LIMIT, LOG_VAR_LIMIT).double()
-            per_channel = 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var)
-            reduce = [0, *range(2, per_channel.dim())]
-            kl = float(gaussian_kl(mean, log_var))
-            active = int((per_channel.mean(dim=reduce) > ACTIVE_CHANNEL_KL).sum())
-            sigma = float(torch.exp(0.5 * log_var).mean())
+            # float32 per voxel, float64 sums: a full-resolution window has millions of voxels
+            mean = pointwise(gate.mean, auxiliary)
+            log_var = pointwise(gate.log_var, auxiliary).clamp(-LOG_VAR_LIMIT, LOG_VAR_LIMIT)
+            per_element = 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var)
+            per_channel = per_element.mean(dim=[0, *range(2, per_element.dim())], dtype=torch.float64)
+            kl = float(per_channel.sum())
+            active = int((per_channel > ACTIVE_CHANNEL_KL).sum())
+            sigma = float(torch.exp(0.5 * log_var).mean(dtype=torch.float64))
         primary_rms = _rms(primary)
         ratio = _rms(out.message) / primary_rms if primary_rms > 0 else float("inf")
         attention = out.attention.double()
