@@ -76,14 +76,12 @@ class CrossModalityInformationGate(nn.Module):
         if not self.training:
             return self._inference(primary, auxiliary)
         mean = self.mean(auxiliary)
-        if self.log_var is not None and self.training:
+        if self.log_var is not None:
             log_var = self.log_var(auxiliary).clamp(-LOG_VAR_LIMIT, LOG_VAR_LIMIT)
             latent = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
             per_channel = channel_kl(mean, log_var)
             kl, kl_term = per_channel.sum(), per_channel.clamp(min=self.free_bits).sum()
-        else:
-            # Eval uses the mean; the KL is a training term only, so inference skips the
-            # log-variance and its whole-window KL.
+        else:  # no bottleneck: the projection is the message's latent, with no KL
             latent, kl = mean, mean.new_zeros(())
             kl_term = kl
         if self.attention is not None:
@@ -92,7 +90,6 @@ class CrossModalityInformationGate(nn.Module):
             attention = torch.ones_like(latent[:, :1])
         return GateOutput(message=self.message(attention, self.decoder(latent)), attention=attention,
                           kl=kl, kl_term=kl_term)
-
 
     def _inference(self, primary: torch.Tensor, auxiliary: torch.Tensor) -> GateOutput:
         """The eval forward, the same function as training's with the mean for the latent, as
@@ -134,17 +131,18 @@ def _apply(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> 
     return out.view(x.shape[0], weight.shape[0], *x.shape[2:])
 
 
-def channel_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+def channel_kl(mean: torch.Tensor, log_var: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """KL(N(mean, exp(log_var)) || N(0, 1)) of each latent channel, averaged over batch and space.
 
     Args:
         mean, log_var: (B, C, *S).
+        dtype: accumulate the averages in this type (float64 for a large window's diagnostics).
 
     Returns:
         (C,) nats per voxel.
     """
     per_element = 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var)
-    return per_element.mean(dim=[0, *range(2, per_element.dim())])
+    return per_element.mean(dim=[0, *range(2, per_element.dim())], dtype=dtype)
 
 
 def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

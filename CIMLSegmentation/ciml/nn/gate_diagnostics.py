@@ -29,7 +29,7 @@ import torch
 
 from ciml.errors import CIMLError
 from ciml.nn.ciml_net import CIMLNet
-from ciml.nn.gate import LOG_VAR_LIMIT, CrossModalityInformationGate, pointwise
+from ciml.nn.gate import LOG_VAR_LIMIT, CrossModalityInformationGate, channel_kl, pointwise
 
 ACTIVE_CHANNEL_KL = 0.01
 """Nats per voxel above which a latent channel counts as active (carries information past the
@@ -105,8 +105,7 @@ def diagnose_gate(gate: CrossModalityInformationGate, primary: torch.Tensor, aux
             # float32 per voxel, float64 sums: a full-resolution window has millions of voxels
             mean = pointwise(gate.mean, auxiliary)
             log_var = pointwise(gate.log_var, auxiliary).clamp(-LOG_VAR_LIMIT, LOG_VAR_LIMIT)
-            per_element = 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var)
-            per_channel = per_element.mean(dim=[0, *range(2, per_element.dim())], dtype=torch.float64)
+            per_channel = channel_kl(mean, log_var, dtype=torch.float64)
             kl = float(per_channel.sum())
             active = int((per_channel > ACTIVE_CHANNEL_KL).sum())
             sigma = float(torch.exp(0.5 * log_var).mean(dtype=torch.float64))
