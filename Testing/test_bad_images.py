@@ -1,4 +1,4 @@
-"""Inputs that used to pass silently: truncated files and NaN or infinite voxels (issue 16).
+"""Inputs that used to pass silently: truncated files and NaN or infinite voxels.
 
 ITK's NIfTI reader zero-fills a short file and sets NaN and infinite floats to 0 without a word;
 these tests check that a short file of every format is refused with one line naming it, and that

@@ -56,15 +56,16 @@ def test_reported_volume_change_equals_a_run_without_the_modality(case, full, tm
         assert reported == pytest.approx(measured, abs=max(0.01 * entry["volume_ml"], 0.01)), (t, withheld)
 
 
-def test_withholding_the_primary_matters_and_shares_follow_the_effects(full):
+def test_the_largest_share_goes_to_the_modality_whose_absence_costs_most(full):
     _, report = full
+    decided = []
     for t, entry in report["targets"].items():
         shares = entry["contributions"]
-        assert shares == {m: entry["effects"][m]["share"] for m in MODALITIES}
-        # the modality whose absence changes the target most carries the largest share
         most = max(MODALITIES, key=lambda m: 1 - entry["effects"][m]["dice_without"])
-        if entry["effects"][most]["dice_without"] < 0.9:
-            assert max(shares, key=shares.get) == most, t
+        if entry["effects"][most]["dice_without"] < 0.9:  # a clear loss: the ranking is decided
+            assert max(shares, key=shares.get) == most, (t, shares)
+            decided.append(t)
+    assert len(decided) >= 2, "the case should show at least the two primaries' losses"
 
 
 def test_withheld_outputs_equal_the_network_run_without_the_modality():

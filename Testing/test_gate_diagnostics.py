@@ -223,7 +223,7 @@ def test_ciml_info_gates_names_the_builtin_models_gates(tmp_path):
                              capture_output=True, text=True)
     assert as_json.returncode == 0, as_json.stderr
     gates = json.loads(as_json.stdout)
-    assert len(gates) == 24 and all(0 <= g["attention_mean"] <= 1 and g["sigma"] > 0 for g in gates)
+    assert [(g["subtask"], g["auxiliary"], str(g["level"])) for g in gates] == [tuple(r[:3]) for r in rows]
 
 
 def test_ciml_info_gates_refuses_a_network_without_gates_and_a_missing_case(tmp_path):

@@ -175,7 +175,6 @@ def test_a_closed_gate_gets_a_near_zero_contribution():
     shares = modality_shares(cams, torch.ones(image.shape[1:], dtype=torch.bool), card)
     for t, share in shares.items():
         assert share[silent] < 1e-4, (t, share)
-        assert sum(share.values()) == pytest.approx(1.0, abs=1e-3)
         others = [m for m in card.modality_names if m != silent]
         assert max(share[m] for m in others) > 0.1
 

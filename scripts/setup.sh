@@ -23,4 +23,15 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   fi
 fi
 "${pip[@]}" -e ".${extras}"
+
+# The panel-rendering tests load Qt (PySide6) offscreen, which needs the system's OpenGL, EGL,
+# xkbcommon and fontconfig libraries; a bare machine lacks them, and the tests then fail, not skip.
+if [ -n "$extras" ] && ! .venv/bin/python -c "import PySide6.QtUiTools" >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get install -y --no-install-recommends -qq libgl1 libegl1 libxkbcommon0 libfontconfig1 libglib2.0-0 >/dev/null \
+      || { apt-get update -qq && apt-get install -y --no-install-recommends -qq libgl1 libegl1 libxkbcommon0 libfontconfig1 libglib2.0-0 >/dev/null; }
+  fi
+  .venv/bin/python -c "import PySide6.QtUiTools" \
+    || { echo "setup: PySide6 cannot load Qt here; install the system packages libgl1 libegl1 libxkbcommon0 libfontconfig1" >&2; exit 1; }
+fi
 echo "ready: $(.venv/bin/python -c 'import ciml, torch; print("ciml", ciml.__version__, "with torch", torch.__version__)')"

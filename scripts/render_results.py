@@ -1,0 +1,304 @@
+"""Render the result tables of docs/BENCHMARKS.md and the README's headline numbers from the
+result files in docs/results/.
+
+Every number the docs report comes from a result file (`ciml benchmark ...` and `ciml study`
+write them: the numbers, the command, the commit, the machine and the date). A document marks
+what this script owns with a pair of comments, and only the text between them is rewritten:
+
+    <!-- results:NAME -->
+    ... rendered by BLOCKS[NAME] ...
+    <!-- /results:NAME -->
+
+    python scripts/render_results.py           # rewrite the blocks in place
+    python scripts/render_results.py --check   # exit 1 if a block differs from its rendering
+
+Verdicts are computed, not written: two results differ "beyond the spread" only where their
+mean ± SD intervals do not touch, and only results of equal budgets are compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "BENCHMARKS.md")
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading and formatting
+
+
+def load_results(folder: Path = RESULTS) -> dict[str, dict]:
+    """Every result file of the folder, by file stem."""
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))}
+
+
+def pm(value: dict) -> str:
+    """``{"mean": m, "sd": s}`` as ``m ± s``."""
+    return f"{value['mean']:.3f} ± {value['sd']:.3f}"
+
+
+def beyond(a: dict, b: dict) -> bool:
+    """Whether two mean ± SD results differ beyond their spread: their intervals do not touch."""
+    return a["mean"] + a["sd"] < b["mean"] - b["sd"] or b["mean"] + b["sd"] < a["mean"] - a["sd"]
+
+
+def spread(a: dict, b: dict) -> str:
+    return "beyond the spread" if beyond(a, b) else "within the spread"
+
+
+def source(results: dict, stem: str) -> str:
+    """The result file's link, with its date: every row says where its numbers live."""
+    return f"[{stem}](results/{stem}.json), {results[stem]['date'][:10]}"
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def _method(results: dict, stem: str, method: str) -> dict:
+    return results[stem]["results"]["methods"][method]
+
+
+# ---------------------------------------------------------------------------------------------
+# blocks
+
+
+def claims(r: dict) -> str:
+    """The claims table: metric, value ± spread, target, verdict, date and result file."""
+    rows = []
+    s12, b5, bl = "study-shapes-1200", "study-brats-500", "study-brats-every-level-300"
+    ciml_s, ef_s, maml_s = (_method(r, s12, m)["dice"] for m in ("ciml", "early-fusion", "maml"))
+    po_s = _method(r, s12, "primary-only")["dice"]
+    ciml_b, ef_b, maml_b, po_b = (_method(r, b5, m)["dice"] for m in ("ciml", "early-fusion", "maml", "primary-only"))
+    every = _method(r, bl, "ciml")
+    rows.append(["CIML beats early fusion, same budget",
+                 f"`shapes` 1200 steps: {pm(ciml_s)} against {pm(ef_s)}; `brats` 500 steps, two deepest gates: "
+                 f"{pm(ciml_b)} against {pm(ef_b)}",
+                 "higher, beyond the spread",
+                 f"**not shown** on `shapes` ({spread(ciml_s, ef_s)}); **not met** on `brats` (early fusion "
+                 f"higher, {spread(ciml_b, ef_b)}); gates at every level not compared at an equal budget",
+                 f"{source(r, s12)}; {source(r, b5)}"])
+    rows.append(["CIML beats MAML, same budget",
+                 f"`shapes` 1200 steps: {pm(ciml_s)} against {pm(maml_s)}; `brats` 500 steps, two deepest gates: "
+                 f"{pm(ciml_b)} against {pm(maml_b)} (MAML {_method(r, b5, 'maml')['seeds']} seeds)",
+                 "higher, beyond the spread",
+                 f"**not shown**: {spread(ciml_s, maml_s)} on `shapes`, {spread(ciml_b, maml_b)} on `brats`",
+                 f"{source(r, s12)}; {source(r, b5)}"])
+    rows.append(["CIML uses the complementary modality",
+                 f"`shapes` 1200 steps: {pm(ciml_s)} against primary-only {pm(po_s)}; `brats`, every level, 300 "
+                 f"steps: WT {every['WT']['mean']:.3f} -> {every['wt_without_t2']:.3f} without T2, ET "
+                 f"{every['ET']['mean']:.3f} -> {every['et_without_t1']:.3f} without T1",
+                 "above primary-only; withholding an auxiliary costs what it shows",
+                 f"**met** on `shapes` ({spread(ciml_s, po_s)}); on `brats` withholding T1 or T2 costs what the "
+                 f"phantom says; against primary-only ({pm(po_b)}, 500 steps) not at an equal budget",
+                 f"{source(r, s12)}; {source(r, bl)}"])
+    gates = r[s12]["results"]["gates"]
+    rows.append(["the bottleneck filters a redundant modality's message",
+                 f"`shapes` 1200 steps, two deepest gates: echo message {pm(gates['ciml']['echo']['message'])} of the "
+                 f"primary's rms, {pm(gates['no-bottleneck']['echo']['message'])} without the bottleneck",
+                 "smaller with it",
+                 f"**met** below full resolution ({spread(gates['ciml']['echo']['message'], gates['no-bottleneck']['echo']['message'])}); "
+                 "with gates at every level the echo's full-resolution gate is the more open one",
+                 f"{source(r, s12)}; {source(r, 'study-shapes-every-level-1200')}"])
+    ab = r["study-ablations-300"]["results"]
+    rows.append(["the attention and the task decomposition matter",
+                 f"`brats` (the phantom of 2026-11-22), 300 steps: {pm(ab['brats']['ciml'])}, without attention "
+                 f"{pm(ab['brats']['no-attention'])}, one decoder {pm(ab['brats']['no-decomposition'])}",
+                 "higher with them, beyond the spread",
+                 f"**not shown** ({spread(ab['brats']['ciml'], ab['brats']['no-attention'])}, "
+                 f"{spread(ab['brats']['ciml'], ab['brats']['no-decomposition'])}); on a replaced phantom",
+                 source(r, "study-ablations-300")])
+    miss = r["study-shapes-missing-300"]["results"]["methods"]
+    rows.append(["PASSION loses less than plain modality dropout with a modality missing",
+                 f"`shapes` 300 steps, cue missing in 70 % of training: without the cue, CIML "
+                 f"{pm(miss['ciml-passion']['without']['cue'])} against {pm(miss['ciml-dropout']['without']['cue'])}, "
+                 f"MAML {pm(miss['maml-passion']['without']['cue'])} against {pm(miss['maml-dropout']['without']['cue'])}",
+                 "higher than dropout, beyond the spread",
+                 f"**not shown**: {spread(miss['ciml-passion']['without']['cue'], miss['ciml-dropout']['without']['cue'])} "
+                 "for both networks; dropout is what keeps the primary-only level",
+                 source(r, "study-shapes-missing-300")])
+    rows.append(["CIML survives losing a redundant modality",
+                 f"`shapes` 1200 steps without the echo: CIML {pm(_method(r, s12, 'ciml')['without']['echo'])}, "
+                 f"early fusion {pm(_method(r, s12, 'early-fusion')['without']['echo'])}, "
+                 f"MAML {pm(_method(r, s12, 'maml')['without']['echo'])}",
+                 "no loss", "**met**", source(r, s12)])
+    rows.append(["CIML keeps the primary-only level without the complementary modality",
+                 f"`shapes` 1200 steps without the cue: {pm(_method(r, s12, 'ciml')['without']['cue'])} against "
+                 f"primary-only {pm(po_s)}; trained with it missing (300 steps): "
+                 f"{pm(miss['ciml-dropout']['without']['cue'])}",
+                 "at least primary-only",
+                 "**not met** unless trained with the modality missing (`training.missing_rates`)",
+                 f"{source(r, s12)}; {source(r, 'study-shapes-missing-300')}"])
+    rows.append(["DTC helps with few labels",
+                 f"`shapes` 300 steps, 6 labelled cases: {pm(ab['shapes']['dtc-few'])} with DTC, "
+                 f"{pm(ab['shapes']['supervised-few'])} without",
+                 "higher, beyond the spread",
+                 f"**not shown** ({spread(ab['shapes']['dtc-few'], ab['shapes']['supervised-few'])}; 6 labels "
+                 "already saturate this task)", source(r, "study-ablations-300")])
+    rows += speed_claims(r)
+    return table(["claim", "measured", "target", "verdict", "result file, date"], rows)
+
+
+def speed_claims(r: dict) -> list[list[str]]:
+    """The speed and memory rows, from the newest result of each benchmark."""
+    rows = []
+    cap = r["speed-captum-2026-11-23"]["results"]
+    rows.append(["our maps against a Captum `LayerGradCam` loop",
+                 f"{cap['ratios']['captum_loop/ciml_cams']:.1f}x faster, peak {cap['configs']['ciml_cams']['rss_peak_gb']:.2f} "
+                 f"GB against {cap['configs']['captum_loop']['rss_peak_gb']:.2f} GB; {cap['model']}",
+                 "reported", "reported; measured under an older default (gates at the two deepest levels)",
+                 source(r, "speed-captum-2026-11-23")])
+    return rows
+
+
+def accuracy(r: dict) -> str:
+    """The phantom studies: every method at one budget per table."""
+    s12, b5, bl = "study-shapes-1200", "study-brats-500", "study-brats-every-level-300"
+    rows = []
+    for stem, task in ((s12, "`shapes`"), ("study-shapes-every-level-1200", "`shapes`")):
+        res = r[stem]["results"]
+        for name, m in res["methods"].items():
+            rows.append([task, f"{res['steps']}", name + ("" if name != "ciml" else f" ({res['gate_levels']})"),
+                         str(m["seeds"]), pm(m["dice"]), "–", "–", "–", source(r, stem)])
+    for stem in (b5, bl):
+        res = r[stem]["results"]
+        for name, m in res["methods"].items():
+            rows.append(["`brats`", f"{res['steps']}", name + ("" if name != "ciml" else f" ({res['gate_levels']})"),
+                         str(m["seeds"]), pm(m["dice"]), pm(m["WT"]), pm(m["TC"]), pm(m["ET"]), source(r, stem)])
+    return table(["task", "steps", "method", "seeds", "mean Dice", "WT", "TC", "ET", "result file, date"], rows)
+
+
+def missing(r: dict) -> str:
+    """Held-out mean Dice with every modality and without each one."""
+    rows = []
+    for stem in ("study-shapes-1200", "study-shapes-missing-300"):
+        res = r[stem]["results"]
+        for name, m in res["methods"].items():
+            if "without" in m:
+                rows.append(["`shapes`", str(res["steps"]), name, pm(m["dice"]), pm(m["without"]["cue"]),
+                             pm(m["without"]["echo"]), source(r, stem)])
+    shapes = table(["task", "steps", "method", "all modalities", "without cue", "without echo", "result file, date"], rows)
+    rows = []
+    for stem in ("study-brats-500", "study-brats-every-level-300"):
+        res = r[stem]["results"]
+        for name, m in res["methods"].items():
+            if "without" in m:
+                label = name + ("" if name != "ciml" else f" ({res['gate_levels']})")
+                rows.append([str(res["steps"]), label, pm(m["dice"]), pm(m["without"]["t1"]), pm(m["without"]["t2"]),
+                             pm(m["without"]["flair"]), source(r, stem)])
+    brats = table(["`brats` steps", "method", "all modalities", "without t1", "without t2", "without flair",
+                   "result file, date"], rows)
+    return shapes + "\n" + brats
+
+
+def information(r: dict) -> str:
+    """What the built-in model takes from the auxiliary that shows each hidden structure."""
+    stem = "builtin-information-2026-11-26"
+    res = r[stem]["results"]
+    rows = [[f"{s['structure']} ({s['target']}, {s['shown_by']})", f"{s['right']:.3f}", f"{s['right_without']:.3f}",
+             f"{s['changed']:.3f}"] for s in res["structures"]]
+    return (table(["structure (target, shown by)", "right", "right without it", "changed without it"], rows)
+            + f"\n{res['cases']} unseen phantom cases (seed {res['seed']}), {res['model']}; {source(r, stem)}.\n")
+
+
+def headline(r: dict) -> str:
+    """The README's one-line summary of the accuracy record."""
+    s12, b5 = "study-shapes-1200", "study-brats-500"
+    return (f"On the `shapes` phantom (1200 steps, 3 seeds) CIML {pm(_method(r, s12, 'ciml')['dice'])}, early fusion "
+            f"{pm(_method(r, s12, 'early-fusion')['dice'])}, MAML {pm(_method(r, s12, 'maml')['dice'])}: "
+            f"{spread(_method(r, s12, 'ciml')['dice'], _method(r, s12, 'early-fusion')['dice'])}. "
+            f"On the `brats` phantom (500 steps) early fusion {pm(_method(r, b5, 'early-fusion')['dice'])} leads CIML "
+            f"{pm(_method(r, b5, 'ciml')['dice'])}. [Detail](docs/BENCHMARKS.md#accuracy-on-the-phantoms)\n")
+
+
+def newest(r: dict, kind: str) -> str | None:
+    """The stem of the newest result file of a kind (by date), or None."""
+    stems = sorted((res["date"], stem) for stem, res in r.items() if res["kind"] == kind and "source" not in res)
+    return stems[-1][1] if stems else None
+
+
+def speed(r: dict) -> str:
+    stem = newest(r, "benchmark.pipelines")
+    if stem is None:
+        return "Not measured under the current default yet.\n"
+    return "(pipelines)\n"
+
+
+def effects(r: dict) -> str:
+    stem = newest(r, "benchmark.speed")
+    if stem is None:
+        return "Not measured under the current default yet.\n"
+    return "(speed)\n"
+
+
+BLOCKS: dict[str, Callable[[dict], str]] = {
+    "claims": claims, "accuracy": accuracy, "missing": missing, "information": information, "headline": headline,
+    "speed": speed, "effects": effects,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# documents
+
+
+def render_text(text: str, results: dict) -> str:
+    """The document with every marked block replaced by its rendering."""
+    def block(match: re.Match) -> str:
+        name = match["name"]
+        if name not in BLOCKS:
+            raise KeyError(f"unknown results block {name!r}")
+        return match[1] + BLOCKS[name](results) + match[4]
+    return BLOCK.sub(block, text)
+
+
+NUMBER = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+VERSIONED = re.compile(r"\b(arXiv|Python|License|torch|MONAI|Slicer|version)\s+\d+(\.\d+)*")
+
+
+def stray_numbers(text: str) -> list[str]:
+    """Decimal numbers outside the rendered blocks and code that no rendered block contains.
+
+    A document may repeat a rendered number in its prose; a number that no result file gives is
+    a number nobody can trace, so the test refuses it.
+    """
+    rendered = set()
+    for match in BLOCK.finditer(text):
+        rendered |= set(NUMBER.findall(match["body"]))
+    prose = BLOCK.sub("", re.sub(r"```.*?```", "", text, flags=re.S))
+    prose = re.sub(r"`[^`\n]*`", "", prose)
+    prose = re.sub(r"\]\([^)]*\)", "]", prose)  # link targets (file names with dates)
+    prose = VERSIONED.sub("", prose)  # identifiers, not measurements
+    return [n for n in NUMBER.findall(prose) if n not in rendered]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 where a document differs from its rendering")
+    args = parser.parse_args(argv)
+    results = load_results()
+    stale = []
+    for path in DOCUMENTS:
+        text = path.read_text(encoding="utf-8")
+        rendered = render_text(text, results)
+        if rendered != text:
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                path.write_text(rendered, encoding="utf-8")
+    if args.check and stale:
+        print("stale result blocks in " + ", ".join(map(str, stale)) + ": run python scripts/render_results.py",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
