@@ -2,8 +2,9 @@
 
 Thin module file: metadata, a widget that loads the .ui and hands it to the panel, a headless
 logic, and the self-test. The network runs in a separate worker process (``python -m ciml``),
-so torch never loads into Slicer; everything else lives in CIMLSegmentationLib. Imports qt,
-slicer and the Slicer-side CIMLSegmentationLib modules at the top (this file only runs in Slicer).
+so torch never loads into Slicer; everything else lives in CIMLSegmentationLib (decisions on
+plain values) and CIMLSegmentationLib.slicerglue (the Slicer side). Imports qt, slicer and both
+at the top (this file only runs in Slicer).
 """
 
 import os
@@ -17,14 +18,21 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from CIMLSegmentationLib import install, sampledata, samplecase
 from CIMLSegmentationLib import models as modelsLib
-from CIMLSegmentationLib.parameters import CIMLSegmentationParameterNode
-from CIMLSegmentationLib.segmentation import SegmentationJob
+from CIMLSegmentationLib import samplecase
 from CIMLSegmentationLib.training import TrainingJob
-from CIMLSegmentationLib.widget import Panel
+from CIMLSegmentationLib.slicerglue import install, sampledata
+from CIMLSegmentationLib.slicerglue.parameters import CIMLSegmentationParameterNode
+from CIMLSegmentationLib.slicerglue.segmentation import SegmentationJob
+from CIMLSegmentationLib.slicerglue.widget import Panel
 
 MODULE_DIR = os.path.dirname(__file__)
+
+
+def jobCallbacks(onProgress=None, onFinished=None, onLog=None, onTick=None):
+    """The logic's callbacks, named as Slicer names them, under the names the plain jobs take
+    (``CIMLSegmentationLib.job.BackgroundJob``); another name is a TypeError."""
+    return {"on_progress": onProgress, "on_finished": onFinished, "on_log": onLog, "on_tick": onTick}
 
 
 def pollTimer(intervalMs, callback):
@@ -134,16 +142,16 @@ class CIMLSegmentationLogic(ScriptedLoadableModuleLogic):
         """Run the model on {modality: volume node or None}; a modality without a volume is left out
         (every sub-task needs one). ``heatMaps``: effect maps and the relations; ``gradCam``: Grad-CAM
         maps too. Returns the SegmentationJob, which brings the results into the scene itself.
-        ``callbacks``: onProgress, onFinished, onLog, onTick (see CIMLSegmentationLib.job.BackgroundJob)."""
+        ``callbacks``: onProgress, onFinished, onLog, onTick (see ``jobCallbacks``)."""
         job = SegmentationJob(model, volumes, segmentation, MODULE_DIR, device, heatMaps, timer=pollTimer,
-                              gradCam=gradCam, **callbacks).start()
+                              gradCam=gradCam, **jobCallbacks(**callbacks)).start()
         return job.wait() if wait else job
 
     def train(self, dataFolder, baseModel=None, steps=None, wait=False, **callbacks):
         """Fine-tune on a dataset folder; returns the TrainingJob. On success its bundle is copied
         into the models folder (``job.model``); a run that fails after saving a bundle keeps it."""
         job = TrainingJob(MODULE_DIR, dataFolder, self.modelsFolder(), baseModel, steps, timer=pollTimer,
-                          **callbacks).start()
+                          **jobCallbacks(**callbacks)).start()
         return job.wait() if wait else job
 
     def showChart(self, chart):
@@ -210,7 +218,7 @@ class CIMLSegmentationTest(ScriptedLoadableModuleTest):
             return
         try:
             # No confirmation under CTest (--testing); Reload and Test asks, as Apply does.
-            install.install_dependencies(ask=not slicer.app.testingEnabled())
+            install.installDependencies(ask=not slicer.app.testingEnabled())
         except install.Declined:
             self.skipTest("installing the worker's packages was declined")
         except install.DependencyError as exc:

@@ -1,8 +1,8 @@
-"""The Slicer side of issue 16: modality selectors that may be "none", the job's reference when
-the card's reference is left out, the worker's command for a subset of the modalities, effect and
-Grad-CAM map files, and the relations table with absent modalities and what segmenting without
-each modality changes, read from real reports of `ciml segment` with the built-in model; the
-panel picture is filled from such a report."""
+"""The Slicer side of leaving modalities out and seeing what each one does: modality selectors
+that may be "none", the job's reference when the card's reference is left out, the worker's
+command for a subset of the modalities, effect and Grad-CAM map files, and the relations table
+with absent modalities and what segmenting without each modality changes, read from real reports
+of `ciml segment` with the built-in model; the panel picture is filled from such a report."""
 
 import json
 import os
@@ -233,6 +233,24 @@ def test_relations_rows_show_absent_modalities_and_what_each_one_changes(runs):
                                                  f"Dice {effect['dice_without']:.2f}"]
             assert f"{effect['dice_without']:.2f}" in tip and modality in tip
     assert report.format_share(report.ABSENT) == "absent"
+
+
+def test_the_relations_table_is_its_rows_cells_in_the_panels_columns(runs):
+    """report.relations_table, which Slicer's panel and the panel picture both fill their table
+    from: a header, then per target its name, one centred relation_cell per modality, its volume."""
+    model, _, _, written = runs["without t1ce"]
+    table = report.relations_table(written, model.modalities, target_header="Ziel", volume_header="ml")
+    assert table.header == ["Ziel", "t1", "t1ce", "t2", "flair", "ml"]
+    assert table.rows == report.relations_rows(written, model.modalities)
+    details = report.effect_details(written, model.modalities)
+    assert [row[0].text for row in table.cells] == model.targets
+    for row, (target, shares, volume) in zip(table.cells, table.rows):
+        assert len(row) == len(table.header) and row[-1] == report.TableCell(f"{volume:.1f}")
+        assert not row[0].centred and not row[-1].centred and all(cell.centred for cell in row[1:-1])
+        for cell, modality, share, detail in zip(row[1:-1], model.modalities, shares, details[target]):
+            assert (cell.text, cell.tooltip) == report.relation_cell(target, modality, share, detail, "effects")
+        assert row[2].text == "absent"
+    assert report.relations_table(written, model.modalities).header[0] == "Target"
 
 
 def test_a_cell_without_effects_shows_the_share_only():

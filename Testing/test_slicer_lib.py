@@ -94,6 +94,7 @@ def test_role_table_defaults_from_cards():
         ("TC", "core", "t1ce", ["t1", "t2", "flair"]),
         ("ET", "core", "t1ce", ["t1", "t2", "flair"])]
     assert [(r.target, r.primary, r.auxiliaries) for r in roles.role_table(AUTOPET)] == [("lesion", "pet", ["ct"])]
+    assert rows[0].cells == ("WT", "whole", "flair", "t1, t1ce, t2")  # the table's columns, as the panel shows them
     assert roles.modality_label(BRATS, "flair") == "flair (primary for WT; auxiliary for TC, ET)"
     assert roles.modality_label(BRATS, "t1") == "t1 (auxiliary for WT, TC, ET)"
     assert roles.modality_label(AUTOPET, "ct") == "ct (auxiliary for lesion)"

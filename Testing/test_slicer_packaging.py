@@ -23,6 +23,7 @@ from ciml.data import synthetic
 ROOT = slicer_lib_helpers.ROOT
 MODULE_DIR = slicer_lib_helpers.MODULE_DIR
 LIB = MODULE_DIR / "CIMLSegmentationLib"
+GLUE = LIB / "slicerglue"
 BUILTIN = MODULE_DIR / "Resources" / "Models" / "brats-sample"
 # SampleDataLogic.registerCustomSampleDataSource's parameters, the same at Slicer 5.8.1 and 5.13
 # (Modules/Scripted/SampleData/SampleData.py).
@@ -207,6 +208,39 @@ def test_the_json_entry_the_s4ext_and_cmake_say_the_same():
 
 # --- the self-test in CTest, and the sample-data hook -----------------------------------------
 
+def _cmake_globs(text):
+    """{variable: [(recursive, pattern)]} of the file(GLOB...) lines of a CMakeLists.txt."""
+    globs = {}
+    line = r"file\((GLOB(?:_RECURSE)?) (\w+) RELATIVE \$\{CMAKE_CURRENT_SOURCE_DIR\}([^)]*)\)"
+    for kind, variable, patterns in re.findall(line, text):
+        globs.setdefault(variable, []).extend((kind == "GLOB_RECURSE", p) for p in patterns.split())
+    return globs
+
+
+def _cmake_matches(folder, recursive, pattern):
+    """The files CMake's file(GLOB) or file(GLOB_RECURSE) finds for ``pattern`` under ``folder``."""
+    head, _, name = pattern.rpartition("/")
+    return sorted((folder / head).rglob(name) if recursive else (folder / head).glob(name))
+
+
+def test_cmake_lists_and_installs_every_python_file_of_the_module():
+    text = (MODULE_DIR / "CMakeLists.txt").read_text().replace("${MODULE_NAME}", "CIMLSegmentation")
+    scripts = re.search(r"set\(MODULE_PYTHON_SCRIPTS(.*?)\)", text, re.S).group(1).split()
+    globs = _cmake_globs(text)
+    listed = set()
+    for entry in scripts:
+        variable = re.fullmatch(r"\$\{(\w+)\}", entry)
+        for recursive, pattern in (globs[variable.group(1)] if variable else [(False, entry)]):
+            listed |= {path.relative_to(MODULE_DIR) for path in _cmake_matches(MODULE_DIR, recursive, pattern)}
+    wanted = {p.relative_to(MODULE_DIR) for p in MODULE_DIR.rglob("*.py") if ".egg-info" not in str(p)
+              and "__pycache__" not in p.parts}
+    assert wanted - listed == set()
+    assert {Path("CIMLSegmentationLib/slicerglue/__init__.py"), Path("CIMLSegmentationLib/slicerglue/widget.py"),
+            Path("CIMLSegmentationLib/__init__.py"), Path("CIMLSegmentation.py")} <= listed
+    # the emulation above is CMake's: a non-recursive glob does not reach into sub-folders
+    assert not any(p.parent.name == "slicerglue" for p in _cmake_matches(MODULE_DIR, False, "CIMLSegmentationLib/*.py"))
+
+
 def test_the_self_test_is_registered_with_ctest():
     text = (MODULE_DIR / "CMakeLists.txt").read_text()
     assert "set(MODULE_NAME CIMLSegmentation)" in text and "WITH_GENERIC_TESTS" in text
@@ -228,13 +262,18 @@ def test_the_module_registers_its_sample_data_on_startup():
     assert "slicer.app.connect('startupCompleted()', sampledata.registerSampleData)" in calls
 
 
-def test_slicer_only_and_plain_modules_of_this_item_say_so_by_their_imports():
-    def top_imports(name):
-        tree = ast.parse((LIB / f"{name}.py").read_text())
+def test_the_sample_data_glue_and_its_plain_names_say_so_by_their_imports():
+    def top_imports(path):
+        tree = ast.parse(path.read_text())
         return {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names} | \
             {(n.module or "").split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom)}
-    assert "slicer" in top_imports("install") and "slicer" in top_imports("sampledata")
-    assert not {"slicer", "qt", "vtk", "numpy", "SimpleITK", "torch"} & (top_imports("samplecase") | top_imports("requirements"))
+    assert "slicer" in top_imports(GLUE / "install.py") and "slicer" in top_imports(GLUE / "sampledata.py")
+    assert not {"slicer", "qt", "vtk", "ctk", "numpy", "SimpleITK", "torch"} & (
+        top_imports(LIB / "samplecase.py") | top_imports(LIB / "requirements.py"))
+
+
+def test_the_sample_case_button_has_its_picture_and_the_worker_its_module_folder():
+    assert samplecase.MODULE_DIR == str(MODULE_DIR) and os.path.isfile(samplecase.THUMBNAIL)
 
 
 # --- the sample case --------------------------------------------------------------------------

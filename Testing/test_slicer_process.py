@@ -142,8 +142,8 @@ class ScriptJob(job.BackgroundJob):
 
 def _recorded(**kwargs):
     events, finished = [], []
-    kwargs.setdefault("onProgress", events.append)
-    kwargs.setdefault("onFinished", finished.append)
+    kwargs.setdefault("on_progress", events.append)
+    kwargs.setdefault("on_finished", finished.append)
     return events, finished, kwargs
 
 
@@ -212,7 +212,7 @@ def test_job_cancel_from_a_callback_ends_the_tree_once():
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         print('{"event": "progress", "stage": "infer", "fraction": 0.1, "child": %d}' % child.pid, flush=True)
         time.sleep(60)
-    """, timer=FakeTimer, onProgress=lambda event: run.cancel(), onFinished=finished.append)
+    """, timer=FakeTimer, on_progress=lambda event: run.cancel(), on_finished=finished.append)
     run.start()
     started = time.monotonic()
     FakeTimer.made[-1].run()
@@ -227,7 +227,7 @@ def test_failing_callbacks_do_not_break_the_job(caplog):
     def broken(_):
         raise RuntimeError("a panel bug")
 
-    run = ScriptJob(GOOD_WORKER, onProgress=broken, onFinished=broken).start().wait(timeout=20)
+    run = ScriptJob(GOOD_WORKER, on_progress=broken, on_finished=broken).start().wait(timeout=20)
     assert run.status == "done" and run.result == "segmented"
     assert "callback failed" in caplog.text and "a panel bug" in caplog.text
 

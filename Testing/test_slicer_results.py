@@ -1,4 +1,4 @@
-"""The plain parts of how results appear in Slicer (issue 18): input reference roles that survive
+"""The plain parts of how results appear in Slicer: input reference roles that survive
 a scene save, colour node IDs that exist at every supported Slicer, the shipped terminology and
 the entries made from it, the attribute that keeps output volumes out of the input selectors,
 the relations chart's colours and labels, and the parameter-node fields that are saved.
@@ -23,7 +23,7 @@ from CIMLSegmentationLib import naming, report, roles
 
 TESTING = Path(__file__).resolve().parent
 MODULE = TESTING.parent / "CIMLSegmentation"
-LIB = MODULE / "CIMLSegmentationLib"
+GLUE = MODULE / "CIMLSegmentationLib" / "slicerglue"
 API = TESTING / "data" / "slicer-api"
 VERSIONS = ("5.8.1", "5.10.0", "5.12.3", "5.13.0")
 # The schemas LoadTerminologyFromFile accepts (vtkSlicerTerminologiesModuleLogic.cxx, 5.8.1 to 5.13).
@@ -107,7 +107,7 @@ def color_ids(version):
 def test_every_colour_table_the_module_names_exists_in(version):
     ids = color_ids(version)
     assert set(naming.HEAT_MAP_COLOR_IDS + naming.EFFECT_MAP_COLOR_IDS) <= ids
-    assert "vtkMRMLColorTableNodeInferno" not in ids  # the ID issue 18 found
+    assert "vtkMRMLColorTableNodeInferno" not in ids  # without its file name, an ID no Slicer has
 
 
 def test_colour_choices_and_their_fallbacks():
@@ -258,11 +258,11 @@ def _calls(node):
 
 
 def test_the_glue_marks_outputs_before_they_enter_the_scene_and_filters_on_the_mark():
-    load = _function(LIB / "results.py", "loadOutputVolume")
+    load = _function(GLUE / "results.py", "loadOutputVolume")
     calls = _calls(load)
     assert calls.index("node.SetAttribute") < calls.index("slicer.mrmlScene.AddNode")
     assert "OUTPUT_ATTRIBUTE" in ast.unparse(load)
-    rebuild = _function(LIB / "widget.py", "rebuildInputs")
+    rebuild = _function(GLUE / "widget.py", "rebuildInputs")
     assert {"results.isOutputVolume", "results.hideOutputVolumes"} <= set(_calls(rebuild))
     # the filter is on qMRMLNodeComboBox at every supported Slicer
     for version in VERSIONS:
@@ -291,7 +291,7 @@ def test_index_legend_names_the_bars():
 
 
 def test_the_chart_uses_the_label_column_and_colours_at_every_version():
-    chart = _function(LIB / "results.py", "relationsChart")
+    chart = _function(GLUE / "results.py", "relationsChart")
     calls = _calls(chart)
     assert {"series.SetLabelColumnName", "series.SetColor", "chart.SetXAxisTitle"} <= set(calls)
     assert "series.SetXColumnName" not in calls  # ignored by bar plots (qMRMLPlotView)
@@ -310,11 +310,11 @@ def test_the_chart_uses_the_label_column_and_colours_at_every_version():
 def test_every_parameter_node_field_is_bound_or_written_by_the_panel():
     """parameterNodeWrapper saves a field when it is assigned: each field is either bound to a
     widget in the .ui or assigned by the panel, and none is declared for nothing."""
-    declared = set(re.findall(r"^    (\w+): ", (LIB / "parameters.py").read_text(), re.M))
+    declared = set(re.findall(r"^    (\w+): ", (GLUE / "parameters.py").read_text(), re.M))
     assert declared == {"modelPath", "outputSegmentation", "device", "computeHeatMaps", "computeGradCam",
                         "heatMapOpacity", "trainingSteps"}
     ui = (MODULE / "Resources" / "UI" / "CIMLSegmentation.ui").read_text()
     bound = set(re.findall(r'name="SlicerParameterName">\s*<string>(\w+)</string>', ui))
-    written = set(re.findall(r"self\.parameters\.(\w+) = ", (LIB / "widget.py").read_text()))
+    written = set(re.findall(r"self\.parameters\.(\w+) = ", (GLUE / "widget.py").read_text()))
     assert declared <= bound | written, sorted(declared - bound - written)
     assert {"modelPath", "device"} <= written

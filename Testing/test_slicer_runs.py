@@ -1,9 +1,11 @@
-"""The runs of the Slicer module, outside Slicer, with real processes: a run that finishes while
-the module is not shown, the elapsed time and log driven by the job, the saved bundle folders
-read back from an INI file, paths compared as Windows compares them, the export plan for inputs
-under a transform, training that never loses a bundle it wrote (also without matplotlib), and a
-worker that dies with the process that started it."""
+"""The runs of the Slicer module, outside Slicer, with real processes: what the panel does when a
+run ends (``job.RunRecord``, which the widget calls: the output of a run that finishes while the
+module is not shown, notes, failures, out of memory, scene close), the elapsed time and log
+driven by the job, the saved bundle folders read back from an INI file, paths compared as Windows
+compares them, the export plan for inputs under a transform, training that never loses a bundle it
+wrote (also without matplotlib), and a worker that dies with the process that started it."""
 
+import ast
 import ctypes
 import json
 import ntpath
@@ -71,83 +73,122 @@ SLOW_WORKER = """
 """
 
 
-class HeadlessPanel:
-    """What the module's panel does with a run, without Slicer: its callbacks touch only widgets
-    (here: fields) and the RunRecord; the output reaches the parameter node once there is one."""
-
-    def __init__(self):
-        self.parameters = None  # the widget sets it while the module is shown
-        self.runs = job.RunRecord()
-        self.status, self.elapsed, self.log = "", "", []
-
-    def start(self, body):
-        self.runs.job = OutputJob(body, timer=FakeTimer, onFinished=self.onFinished, onLog=self.log.extend,
-                                  onTick=lambda j: setattr(self, "elapsed", f"{j.elapsed:.2f}")).start()
-        return self.runs.job
-
-    def onFinished(self, run):
-        self.runs.finished(run)
-        self.status = run.outcome_text()
-        self.takeRunResult()
-
-    def setParameterNode(self, parameters):
-        self.parameters = parameters
-        if parameters is not None:
-            self.takeRunResult()
-
-    def takeRunResult(self):
-        run = self.runs.take_result(self.parameters is not None)
-        if run is not None:
-            self.parameters["outputSegmentation"] = run.segmentation
+FAILING_WORKER = """
+    import sys
+    print("ciml segment: error: t2: the image holds NaN voxels", file=sys.stderr)
+    sys.exit(2)
+"""
+OOM_WORKER = """
+    import sys
+    print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr)
+    sys.exit(3)
+"""
 
 
-# --- bug 2: a run finishes whatever module is shown ----------------------------------------
+def _run(record, body, ends, **end_args):
+    """Start a run whose ``on_finished`` is what the panel's is: ``RunRecord.end``, whose decision
+    is kept in ``ends``."""
+    record.job = OutputJob(body, timer=FakeTimer, on_finished=lambda run: ends.append(record.end(run, **end_args)))
+    return record.job.start()
 
-def test_a_run_finishes_while_the_module_is_not_shown_and_the_panel_takes_it_on_return():
-    panel = HeadlessPanel()
-    parameters = {"outputSegmentation": None}
-    panel.setParameterNode(parameters)
-    run = panel.start(WORKER)
-    panel.setParameterNode(None)  # the user opens another module: exit() drops the parameter node
+
+def in_scene(node):
+    return node != "deleted"
+
+
+# --- a run finishes whatever module is shown: the panel's decisions (job.RunRecord) ---------------
+
+def test_a_run_finishes_while_the_module_is_not_shown_and_its_output_is_taken_on_return():
+    record, ends = job.RunRecord(), []
+    run = _run(record, WORKER, ends)
+    FakeTimer.last.run()  # meanwhile the user has opened another module: the panel has no parameter node
+    assert run.status == "done" and run.segmentation == "segmentation node"
+    assert ends == [job.RunEnd("Done.", [], show_results=True)]
+    assert record.take_output(False, in_scene) is None  # nothing handed over while not shown
+    assert record.take_output(True, in_scene) == "segmentation node"  # the user comes back
+    assert record.take_output(True, in_scene) is None  # handed over once: a later choice stays
+
+
+def test_an_output_deleted_before_the_panel_takes_it_is_not_handed_over():
+    record, ends = job.RunRecord(), []
+    run = _run(record, WORKER, ends)
     FakeTimer.last.run()
-    assert run.status == "done" and panel.status == "Done." and run.segmentation == "segmentation node"
-    assert parameters["outputSegmentation"] is None  # nothing written while not shown
-    panel.setParameterNode(parameters)  # the user comes back
-    assert parameters["outputSegmentation"] == "segmentation node"
-    parameters["outputSegmentation"] = "chosen by the user afterwards"
-    panel.setParameterNode(None), panel.setParameterNode(parameters)
-    assert parameters["outputSegmentation"] == "chosen by the user afterwards"  # handed over once
+    run.segmentation = "deleted"  # the user deleted the segmentation while in another module
+    assert record.take_output(True, in_scene) is None and record.take_output(True, lambda node: True) is None
 
 
-def test_a_run_that_finishes_while_shown_fills_the_output_at_once():
-    panel = HeadlessPanel()
-    parameters = {"outputSegmentation": None}
-    panel.setParameterNode(parameters)
-    panel.start(WORKER)
+def test_a_run_with_notes_says_how_many_in_the_panels_words():
+    record, ends = job.RunRecord(), []
+    _run(record, WORKER, ends, notes=["t2 resampled onto the grid of t1ce", "WT: small"])
     FakeTimer.last.run()
-    assert parameters["outputSegmentation"] == "segmentation node"
+    assert ends[-1] == job.RunEnd("Done. 2 note(s) in the log.", ["t2 resampled onto the grid of t1ce", "WT: small"],
+                                  show_results=True)
+    _run(record, WORKER, ends, notes=["one"], done_text="Fertig.", notes_text=" {count} Hinweis(e).")
+    FakeTimer.last.run()
+    assert ends[-1].status_line == "Fertig. 1 Hinweis(e)."
+
+
+def test_a_failed_run_shows_its_error_and_leaves_the_output_alone():
+    record, ends = job.RunRecord(), []
+    run = _run(record, FAILING_WORKER, ends, notes=["not shown for a failure"])
+    FakeTimer.last.run()
+    assert run.status == "failed"
+    assert ends == [job.RunEnd("Failed: t2: the image holds NaN voxels", [], show_results=False,
+                               offer_cpu_rerun=False, error="t2: the image holds NaN voxels")]
+    assert record.take_output(True, in_scene) is None and record.job is run
+
+
+def test_a_gpu_out_of_memory_failure_offers_the_cpu_instead_of_an_error():
+    record, ends = job.RunRecord(), []
+    run = _run(record, OOM_WORKER, ends, out_of_memory=True)
+    FakeTimer.last.run()
+    assert run.status == "failed" and process.is_out_of_memory(run.error)  # as SegmentationJob.outOfMemory reads it
+    assert ends[-1].offer_cpu_rerun and ends[-1].error == "" and not ends[-1].show_results
+    assert ends[-1].status_line == "Failed: " + run.error
+    # a success never offers the CPU, whatever the flag says
+    _run(record, WORKER, ends, out_of_memory=True)
+    FakeTimer.last.run()
+    assert not ends[-1].offer_cpu_rerun and ends[-1].show_results
 
 
 @pytest.mark.skipif(os.name == "nt", reason="the process checks read /proc")
-def test_scene_close_cancels_the_run_without_reaching_the_parameter_node():
-    panel = HeadlessPanel()
-    panel.setParameterNode({"outputSegmentation": None})
-    run = panel.start(SLOW_WORKER)
+def test_scene_close_cancels_the_run_and_leaves_nothing_to_take():
+    record, ends = job.RunRecord(), []
+    run = _run(record, SLOW_WORKER, ends)
     run.poll()
-    panel.setParameterNode(None)  # StartCloseEvent: the parameter node goes first...
-    panel.runs.forget()  # ...then the run is cancelled
-    assert run.status == "cancelled" and panel.status == "Cancelled." and not FakeTimer.last.active
+    record.forget()  # StartCloseEvent: the widget drops the parameter node, the panel forgets its runs
+    assert run.status == "cancelled" and ends == [job.RunEnd("Cancelled.")] and not FakeTimer.last.active
     assert _wait_dead([run.worker.proc.pid]) == [] and not Path(run.temp_dir).exists()
-    assert panel.runs.job is None and panel.runs.take_result(True) is None
-    panel.setParameterNode({"outputSegmentation": None})  # EndCloseEvent with the module shown
+    assert record.job is None and record.take_output(True, in_scene) is None
 
 
-# --- bug 9 and the log: driven by the job's own timer ----------------------------------------
+def _method(name):
+    tree = ast.parse((MODULE_DIR / "CIMLSegmentationLib" / "slicerglue" / "widget.py").read_text())
+    panel = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Panel")
+    return next(n for n in panel.body if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+def test_the_panel_carries_out_the_records_decisions_and_makes_none_of_its_own():
+    """The widget's takeRunResult and onFinished hand the run to the RunRecord tested above; a
+    decision on the job's status back in the widget fails here."""
+    calls = lambda node: {ast.unparse(c.func) for c in ast.walk(node) if isinstance(c, ast.Call)}  # noqa: E731
+    finished, take = _method("onFinished"), _method("takeRunResult")
+    assert "self.runs.end" in calls(finished) and "self.takeRunResult" in calls(finished)
+    assert "self.runs.take_output" in calls(take) and "self.takeRunResult" in calls(_method("setParameterNode"))
+    for method in (finished, take):
+        source = ast.unparse(method)
+        assert "job.status" not in source and "take_result" not in source and "runs.finished" not in source
+    # every branch of onFinished follows a decision of RunRecord.end, in the order RunEnd gives
+    conditions = [ast.unparse(n.test) for n in ast.walk(finished) if isinstance(n, ast.If)]
+    assert [c.split(" and ")[0] for c in conditions] == ["end.show_results", "end.offer_cpu_rerun", "end.error"]
+
+
+# --- the elapsed time and the log: driven by the job's own timer ------------------------------
 
 def test_elapsed_time_and_log_lines_come_from_the_job_and_stop_with_it():
     ticks, lines, events = [], [], []
-    run = OutputJob(WORKER, timer=FakeTimer, onTick=lambda j: ticks.append(j.elapsed), onLog=lines.extend,
-                    onProgress=events.append).start()
+    run = OutputJob(WORKER, timer=FakeTimer, on_tick=lambda j: ticks.append(j.elapsed), on_log=lines.extend,
+                    on_progress=events.append).start()
     FakeTimer.last.run()
     assert run.status == "done" and len(ticks) >= 3 and ticks == sorted(ticks) and ticks[-1] > 0
     assert lines == ["message 0", "message 1", "message 2"]  # each once, in order, without line ends
@@ -158,21 +199,21 @@ def test_elapsed_time_and_log_lines_come_from_the_job_and_stop_with_it():
 
 def test_a_run_that_cannot_start_never_ticks():
     ticks, finished = [], []
-    run = OutputJob(None, timer=FakeTimer, onTick=ticks.append, onFinished=finished.append).start()
+    run = OutputJob(None, timer=FakeTimer, on_tick=ticks.append, on_finished=finished.append).start()
     assert finished == [run] and run.status == "failed" and run.error == "t2: the volume has no image data."
     assert not FakeTimer.last.active and ticks == [] and not Path(run.temp_dir).exists()
 
 
 def test_detached_job_calls_nothing():
     called = []
-    run = OutputJob(WORKER, onTick=called.append, onLog=called.append, onFinished=called.append,
-                    onProgress=called.append).start()
+    run = OutputJob(WORKER, on_tick=called.append, on_log=called.append, on_finished=called.append,
+                    on_progress=called.append).start()
     run.detach()
     run.wait(timeout=20)
     assert run.status == "done" and called == []
 
 
-# --- bug 4: the saved bundle folders from Slicer's INI settings -------------------------------
+# --- the saved bundle folders from Slicer's INI settings --------------------------------------
 
 @pytest.mark.parametrize("saved, expected", [
     (None, []),
@@ -194,7 +235,7 @@ def test_adding_a_folder_to_what_the_settings_returned():
     assert models.add_folder("C:\\Bundles\\b1", "c:/bundles/B1", ntpath) == ["C:\\Bundles\\b1"]
 
 
-# --- Windows paths: one folder, several spellings ----------------------------------------------
+# --- Windows paths: one folder, several spellings ---------------------------------------------
 
 def test_paths_compare_as_windows_compares_them():
     assert models.path_key("C:/Models/brats", ntpath) == models.path_key("c:\\models\\BRATS\\", ntpath)
@@ -216,7 +257,7 @@ def test_find_models_lists_a_folder_saved_under_two_spellings_once(tmp_path):
     assert models.model_index([m.path for m in found], str(SAMPLE_BUNDLE) + "/") == 0
 
 
-# --- export: inputs under a parent transform -----------------------------------------------
+# --- export: inputs under a parent transform --------------------------------------------------
 
 def _grid(origin=(0, 0, 0), spacing=(1, 1, 1), dims=(240, 240, 155)):
     return geometry.geometry(origin, spacing, [[1, 0, 0], [0, 1, 0], [0, 0, 1]], dims)
@@ -237,7 +278,7 @@ def test_export_plan_hardens_transformed_inputs_and_resamples_on_world_grids():
     assert len(notes) == 3 and "resampled onto the grid of t1ce ('case_t1ce')" in notes[1]
 
 
-# --- bug 6: training never deletes a bundle it wrote ---------------------------------------
+# --- training never deletes a bundle it wrote -------------------------------------------------
 
 FAKE_TRAIN = """#!{python}
 # Stands in for `python -m ciml train ... --out RUN`: writes RUN/bundle, then fails (as `ciml
@@ -293,7 +334,7 @@ def test_an_incomplete_bundle_is_kept_but_not_registered(tmp_path):
 def test_a_cancelled_training_keeps_its_last_bundle(tmp_path):
     finished = []
     run = _training(tmp_path, _fake_python(tmp_path, wait=True), timer=FakeTimer,
-                    onProgress=lambda event: run.cancel(), onFinished=finished.append).start()
+                    on_progress=lambda event: run.cancel(), on_finished=finished.append).start()
     FakeTimer.last.run()
     assert finished == [run] and run.status == "cancelled" and run.model is not None
     assert Path(run.kept, "bundle").is_dir() and "Cancelled." in run.outcome_text()
@@ -343,7 +384,7 @@ def test_ciml_train_without_matplotlib_succeeds_and_the_panel_job_registers_its_
     log = []
     run = training.TrainingJob(str(MODULE_DIR), str(tiny_training / "data"), str(tmp_path / "models"),
                                init=str(tiny_training / "untrained"), max_steps=2, python=sys.executable,
-                               onLog=log.extend).start()
+                               on_log=log.extend).start()
     assert run.running(), run.error
     run.wait(timeout=300)
     assert run.status == "done", run.error + "\n" + run.log
@@ -356,7 +397,7 @@ def test_ciml_train_without_matplotlib_succeeds_and_the_panel_job_registers_its_
     assert not Path(run.temp_dir).exists()  # done: the bundle was copied, the run folder removed
 
 
-# --- the worker's life is tied to the process that started it --------------------------------
+# --- the worker's life is tied to the process that started it ---------------------------------
 
 PARENT = """
 import sys, time

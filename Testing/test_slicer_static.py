@@ -1,5 +1,7 @@
-"""Static checks of the Slicer glue against the index of the real Slicer API at every supported
-version, 5.8.1 to 5.13.0 (Testing/data/slicer-api/<version>/)."""
+"""Static checks of the Slicer module against the index of the real Slicer API at every supported
+version, 5.8.1 to 5.13.0 (Testing/data/slicer-api/<version>/), and of its two halves: no file of
+the plain half (CIMLSegmentationLib/*.py) imports Slicer, Qt, VTK, CTK or MRML; every file that
+does is in the glue (CIMLSegmentationLib/slicerglue/)."""
 
 import ast
 import re
@@ -16,13 +18,20 @@ MODULE = ROOT / "CIMLSegmentation"
 API = Path(__file__).resolve().parent / "data" / "slicer-api"
 VERSIONS = sorted((d.name for d in API.iterdir() if d.is_dir()), key=lambda v: tuple(int(x) for x in v.split(".")))
 OLDEST = "5.8.1"
-SLICER_FILES = [MODULE / "CIMLSegmentation.py"] + sorted((MODULE / "CIMLSegmentationLib").glob("*.py"))
+LIB = MODULE / "CIMLSegmentationLib"
+GLUE = LIB / "slicerglue"
+# The two halves: plain Python in the Lib's own folder, the glue (everything that imports Slicer)
+# in its sub-package.
+PLAIN_FILES = sorted(LIB.glob("*.py"))
+GLUE_FILES = sorted(GLUE.glob("*.py"))
+SLICER_FILES = [MODULE / "CIMLSegmentation.py"] + PLAIN_FILES + GLUE_FILES
+# Slicer's own modules: Slicer, its Qt and VTK, CTK, and MRML (slicer.vtkMRML..., or the
+# vtkMRML.../qMRML.../qSlicer... modules of Slicer's Python).
+SLICER_MODULES = ("slicer", "qt", "vtk", "ctk", "mrml")
+SLICER_PREFIXES = ("vtkMRML", "vtkSlicer", "vtkSegmentation", "qMRML", "qSlicer", "ctk")
 # The core's torch-free layer, the only part of ``ciml`` that Slicer's own process may import
 # (never ciml.bundle.weights, ciml.data, ciml.nn, ciml.inference...: they load torch or numpy).
 CORE_FOR_SLICER = {"ciml.choices", "ciml.errors", "ciml.config", "ciml.bundle", "ciml.bundle.metadata"}
-PLAIN_LIB = ["models", "roles", "report", "geometry", "requirements", "progress", "process", "job", "training",
-             "naming", "samplecase"]
-SLICER_ONLY_LIB = ["install", "parameters", "export", "results", "segmentation", "widget", "sampledata"]
 # Imports that must stay inside a function (each with a comment saying why): file -> modules
 LAZY_IMPORTS = {"install.py": {"PyTorchUtils"}, "sampledata.py": {"SampleData"}}
 
@@ -98,7 +107,8 @@ def test_every_slicer_name_the_module_uses_exists_in(version):
 
 
 def test_the_version_check_finds_what_5_8_lacks():
-    """The check above can fail: on the two calls issue 18 found, and not on their fixes."""
+    """The check above can fail: on a call 5.8 lacks, a colour node ID without its file name and
+    an unknown slicer.util function, and not on their fixes."""
     bad = {"bad.py": "import slicer\n"
                      "segment.SetTerminology(entry)\n"
                      "display.SetAndObserveColorNodeID('vtkMRMLColorTableNodeInferno')\n"
@@ -150,21 +160,75 @@ def test_ui_parses_and_has_the_sections():
         assert name in names
     text = (MODULE / "Resources" / "UI" / "CIMLSegmentation.ui").read_text()
     params = set(re.findall(r'name="SlicerParameterName">\s*<string>(\w+)</string>', text))
-    declared = set(re.findall(r"^    (\w+): ", (MODULE / "CIMLSegmentationLib" / "parameters.py").read_text(), re.M))
+    declared = set(re.findall(r"^    (\w+): ", (GLUE / "parameters.py").read_text(), re.M))
     assert params and params <= declared  # every GUI-bound name is a parameter-node field
+
+
+def _imported(tree, top_only=False):
+    """The modules a file imports (at the top only, or anywhere), by their full dotted names;
+    ``from slicer import vtkMRMLScalarVolumeNode`` also names ``slicer.vtkMRMLScalarVolumeNode``."""
+    nodes = tree.body if top_only else list(ast.walk(tree))
+    names = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Try) and top_only:  # a module-level try/except ImportError
+            names |= _imported(ast.Module(body=node.body + [c for h in node.handlers for c in h.body],
+                                          type_ignores=[]), top_only=True)
+    return names
+
+
+def _slicer_imports(tree, top_only=False):
+    return sorted(n for n in _imported(tree, top_only) if n.split(".")[0] in SLICER_MODULES
+                  or any(part.startswith(SLICER_PREFIXES) for part in n.split(".")))
+
+
+def _half_problems(plain, glue):
+    """{file name: source} of each half -> what breaks the rule: no plain file imports Slicer,
+    Qt, VTK, CTK or MRML (not even inside a function), and every glue file imports Slicer at the
+    top (a file that does not belongs to the plain half)."""
+    problems = [f"{name}: plain, but imports {', '.join(_slicer_imports(ast.parse(source)))}"
+                for name, source in plain.items() if _slicer_imports(ast.parse(source))]
+    problems += [f"slicerglue/{name}: glue, but imports no Slicer module at the top"
+                 for name, source in glue.items() if name != "__init__.py"
+                 and not _slicer_imports(ast.parse(source), top_only=True)]
+    return problems
+
+
+def test_the_plain_half_imports_no_slicer_and_the_glue_half_does():
+    assert {p.name for p in GLUE_FILES} >= {"__init__.py", "widget.py", "results.py"} and len(PLAIN_FILES) > 5
+    assert _half_problems({p.name: p.read_text() for p in PLAIN_FILES},
+                          {p.name: p.read_text() for p in GLUE_FILES}) == []
+    # the sub-packages of the Lib are the glue only: a file elsewhere would escape both checks
+    assert [p.relative_to(LIB) for p in LIB.rglob("*.py") if p.parent not in (LIB, GLUE)] == []
+
+
+def test_the_half_check_finds_a_file_on_the_wrong_side():
+    plain = {"good.py": "import os\nfrom .report import relations_table\n",
+             "lazy.py": "def f():\n    import qt\n",
+             "mrml.py": "from slicer import vtkMRMLScalarVolumeNode\n",
+             "ctk.py": "import ctk\n"}
+    glue = {"__init__.py": '"""The glue."""\n', "widget.py": "import qt\nimport slicer\n",
+            "parameters.py": "from slicer.parameterNodeWrapper import parameterNodeWrapper\n",
+            "plainglue.py": "from ..report import relations_table\n",
+            "lazyglue.py": "def f():\n    import slicer\n"}
+    assert _half_problems(plain, glue) == [
+        "lazy.py: plain, but imports qt", "mrml.py: plain, but imports slicer, slicer.vtkMRMLScalarVolumeNode",
+        "ctk.py: plain, but imports ctk", "slicerglue/plainglue.py: glue, but imports no Slicer module at the top",
+        "slicerglue/lazyglue.py: glue, but imports no Slicer module at the top"]
 
 
 def test_plain_lib_modules_import_without_slicer():
     code = ("import sys; sys.path.insert(0, %r); "
             "import %s; "
-            "assert not {'slicer', 'qt', 'vtk', 'torch'} & set(sys.modules)"
-            % (str(MODULE), ", ".join("CIMLSegmentationLib." + m for m in PLAIN_LIB)))
+            "assert not {'slicer', 'qt', 'vtk', 'ctk', 'torch'} & set(sys.modules)"
+            % (str(MODULE), ", ".join("CIMLSegmentationLib." + p.stem for p in PLAIN_FILES if p.stem != "__init__")))
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_every_lib_module_is_plain_or_slicer_only_and_imports_at_the_top():
-    lib = MODULE / "CIMLSegmentationLib"
-    assert sorted(PLAIN_LIB + SLICER_ONLY_LIB) == sorted(p.stem for p in lib.glob("*.py") if p.stem != "__init__")
+def test_every_lib_module_imports_at_the_top():
     problems = []
     for path in SLICER_FILES:
         tree = ast.parse(path.read_text())
@@ -177,10 +241,4 @@ def test_every_lib_module_is_plain_or_slicer_only_and_imports_at_the_top():
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
                 problems += [f"{path.name}:{node.lineno}: imports {n} inside a function" for n in names
                              if n not in LAZY_IMPORTS.get(path.name, set())]
-    for name in SLICER_ONLY_LIB:  # Slicer-only modules say so by importing slicer at the top
-        tree = ast.parse((lib / f"{name}.py").read_text())
-        imported = {a.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for a in node.names} | \
-            {(node.module or "").split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom)}
-        if "slicer" not in imported:
-            problems.append(f"{name}.py: Slicer-only but does not import slicer at the top")
     assert problems == []

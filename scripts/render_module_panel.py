@@ -6,7 +6,9 @@ the CTK/MRML widgets for plain Qt widgets of the same base class, then fills it 
 does for the BraTS sample model once a run has finished: one input row per modality with its role
 (or none for a modality the run did not have), the role table, the status and log of the run, and
 the relations table and map list, all from a real report.json of `ciml segment` (--report; by
-default docs/images/module-panel-report.json) through the same functions the panel uses.
+default docs/images/module-panel-report.json) through the same functions the panel uses: the
+relations table's cells from `report.relations_table`, the role table's from `RoleRow.cells`,
+the status line from `job.done_line`.
 
     QT_QPA_PLATFORM=offscreen python scripts/render_module_panel.py --out docs/images/module-panel.png
 
@@ -31,11 +33,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt starts: no di
 from PySide6 import QtCore, QtGui, QtUiTools, QtWidgets  # noqa: E402  (after the path and platform)
 
 from ciml.choices import DEVICES  # noqa: E402
+from CIMLSegmentationLib.job import done_line  # noqa: E402
 from CIMLSegmentationLib.models import read_model, summary  # noqa: E402
 from CIMLSegmentationLib.process import device_label  # noqa: E402
 from CIMLSegmentationLib.progress import elapsed_text  # noqa: E402
-from CIMLSegmentationLib.report import (effect_details, first_map, map_keys, map_title,  # noqa: E402
-                                        relation_cell, relations_rows, report_warnings)
+from CIMLSegmentationLib.report import first_map, map_keys, map_title, relations_table, report_warnings  # noqa: E402
 from CIMLSegmentationLib.roles import modality_label, role_table, withhold_choices  # noqa: E402
 
 BUILTIN_MODEL = ROOT / "CIMLSegmentation" / "Resources" / "Models" / "brats-sample"
@@ -70,8 +72,8 @@ def log_lines(report: dict) -> list:
 
 
 def status(report: dict) -> str:
-    notes = report_warnings(report)
-    return "Done." + (f" {len(notes)} note(s) in the log." if notes else "")
+    """The status line after the run, as the panel's ``RunRecord.end`` makes it."""
+    return done_line(report_warnings(report))
 
 
 def plain_ui(ui_path: Path) -> bytes:
@@ -116,7 +118,7 @@ def fill(panel, model, report: dict):
     rows = role_table(card)
     roles.setRowCount(len(rows))
     for r, row in enumerate(rows):
-        for c, text in enumerate((row.target, row.subtask, row.primary, ", ".join(row.auxiliaries))):
+        for c, text in enumerate(row.cells):
             roles.setItem(r, c, QtWidgets.QTableWidgetItem(text))
     roles.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
     roles.horizontalHeader().setStretchLastSection(True)
@@ -140,23 +142,19 @@ def fill(panel, model, report: dict):
     log.setFixedHeight(log.fontMetrics().lineSpacing() * len(lines) + 16)
     log.parentWidget().setSizePolicy(QtWidgets.QSizePolicy.Preferred, QtWidgets.QSizePolicy.Maximum)
 
-    # The relations table as Panel.showRelations fills it, from the same report functions.
+    # The relations table from the function Panel.showRelations fills it from.
     relations = find(QtWidgets.QTableWidget, "relationsTableWidget")
-    shares_rows = relations_rows(report, modalities, absent)
-    details = effect_details(report, modalities, absent)
-    source = report.get("contributions_from", "effects")
-    relations.setColumnCount(len(modalities) + 2)
-    relations.setHorizontalHeaderLabels(["Target"] + modalities + ["ml"])
-    relations.setRowCount(len(shares_rows))
-    for r, (target, shares, volume) in enumerate(shares_rows):
-        relations.setItem(r, 0, QtWidgets.QTableWidgetItem(target))
-        for c, (modality, share, detail) in enumerate(zip(modalities, shares, details[target]), start=1):
-            text, tip = relation_cell(target, modality, share, detail, source)
-            item = QtWidgets.QTableWidgetItem(text)
-            item.setToolTip(tip)
-            item.setTextAlignment(QtCore.Qt.AlignCenter)
+    content = relations_table(report, modalities, absent)
+    relations.setColumnCount(len(content.header))
+    relations.setHorizontalHeaderLabels(content.header)
+    relations.setRowCount(len(content.cells))
+    for r, row in enumerate(content.cells):
+        for c, cell in enumerate(row):
+            item = QtWidgets.QTableWidgetItem(cell.text)
+            item.setToolTip(cell.tooltip)
+            if cell.centred:
+                item.setTextAlignment(QtCore.Qt.AlignCenter)
             relations.setItem(r, c, item)
-        relations.setItem(r, len(modalities) + 1, QtWidgets.QTableWidgetItem(f"{volume:.1f}"))
     relations.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
     relations.horizontalHeader().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeToContents)
     relations.horizontalHeader().setSectionResizeMode(relations.columnCount() - 1, QtWidgets.QHeaderView.ResizeToContents)
@@ -165,7 +163,7 @@ def fill(panel, model, report: dict):
         table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
         table.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
     relations.setFixedHeight(relations.horizontalHeader().height()
-                             + sum(relations.rowHeight(i) for i in range(len(shares_rows))) + 4)
+                             + sum(relations.rowHeight(i) for i in range(len(content.cells))) + 4)
     find(QtWidgets.QPushButton, "showChartButton").setEnabled(True)
     given = [m for m in modalities if m not in absent]
     offered = withhold_choices(card, given)
@@ -173,7 +171,7 @@ def fill(panel, model, report: dict):
     heat = find(QtWidgets.QComboBox, "heatMapComboBox")
     keys = list(map_keys(list(report.get("outputs", {}).values()), modalities, model.targets))
     heat.addItems(["(none)"] + [map_title(key) for key in keys])
-    shown = first_map(keys, shares_rows, modalities)
+    shown = first_map(keys, content.rows, modalities)
     heat.setCurrentIndex(keys.index(shown) + 1 if shown else 0)
     slider = find(QtWidgets.QSlider, "heatMapOpacitySlider")
     slider.setOrientation(QtCore.Qt.Horizontal)

@@ -2,16 +2,18 @@
 
 ``start()`` prepares the run in a temporary folder (the subclass writes its inputs and builds
 the command line), starts the worker and the poll timer. Each ``poll()`` hands the worker's new
-stderr lines to ``onLog``, the job itself to ``onTick`` (the panel's elapsed time: it can only
+stderr lines to ``on_log``, the job itself to ``on_tick`` (the panel's elapsed time: it can only
 tick while the job's own timer runs, so it stops when the job ends, however it ends), and the
-new progress events to ``onProgress``. Once the worker has exited, the subclass finishes the run
+new progress events to ``on_progress``. Once the worker has exited, the subclass finishes the run
 (imports the results, registers the bundle), ``_settle`` decides whether the folder must be
 kept (a training run that wrote a bundle), the folder is otherwise removed, and
-``onFinished(job)`` is called exactly once, as it is after a failed start or a ``cancel()``.
+``on_finished(job)`` is called exactly once, as it is after a failed start or a ``cancel()``.
 ``wait()`` polls in a blocking loop instead (scripts, self-test, pytest).
 
 ``RunRecord`` is what the panel keeps of its runs apart from the parameter node, which the
-widget drops whenever the user leaves the module or the scene closes while a run goes on.
+widget drops whenever the user leaves the module or the scene closes while a run goes on; it
+decides what the panel does when a run ends (``RunEnd``) and when the output reaches the
+parameter node (``take_output``). The panel only carries the decisions out.
 
 Plain Python: the timer comes from a factory the caller passes (a ``qt.QTimer`` in Slicer; a
 stand-in or none at all in tests), so this is tested with pytest on real processes. Imports
@@ -22,13 +24,17 @@ import logging
 import shutil
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
 
 from .process import WorkerProcess, python_executable, worker_environment
 
 # (interval in ms, callback) -> an object with start() and stop(), e.g. a connected qt.QTimer
 TimerFactory = Callable[[int, Callable[[], None]], object]
-CALLBACKS = ("onProgress", "onFinished", "onLog", "onTick")
+CALLBACKS = ("on_progress", "on_finished", "on_log", "on_tick")
+# The status line of a run that succeeded; the panel passes its translations of these.
+DONE_TEXT = "Done."
+NOTES_TEXT = " {count} note(s) in the log."
 
 
 class BackgroundJob:
@@ -39,13 +45,13 @@ class BackgroundJob:
     POLL_MS = 200
 
     def __init__(self, module_dir: str, python: Optional[str] = None, timer: Optional[TimerFactory] = None,
-                 onProgress: Optional[Callable[[Dict], None]] = None,
-                 onFinished: Optional[Callable[["BackgroundJob"], None]] = None,
-                 onLog: Optional[Callable[[List[str]], None]] = None,
-                 onTick: Optional[Callable[["BackgroundJob"], None]] = None):
+                 on_progress: Optional[Callable[[Dict], None]] = None,
+                 on_finished: Optional[Callable[["BackgroundJob"], None]] = None,
+                 on_log: Optional[Callable[[List[str]], None]] = None,
+                 on_tick: Optional[Callable[["BackgroundJob"], None]] = None):
         self.module_dir = str(module_dir)
         self.python = python or python_executable()
-        self.onProgress, self.onFinished, self.onLog, self.onTick = onProgress, onFinished, onLog, onTick
+        self.on_progress, self.on_finished, self.on_log, self.on_tick = on_progress, on_finished, on_log, on_tick
         self.status = "new"  # then running, and at the end done, failed or cancelled
         self.error = ""
         self.temp_dir = ""
@@ -105,13 +111,13 @@ class BackgroundJob:
             events = self.worker.poll()
             lines = self.worker.take_log()
             if lines:
-                self._call(self.onLog, lines)
+                self._call(self.on_log, lines)
             if self.running():  # a callback may have cancelled the job
-                self._call(self.onTick, self)
+                self._call(self.on_tick, self)
             for event in events:
                 if not self.running():  # a callback cancelled the job
                     break
-                self._call(self.onProgress, event)
+                self._call(self.on_progress, event)
             if exited and self.running():
                 self._finish_run()
         finally:
@@ -191,7 +197,7 @@ class BackgroundJob:
                 keep = True
         if not keep:
             self.cleanup()
-        self._call(self.onFinished, self)
+        self._call(self.on_finished, self)
 
     def _call(self, callback, argument) -> None:
         # A failing callback is logged and must not leave the job half-finished or its timer firing.
@@ -203,13 +209,41 @@ class BackgroundJob:
             logging.exception("%s: a %s callback failed", self.TITLE, type(self).__name__)
 
 
+def done_line(notes: Sequence[str] = (), done_text: str = DONE_TEXT, notes_text: str = NOTES_TEXT) -> str:
+    """The status line of a run that succeeded: ``done_text``, followed by ``notes_text`` (its
+    ``{count}`` filled) when the run left notes."""
+    return done_text + (notes_text.format(count=len(notes)) if notes else "")
+
+
+@dataclass
+class RunEnd:
+    """What the panel does once a segmentation run has ended, in this order.
+
+    Args:
+        status_line: the status label's text, and the Log box's last line.
+        notes: the run's notes for the Log box (a successful run's only).
+        show_results: fill the relations table, the map list and "Segment again without...",
+            then hand the output to the parameter node (``RunRecord.take_output``).
+        offer_cpu_rerun: the GPU ran out of memory: ask whether to run again on the CPU.
+        error: a failure to show in a dialog, with the worker's log; '' for none (a success, a
+            cancel, or an out-of-memory failure, which asks instead).
+    """
+
+    status_line: str
+    notes: List[str] = field(default_factory=list)
+    show_results: bool = False
+    offer_cpu_rerun: bool = False
+    error: str = ""
+
+
 class RunRecord:
     """What the panel keeps of one kind of run, apart from the parameter node.
 
     The widget drops its parameter node whenever the user leaves the module or the scene closes,
-    while a run goes on. The job's finish callback therefore records the run here and never
-    writes the parameter node itself; ``take_result`` hands a finished run over to the
-    parameter node once the panel has one (at once when the module is shown, else on its return).
+    while a run goes on. The job's finish callback therefore records the run here (``end``) and
+    never writes the parameter node itself; ``take_output`` hands a finished run's output over to
+    the parameter node once the panel has one (at once when the module is shown, else on its
+    return), and only once.
     """
 
     def __init__(self):
@@ -220,9 +254,26 @@ class RunRecord:
         return self.job is not None and self.job.running()
 
     def finished(self, job: BackgroundJob) -> None:
-        """From the job's ``onFinished``: remember it; a successful one awaits ``take_result``."""
+        """Remember ``job``, which has ended; a successful one awaits ``take_result``."""
         self.job = job
         self._untaken = job if job.status == "done" else None
+
+    def end(self, job: BackgroundJob, notes: Sequence[str] = (), out_of_memory: bool = False,
+            done_text: str = DONE_TEXT, notes_text: str = NOTES_TEXT) -> RunEnd:
+        """From the job's ``on_finished``: record ``job`` and decide what the panel shows.
+
+        Args:
+            job: the run that has just ended (done, failed or cancelled).
+            notes: its notes (a segmentation's resampling notes and report warnings).
+            out_of_memory: it failed because the GPU ran out of memory (a CPU rerun may succeed).
+            done_text, notes_text: the status line of a success, as in ``done_line``.
+        """
+        self.finished(job)
+        done, failed = job.status == "done", job.status == "failed"
+        return RunEnd(status_line=done_line(notes, done_text, notes_text) if done else job.outcome_text(),
+                      notes=list(notes) if done else [], show_results=done,
+                      offer_cpu_rerun=failed and out_of_memory,
+                      error=job.error if failed and not out_of_memory else "")
 
     def take_result(self, connected: bool) -> Optional[BackgroundJob]:
         """The finished run whose result the parameter node has not taken yet, once; None while
@@ -231,6 +282,18 @@ class RunRecord:
             return None
         job, self._untaken = self._untaken, None
         return job
+
+    def take_output(self, connected: bool, in_scene: Callable[[object], bool]) -> Optional[object]:
+        """The output (``job.segmentation``) of the run ``take_result`` hands over, if it is still
+        ``in_scene`` (the user may have deleted it meanwhile); else None.
+
+        Args:
+            connected: the panel has a parameter node.
+            in_scene: whether a node is still in the scene (in Slicer: ``node.GetScene()``).
+        """
+        job = self.take_result(connected)
+        output = getattr(job, "segmentation", None)
+        return output if output is not None and in_scene(output) else None
 
     def forget(self) -> None:
         """The scene closes: cancel a run (its nodes go with the scene), forget the last one."""

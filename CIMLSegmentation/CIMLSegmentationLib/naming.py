@@ -3,9 +3,9 @@
 tables it shows them with (and the effect map's transparent middle), new segmentations' names,
 and its terminology context.
 
-Plain Python, tested outside Slicer (no imports beyond the standard library): the Slicer-only
-``parameters`` and ``results`` use these names, and the tests check them against the index of
-Slicer's API at every supported version.
+Plain Python, tested outside Slicer (no imports beyond the standard library): the glue's
+``slicerglue.parameters`` and ``slicerglue.results`` use these names, and the tests check them
+against the index of Slicer's API at every supported version.
 """
 
 import os

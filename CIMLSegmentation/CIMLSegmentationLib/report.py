@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ciml.config import ModelCard
 
@@ -205,6 +205,52 @@ def relation_cell(target: str, modality: str, share, detail, source: Optional[st
         tips.append(f"Segmented without {modality}, {target} {how}; the Dice between {target} with and without "
                     f"{modality} is {dice:.2f} (1.00: the same region).")
     return "\n".join(lines), " ".join(tips)
+
+
+class TableCell(NamedTuple):
+    """One cell of a table the panel shows, as plain values for any Qt binding's QTableWidget."""
+
+    text: str
+    tooltip: str = ""
+    centred: bool = False
+
+
+class RelationsTable(NamedTuple):
+    """The *Modality relations* table as plain values.
+
+    Args:
+        header: the column titles: the target's, one per modality, the volume's.
+        cells: per target, its row of cells in the header's columns.
+        rows: the ``relations_rows`` the cells were made from (for ``first_map``).
+    """
+
+    header: List[str]
+    cells: List[List[TableCell]]
+    rows: List[Tuple[str, List[object], float]]
+
+
+def relations_table(report: Dict, modalities: List[str], absent: Optional[Sequence[str]] = None,
+                    target_header: str = "Target", volume_header: str = "ml") -> RelationsTable:
+    """The relations table of ``report``: per target, the target, one ``relation_cell`` per
+    modality (centred, with its tooltip) and the target's volume in ml. Slicer's panel and the
+    panel picture both fill their QTableWidget from this.
+
+    Args:
+        report: the worker's ``report.json``, read.
+        modalities: the model's modalities, in card order (the columns).
+        absent: the modalities the run was not given (default: the report's ``absent``).
+        target_header, volume_header: the first and last column titles (the panel translates them).
+    """
+    rows = relations_rows(report, modalities, absent)
+    details = effect_details(report, modalities, absent)
+    source = report.get("contributions_from", "effects")
+    cells = []
+    for target, shares, volume in rows:
+        row = [TableCell(target)]
+        for modality, share, detail in zip(modalities, shares, details[target]):
+            row.append(TableCell(*relation_cell(target, modality, share, detail, source), centred=True))
+        cells.append(row + [TableCell(f"{volume:.1f}")])
+    return RelationsTable([target_header] + list(modalities) + [volume_header], cells, rows)
 
 
 def first_map(keys: Sequence[str], rows: List[Tuple[str, List[object], float]], modalities: Sequence[str]) -> str:

@@ -2,8 +2,8 @@
 install them without touching what Slicer or the PyTorch extension put there.
 
 Plain Python on the standard library only, tested outside Slicer: versions are read from package
-metadata, so nothing here imports torch or any package it checks. ``install`` asks the user and
-installs what is missing.
+metadata, so nothing here imports torch or any package it checks. ``slicerglue.install`` asks
+the user and installs what is missing.
 
 torch comes from the PyTorch extension (the build that fits the GPU driver), numpy and SimpleITK
 from Slicer itself. An unpinned ``pip install monai`` takes the newest MONAI, whose torch floor may

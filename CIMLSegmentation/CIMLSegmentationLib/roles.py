@@ -38,6 +38,11 @@ class RoleRow:
     primary: str
     auxiliaries: List[str]
 
+    @property
+    def cells(self) -> Tuple[str, str, str, str]:
+        """The row's texts in the role table's columns: target, sub-task, primary, auxiliaries."""
+        return self.target, self.subtask, self.primary, ", ".join(self.auxiliaries)
+
 
 def role_table(card: ModelCard) -> List[RoleRow]:
     """Per target, its sub-task's primary and auxiliaries, in the card's target order (the card

@@ -8,8 +8,8 @@ cache folder), under the file names registered with Sample Data; Sample Data the
 files there and loads them as it loads any cached download ("File already exists in cache -
 reusing it", ``SampleDataLogic.downloadFile`` at every Slicer from 5.8 to 5.13).
 
-Plain Python, tested outside Slicer with the real worker; ``sampledata`` registers it with
-Sample Data and loads it.
+Plain Python, tested outside Slicer with the real worker; ``slicerglue.sampledata`` registers it
+with Sample Data and loads it.
 """
 
 import os
@@ -31,6 +31,10 @@ MODALITIES = ("t1", "t1ce", "t2", "flair")
 FILE_PREFIX = "CIMLSegmentation-"  # the remote cache folder is shared with every other sample
 LOAD_FILE_TYPE = "VolumeFile"
 GENERATE_TIMEOUT_S = 300
+# The module folder (the worker's PYTHONPATH) and the button's picture, found from this plain file
+# so that the glue, one folder deeper, need not count folders.
+MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+THUMBNAIL = os.path.join(MODULE_DIR, "Resources", "Icons", "CIMLSegmentation.png")
 
 
 class SampleCaseError(Exception):

@@ -1,6 +1,7 @@
-"""The panel: wires the .ui to the logic. Every decision is a plain function or job elsewhere
-(roles.apply_disabled_reason, roles.auto_select, progress.status_text, job.BackgroundJob, ...);
-this file only moves values between widgets, the parameter node and the logic's jobs.
+"""The panel: wires the .ui to the logic. Every decision is a plain function or job in the plain
+half (roles.apply_disabled_reason, roles.auto_select, progress.status_text, job.RunRecord.end,
+report.relations_table, ...); this file only moves values between widgets, the parameter node
+and the logic's jobs.
 
 A run outlives the panel's parameter node (the widget drops it when the user leaves the module
 or the scene closes): the job brings the results into the scene, its callbacks update only
@@ -8,7 +9,7 @@ widgets and the ``job.RunRecord``, and the output segmentation reaches the param
 the panel has one again. The elapsed time ticks from the job's own timer, so it cannot outlast
 the job. The worker's messages go to the Log box as they arrive (bounded by the .ui).
 
-Slicer-only: imports qt and slicer at the top; imported only by the module file.
+Glue: imports qt and slicer at the top; imported only by the module file.
 """
 
 import logging
@@ -20,15 +21,15 @@ from slicer.util import WaitCursor  # a class in the API index (the checker list
 
 from ciml.choices import DEVICES
 
+from ..job import RunRecord
+from ..models import add_folder, folder_list, model_index, summary
+from ..process import device_index, device_label
+from ..progress import elapsed_text, progress_percent, status_text
+from ..report import first_map, map_title, relations_table
+from ..roles import apply_disabled_reason, auto_select, inputs_to_guess, modality_label, role_table, withhold_choices
+from ..training import train_disabled_reason
 from . import install, results
-from .job import RunRecord
-from .models import add_folder, folder_list, model_index, summary
 from .parameters import declinedInputs, inputVolume, inputVolumes, setInputDeclined, setInputVolume
-from .process import device_index, device_label
-from .progress import elapsed_text, progress_percent, status_text
-from .report import effect_details, first_map, map_title, relation_cell, relations_rows
-from .roles import apply_disabled_reason, auto_select, inputs_to_guess, modality_label, role_table, withhold_choices
-from .training import train_disabled_reason
 
 EXTRA_FOLDERS_KEY = "CIMLSegmentation/extraModelFolders"
 TRAINING_PREFIX = "[training] "  # the Log box holds both kinds of run
@@ -71,9 +72,9 @@ class Panel:
 
     def takeRunResult(self) -> None:
         """A run that finished while the module was not shown: its output now fills the selector."""
-        job = self.runs.take_result(self.parameters is not None)
-        if job is not None and job.segmentation is not None and job.segmentation.GetScene() is not None:
-            self.parameters.outputSegmentation = job.segmentation
+        segmentation = self.runs.take_output(self.parameters is not None, lambda node: node.GetScene() is not None)
+        if segmentation is not None:
+            self.parameters.outputSegmentation = segmentation
 
     # --- model ----------------------------------------------------------------------------
     def extraFolders(self):
@@ -161,7 +162,7 @@ class Panel:
         table = self.ui.roleTableWidget
         table.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            for c, text in enumerate((row.target, row.subtask, row.primary, ", ".join(row.auxiliaries))):
+            for c, text in enumerate(row.cells):
                 table.setItem(r, c, qt.QTableWidgetItem(text))
 
     # --- run ------------------------------------------------------------------------------
@@ -192,7 +193,7 @@ class Panel:
         if self.runs.running():
             self.runs.job.cancel()
             return
-        if not install.ensure_dependencies():
+        if not install.ensureDependencies():
             return
         model, p = self.currentModel(), self.parameters
         self.startRun(model, inputVolumes(p, model.modalities), p.outputSegmentation, p.device, p.computeHeatMaps,
@@ -225,51 +226,43 @@ class Panel:
 
     def onFinished(self, job) -> None:
         # Runs whatever module is shown, even after the scene closed: widgets and the record only.
-        self.runs.finished(job)
+        end = self.runs.end(job, job.notes, job.outOfMemory, _("Done."), _(" {count} note(s) in the log."))
         self.onTick(job)
         self.ui.progressBar.setVisible(False)
         self.updateButtons()
-        if job.status == "done":
-            notes = _(" {count} note(s) in the log.").format(count=len(job.notes)) if job.notes else ""
-            self.ui.statusLabel.text = _("Done.") + notes
-            self.appendLog(job.notes, _("Note: "))
-            for note in job.notes:
-                logging.info("CIML Segmentation: %s", note)
+        self.ui.statusLabel.text = end.status_line
+        self.appendLog(end.notes, _("Note: "))
+        for note in end.notes:
+            logging.info("CIML Segmentation: %s", note)
+        if end.show_results:
             self.showRelations(job)
             self.takeRunResult()
-        else:
-            self.ui.statusLabel.text = job.outcome_text()
-        self.appendLog([self.ui.statusLabel.text])
-        if job.status == "failed":
-            if job.outOfMemory and slicer.util.confirmYesNoDisplay(
-                    _("The GPU ran out of memory:\n{error}\n\nRun again on the CPU (slower)?").format(error=job.error),
-                    _("Out of memory")):
-                self.ui.deviceComboBox.setCurrentIndex(DEVICES.index("cpu"))
-                # The same inputs as the failed run: the parameter node may be gone meanwhile.
-                self.startRun(job.model, job.volumes, job.segmentation, "cpu", job.heatMapsWanted, job.gradCamWanted)
-            elif not job.outOfMemory:
-                slicer.util.errorDisplay(_("Segmentation failed: {error}").format(error=job.error),
-                                         _("CIML Segmentation"), detailedText=job.log)
+        self.appendLog([end.status_line])
+        if end.offer_cpu_rerun and slicer.util.confirmYesNoDisplay(
+                _("The GPU ran out of memory:\n{error}\n\nRun again on the CPU (slower)?").format(error=job.error),
+                _("Out of memory")):
+            self.ui.deviceComboBox.setCurrentIndex(DEVICES.index("cpu"))
+            # The same inputs as the failed run: the parameter node may be gone meanwhile.
+            self.startRun(job.model, job.volumes, job.segmentation, "cpu", job.heatMapsWanted, job.gradCamWanted)
+        elif end.error:
+            slicer.util.errorDisplay(_("Segmentation failed: {error}").format(error=end.error),
+                                     _("CIML Segmentation"), detailedText=job.log)
 
     # --- relations and heat maps ------------------------------------------------------------
     def showRelations(self, job) -> None:
         modalities = job.model.modalities
-        rows = relations_rows(job.report, modalities, job.absent)
-        details = effect_details(job.report, modalities, job.absent)
-        source = job.report.get("contributions_from", "effects")
+        relations = relations_table(job.report, modalities, job.absent, _("Target"), _("ml"))
         table = self.ui.relationsTableWidget
-        table.setColumnCount(len(modalities) + 2)
-        table.setHorizontalHeaderLabels([_("Target")] + modalities + [_("ml")])
-        table.setRowCount(len(rows))
-        for r, (target, shares, volume) in enumerate(rows):
-            table.setItem(r, 0, qt.QTableWidgetItem(target))
-            for c, (modality, share, detail) in enumerate(zip(modalities, shares, details[target]), start=1):
-                text, tip = relation_cell(target, modality, share, detail, source)
-                item = qt.QTableWidgetItem(text)
-                item.setToolTip(tip)
-                item.setTextAlignment(qt.Qt.AlignCenter)
+        table.setColumnCount(len(relations.header))
+        table.setHorizontalHeaderLabels(relations.header)
+        table.setRowCount(len(relations.cells))
+        for r, row in enumerate(relations.cells):
+            for c, cell in enumerate(row):
+                item = qt.QTableWidgetItem(cell.text)
+                item.setToolTip(cell.tooltip)
+                if cell.centred:
+                    item.setTextAlignment(qt.Qt.AlignCenter)
                 table.setItem(r, c, item)
-            table.setItem(r, len(modalities) + 1, qt.QTableWidgetItem(f"{volume:.1f}"))
         table.resizeRowsToContents()  # a cell holds the share and, below it, the change without the modality
         combo = self.ui.heatMapComboBox
         wasBlocked = combo.blockSignals(True)
@@ -279,7 +272,7 @@ class Panel:
             combo.addItem(map_title(key), node.GetID())
         combo.blockSignals(wasBlocked)
         keys = list(job.heatMaps)
-        shown = first_map(keys, rows, modalities)  # the most influential modality's map for the first target
+        shown = first_map(keys, relations.rows, modalities)  # the most influential modality's map for the first target
         combo.setCurrentIndex(keys.index(shown) + 1 if shown else 0)
         self.ui.showChartButton.enabled = job.relationsChart is not None
         self.fillWithoutMenu(job)
@@ -306,7 +299,7 @@ class Panel:
         if self.parameters is not None and current is not None and current.path == job.model.path:
             for m, selector in self.inputSelectors.items():
                 selector.setCurrentNode(volumes.get(m))  # updates the parameter node (onInputChanged)
-        if not install.ensure_dependencies():
+        if not install.ensureDependencies():
             return
         if self.parameters is not None:
             self.parameters.outputSegmentation = None  # a new segmentation: the last one stays beside it
@@ -341,7 +334,7 @@ class Panel:
         if self.training is not None and self.training.running():
             self.training.cancel()
             return
-        if not install.ensure_dependencies():
+        if not install.ensureDependencies():
             return
         base = self.ui.trainingBaseModelComboBox.currentData or None
         self.ui.trainingProgressBar.setValue(0)

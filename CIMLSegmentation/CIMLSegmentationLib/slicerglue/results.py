@@ -16,10 +16,10 @@ from slicer.i18n import tr as _
 
 from ciml.config import ModelCard
 
-from .naming import (EFFECT_MAP_COLOR_IDS, EFFECT_TABLE_NAME, EFFECT_WINDOW, HEAT_MAP_COLOR_IDS,
+from ..naming import (EFFECT_MAP_COLOR_IDS, EFFECT_TABLE_NAME, EFFECT_WINDOW, HEAT_MAP_COLOR_IDS,
                      HEAT_MAP_KEY_ATTRIBUTE, OUTPUT_ATTRIBUTE, OUTPUT_EFFECT_MAP, OUTPUT_HEAT_MAP,
                      TERMINOLOGY_CONTEXT, TERMINOLOGY_FILE, first_available, is_output_volume, transparent_entries)
-from .report import (ABSENT, chart_colors, heat_map_files, index_legend, is_effect_map, map_title, segment_specs,
+from ..report import (ABSENT, chart_colors, heat_map_files, index_legend, is_effect_map, map_title, segment_specs,
                      terminology_string)
 
 HEAT_LOWER_THRESHOLD = 0.1  # hide the faint floor of the map so the anatomy stays visible
@@ -129,7 +129,7 @@ def effectColorTable():
     return table
 
 
-def loadHeatMaps(out_dir: str, card: ModelCard, reference, baseName: str) -> Dict[str, object]:
+def loadHeatMaps(outDir: str, card: ModelCard, reference, baseName: str) -> Dict[str, object]:
     """Each effect map (signed, -1..1: a diverging colour table centred on 0, its middle hidden)
     and each Grad-CAM map (0..1: a sequential table, its faint floor hidden) as a scalar volume in
     a folder beside the reference, keyed as ``report.heat_map_files`` keys them; not shown until
@@ -137,7 +137,7 @@ def loadHeatMaps(out_dir: str, card: ModelCard, reference, baseName: str) -> Dic
     nodes = {}
     folder = _("{name} heat maps").format(name=baseName)
     effectTable = None
-    for key, path in heat_map_files(out_dir, card.modality_names, card.target_names).items():
+    for key, path in heat_map_files(outDir, card.modality_names, card.target_names).items():
         name = _("{name} {title}").format(name=baseName, title=map_title(key))
         if is_effect_map(key):
             effectTable = effectTable or effectColorTable()

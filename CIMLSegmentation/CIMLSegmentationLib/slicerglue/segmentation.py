@@ -16,13 +16,13 @@ from typing import Dict, List, Optional
 import slicer
 from slicer.i18n import tr as _
 
+from ..job import BackgroundJob, TimerFactory
+from ..models import ModelInfo
+from ..naming import segmentation_name
+from ..process import is_out_of_memory, maps_option, segment_command
+from ..report import effect_details, read_report, relations_rows, report_warnings
+from ..roles import given_inputs, reference_modality
 from . import export, results
-from .job import BackgroundJob, TimerFactory
-from .models import ModelInfo
-from .naming import segmentation_name
-from .process import is_out_of_memory, maps_option, segment_command
-from .report import effect_details, read_report, relations_rows, report_warnings
-from .roles import given_inputs, reference_modality
 
 
 class SegmentationJob(BackgroundJob):

@@ -25,7 +25,7 @@ from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 from ciml.choices import DEVICES
 
-from .naming import DECLINED_INPUTS_ATTRIBUTE, declined_inputs, declined_value, input_role
+from ..naming import DECLINED_INPUTS_ATTRIBUTE, declined_inputs, declined_value, input_role
 
 
 @parameterNodeWrapper

@@ -19,7 +19,7 @@ import slicer
 import vtk
 from slicer.i18n import tr as _
 
-from .geometry import export_plan, geometry
+from ..geometry import export_plan, geometry
 
 
 def volumeGeometry(volume) -> Dict:

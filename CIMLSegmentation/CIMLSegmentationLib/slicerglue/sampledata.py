@@ -11,18 +11,14 @@ imports slicer at the top; the names and the making are in the plain ``samplecas
 """
 
 import logging
-import os
 from typing import Dict
 
 import slicer
 from slicer.i18n import tr as _
 from slicer.util import WaitCursor  # a class in the API index (the checker lists only functions)
 
-from . import samplecase
-from .process import python_executable
-
-MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-THUMBNAIL = os.path.join(MODULE_DIR, "Resources", "Icons", "CIMLSegmentation.png")
+from .. import samplecase
+from ..process import python_executable
 
 
 def cacheFolder() -> str:
@@ -46,7 +42,7 @@ def registerSampleData() -> None:
     if hasattr(logic, "registerCustomSampleDataCategory"):  # Slicer 5.12 and newer: a translatable title
         logic.registerCustomSampleDataCategory(samplecase.CATEGORY, _("CIML Segmentation"))
     logic.registerCustomSampleDataSource(customDownloader=_onSampleButton,
-                                         **samplecase.source_arguments(cacheFolder(), THUMBNAIL))
+                                         **samplecase.source_arguments(cacheFolder(), samplecase.THUMBNAIL))
 
 
 def loadSampleCase() -> Dict[str, object]:
@@ -59,7 +55,7 @@ def loadSampleCase() -> Dict[str, object]:
         raise samplecase.SampleCaseError("the Sample Data module is not loaded in this Slicer") from None
     registerSampleData()  # does nothing when the source is registered already
     with WaitCursor():
-        samplecase.prepare_case(cacheFolder(), python_executable(), MODULE_DIR)
+        samplecase.prepare_case(cacheFolder(), python_executable(), samplecase.MODULE_DIR)
         logic = SampleData.SampleDataLogic()
         nodes = logic.downloadFromSource(logic.sourceForSampleName(samplecase.SAMPLE_NAME))
     volumes = [n for n in nodes if hasattr(n, "IsA") and n.IsA("vtkMRMLScalarVolumeNode")]

@@ -20,7 +20,7 @@ import slicer
 from slicer.i18n import tr as _
 from slicer.util import WaitCursor  # a class in the API index (the checker lists only functions)
 
-from .requirements import (ALREADY_IN_SLICER, MONAI, PIP_REQUIREMENTS, TORCH, DependencyError,
+from ..requirements import (ALREADY_IN_SLICER, MONAI, PIP_REQUIREMENTS, TORCH, DependencyError,
                            constraints_text, missing, pip_requirements)
 
 try:
@@ -35,11 +35,11 @@ class Declined(Exception):
     """The user chose not to install now."""
 
 
-def ensure_dependencies(ask: bool = True) -> bool:
+def ensureDependencies(ask: bool = True) -> bool:
     """Install what the worker lacks. Returns True when all is in place; False, with a message
     already shown, when the user declined or the packages cannot be put in place."""
     try:
-        install_dependencies(ask)
+        installDependencies(ask)
     except Declined:
         slicer.util.warningDisplay(_("Dependencies not installed: the segmentation cannot run. "
                                      "Press Apply again to install them."))
@@ -63,7 +63,7 @@ def missingPackages() -> List[str]:
         return [MONAI[0]]
 
 
-def install_dependencies(ask: bool = True) -> None:
+def installDependencies(ask: bool = True) -> None:
     """Install whatever is missing, asking first when ``ask``. Returns when all is in place;
     raises Declined, or DependencyError with the reason for the user."""
     if missing(ALREADY_IN_SLICER):
