@@ -104,7 +104,7 @@ def test_the_missing_modality_methods_train_at_the_plans_imbalanced_rates(tmp_pa
     plan = PLANS["shapes"]
     command = train_step(plan, tmp_path, "ciml-dropout", 0).command
     assert command[command.index("--missing-rates") + 1] == "cue=0.7,echo=0.1"
-    assert plan.card("ciml-dropout")["training"]["passion"] is False
+    assert plan.card("ciml-dropout")["training"]["passion"]["enabled"] is False
     assert "passion" not in plan.card("ciml-passion").get("training", {})
 
 
@@ -134,6 +134,16 @@ def test_a_tiny_study_end_to_end_then_nothing_is_rerun(tmp_path):
     before = marker.stat().st_mtime_ns, (tmp_path / "cards" / "ciml.json").read_text()
     assert run_study(plan, tmp_path, workers=1, on_event=events.append) == []
     assert (marker.stat().st_mtime_ns, (tmp_path / "cards" / "ciml.json").read_text()) == before
+
+    # `ciml study` also writes the results in the result-file envelope (command, commit, machine, date)
+    argv = ["study", "--task", "shapes", "--out", str(tmp_path), "--seeds", "0,1", "--methods", "ciml,primary-only",
+            "--max-steps", "2", "--report-only"]
+    assert main(argv) == 0
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["kind"] == "study" and record["command"] == "ciml " + " ".join(argv)
+    assert record["machine"]["device"] == "cpu" and record["date"][:4].isdigit() and "commit" in record
+    assert record["results"]["methods"]["ciml"]["seeds"] == 2
+    assert record["results"]["methods"]["ciml"]["scores"] == results["methods"]["ciml"]["scores"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -20,6 +20,7 @@ from ciml.errors import user_error
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # result files record the command as typed
     try:
         return int(importlib.import_module(args._run).run(args) or 0)
     except KeyboardInterrupt:

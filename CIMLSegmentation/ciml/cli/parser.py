@@ -23,7 +23,7 @@ from ciml.choices import (
 )
 from ciml.config import PRESETS
 from ciml.research.study.plan import PLANS
-from ciml.research.targets import CONFIGS
+from ciml.research.targets import CONFIGS, UNSEEN_SEED
 
 DESCRIPTION = "CIML: multimodal tumour segmentation with complementary information mutual learning."
 
@@ -191,53 +191,89 @@ def _init(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+class _OwnFlagsParser(argparse.ArgumentParser):
+    """A `ciml benchmark` sub-command's parser: takes only its own flags, and answers a wrong one
+    (another sub-command's, say) in one line, exit code 2, instead of the usage text."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+# `ciml benchmark <kind>`: each kind's one-line help, in the order `ciml benchmark` lists them.
+BENCHMARKS = {
+    "speed": "time CIML segmentation, its effects and Grad-CAM maps, early fusion, SegResNet and a Captum loop "
+             "on one synthetic BraTS-sized case",
+    "pipelines": "time whole `ciml segment` processes against MONAI's BraTS SegResNet bundle pipeline",
+    "profile": "where the time of one window goes: each encoder level, gate and decoder block",
+    "plans": "Dice, agreement and seconds of each window plan of a trained bundle on unseen cases",
+    "information": "whether a brats bundle takes each hidden structure from the modality that shows it",
+}
+
+
 def _benchmark(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("benchmark", help="time inference and heat maps on a BraTS-sized case",
-                       description="Time CIML segmentation, CIML with all heat maps, early fusion of the "
-                                   "same size and a Captum LayerGradCam loop on one synthetic case, and "
-                                   "report the ratios against the performance targets (docs/performance-targets.md) and peak memory.")
-    p.add_argument("--size", choices=SAMPLE_SIZES, default="full",
-                   help="full: 4 x 240 x 240 x 155 at 1 mm (default); small: 96 x 96 x 64 at 2.5 mm")
-    p.add_argument("--repeats", type=int, default=3, metavar="N", help="timed runs per configuration (default 3)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="brats", help="model card preset (default brats)")
-    p.add_argument("--model", metavar="BUNDLE",
-                   help="time this bundle's trained CIML network (its card) instead of the preset's random weights")
-    p.add_argument("--out", metavar="FILE.json", help="write the results as JSON (never overwrites)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's choice)")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default), cpu or cuda")
-    p.add_argument("--only", metavar="NAMES",
-                   help=f"comma-separated configurations to run (default all: {','.join(CONFIGS)})")
-    p.add_argument("--windows", type=int, metavar="K",
-                   help="time every configuration on K windows only and scale to the volume (quick estimate)")
-    p.add_argument("--baseline-windows", type=int, metavar="K",
-                   help="time the Captum loop on K windows only and scale to the volume (it is slow)")
-    p.add_argument("--in-process", action="store_true",
-                   help="run every configuration in this process (no per-configuration peak memory on CPU)")
-    p.add_argument("--seed", type=int, help="seed of the random weights and the case (default 0; --plans: "
-                                            "99, cases the built-in model was not trained on)")
-    p.add_argument("--pipelines", action="store_true",
-                   help="instead: time whole processes on the case written as NIfTI (ciml segment --maps none "
-                        "with a brats-preset bundle and with the built-in model) against MONAI's BraTS "
-                        "SegResNet bundle pipeline, interleaved, with each process's peak memory")
-    p.add_argument("--profile", action="store_true",
-                   help="instead: time each encoder level, gate and decoder block on one window of the "
-                        "window plan (the preset's card, or --model's, on the --size case), print where the "
-                        "time goes, and time the window in channels-last 3D format too")
-    p.add_argument("--compile", action="store_true",
-                   help="--profile: also time the window through torch.compile (its first call compiles)")
-    p.add_argument("--plans", action="store_true",
-                   help="instead: segment --cases unseen sample cases with --model (default: the built-in "
-                        "model) under each window plan (crop, one window, split windows, the old tiles) and "
-                        "print Dice against the labels, agreement with the old tiles and seconds per case")
-    p.add_argument("--information", action="store_true",
-                   help="instead: on --cases unseen brats sample cases, does --model (default: the built-in "
-                        "model) segment each structure its primary cannot show, and does withholding the "
-                        "auxiliary that shows it change the prediction there (docs/sample-data.md)")
-    p.add_argument("--variation", choices=("standard", "shifted"), default="standard",
-                   help="--information: the sample cases' variation (shifted: settings outside the training range)")
-    p.add_argument("--cases", type=int, default=6, metavar="N", help="--plans, --information: sample cases (default 6)")
-    p.add_argument("--workdir", metavar="DIR",
-                   help="--pipelines: folder for the case, the bundle and the outputs (default: a temporary one)")
+    p = sub.add_parser("benchmark", help="speed, cost and information benchmarks (one sub-command each)",
+                       description="Benchmarks of speed, cost and what a model uses, against the performance "
+                                   "targets (docs/performance-targets.md). Every run prints a table and writes a "
+                                   "result file: JSON with the numbers, the command, the commit, the machine and "
+                                   "the date (--out FILE, or ciml-results/benchmark.<kind>-<date>.json here).")
+    kinds = p.add_subparsers(dest="benchmark", metavar="KIND", parser_class=_OwnFlagsParser)
+    parsers = {name: kinds.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+               for name, text in BENCHMARKS.items()}
+    p.set_defaults(benchmarks=BENCHMARKS)
+    for name, k in parsers.items():
+        k.add_argument("--out", metavar="FILE.json",
+                       help="the result file (default: ciml-results/benchmark.<kind>-<date>.json; never overwritten)")
+        k.add_argument("--threads", type=_at_least_one, metavar="N", help="torch threads (default: torch's choice)")
+        if name in ("plans", "information"):
+            k.add_argument("--model", metavar="BUNDLE", help="the trained bundle (default: the built-in model)")
+            k.add_argument("--cases", type=_at_least_one, default=6, metavar="N", help="sample cases (default 6)")
+            k.add_argument("--seed", type=int, default=UNSEEN_SEED,
+                           help=f"seed of the sample cases (default {UNSEEN_SEED}: cases the built-in model was "
+                                "not trained on)")
+        else:
+            k.add_argument("--size", choices=SAMPLE_SIZES, default="full",
+                           help="full: 4 x 240 x 240 x 155 at 1 mm (default); small: 96 x 96 x 64 at 2.5 mm")
+            k.add_argument("--repeats", type=_at_least_one, default=3, metavar="N",
+                           help="timed runs (default 3)")
+            k.add_argument("--preset", choices=sorted(PRESETS), default="brats", help="model card preset (default brats)")
+            k.add_argument("--model", metavar="BUNDLE",
+                           help="this bundle's trained CIML network (its card) instead of the preset's random weights")
+            k.add_argument("--seed", type=int, default=0, help="seed of the random weights and the case (default 0)")
+    speed = parsers["speed"]
+    speed.add_argument("--device", choices=DEVICES, default="auto", help="auto (default), cpu or cuda")
+    speed.add_argument("--only", metavar="NAMES",
+                       help=f"comma-separated configurations to run (default all: {','.join(CONFIGS)})")
+    speed.add_argument("--windows", type=_at_least_one, metavar="K",
+                       help="time every configuration on K windows only and scale to the volume (quick estimate)")
+    speed.add_argument("--baseline-windows", type=_at_least_one, metavar="K",
+                       help="time the Captum loop on K windows only and scale to the volume (it is slow)")
+    speed.add_argument("--in-process", action="store_true",
+                       help="run every configuration in this process (no per-configuration peak memory on CPU)")
+    parsers["pipelines"].add_argument(
+        "--workdir", metavar="DIR", help="folder for the case, the bundle and the outputs (default: a temporary one)")
+    parsers["profile"].add_argument(
+        "--compile", action="store_true", help="also time the window through torch.compile (its first call compiles)")
+    information = parsers["information"]
+    information.add_argument("--variation", choices=("standard", "shifted"), default="standard",
+                             help="the sample cases' variation (shifted: settings outside the training range)")
+    information.add_argument("--device", choices=DEVICES, default="auto", help="auto (default), cpu or cuda")
     return p
 
 
@@ -245,10 +281,11 @@ def _study(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("study", help="accuracy study: every method trained with the same budget, scored on held-out cases",
                        description="Train CIML, the baselines and the ablations of a task's study plan with the "
                                    "same budget and seeds, evaluate them on held-out synthetic cases (also with "
-                                   "each auxiliary missing), and write results.json, results.md and plots. "
-                                   "Rerun to continue an interrupted study. See docs/BENCHMARKS.md.")
+                                   "each auxiliary missing), and write results.json, results.md, plots and "
+                                   "result.json (the numbers with the command, the commit, the machine and the "
+                                   "date). Rerun to continue an interrupted study. See docs/BENCHMARKS.md.")
     p.add_argument("--task", required=True, choices=sorted(PLANS), help="which study plan")
-    p.add_argument("--out", required=True, metavar="DIR", help="study folder (data, runs, results)")
+    p.add_argument("--out", required=True, metavar="DIR", help="study folder (data, runs, results, result.json)")
     p.add_argument("--seeds", metavar="S,...", help="training seeds (plan: 0,1,2)")
     p.add_argument("--methods", metavar="NAME,...", help="only these of the plan's methods")
     p.add_argument("--max-steps", type=int, metavar="N", help="training steps of every run (plan's budget)")

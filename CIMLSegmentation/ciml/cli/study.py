@@ -2,17 +2,23 @@
 
 Trains every method of the task's plan (ciml.research.study.plan) with the same budget and seeds on
 synthetic cases, scores each on held-out cases (also with each auxiliary missing), and writes
-results.json, results.md and the plots into --out. Rerunning continues an interrupted study.
+results.json, results.md and the plots into --out, and result.json: the results in the envelope of
+every benchmark's result file (:mod:`ciml.research.record`: the command, the commit, the machine
+and the date). Rerunning continues an interrupted study; the study folder's result.json, like its
+results.json, then describes the whole study and the run that completed it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from ciml.errors import CIMLError
+from ciml.io_utils import atomic_path
+from ciml.research.record import envelope
 from ciml.research.study.plan import plan_for
 from ciml.research.study.report import write_report
 from ciml.research.study.runner import run_study
@@ -43,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     failures = [] if args.report_only else run_study(
         plan, out, args.jobs, args.threads, on_event=lambda line: print(line, flush=True), device=args.device)
-    write_report(plan, out)
+    results = write_report(plan, out)
+    record = envelope("study", results, getattr(args, "_argv", None), args.device, args.threads)
+    with atomic_path(out / "result.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     text = (out / "results.md").read_text(encoding="utf-8")
     # ± and Δ: a terminal without UTF-8 gets replacements rather than an encoding error
     sys.stdout.write(text.encode(sys.stdout.encoding or "utf-8", "replace").decode(sys.stdout.encoding or "utf-8"))

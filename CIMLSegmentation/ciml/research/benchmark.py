@@ -6,7 +6,7 @@ The configurations run on the same volume with the same sliding window (the card
 - ``ciml_cams``: CIML with every (target, modality) Grad-CAM map
   (:func:`~ciml.inference.sliding_window.predict_with_cams`, one backward per target and window);
 - ``early_fusion``: a MONAI DynUNet of about the same parameter count, segmentation only;
-- ``segresnet``: the yardstick of issue 20, MONAI's BraTS bundle network (SegResNet) with the
+- ``segresnet``: the yardstick, MONAI's BraTS bundle network (SegResNet) with the
   bundle's sliding window (one 240 x 240 x 160 window, :mod:`ciml.research.yardstick`), on the
   same normalised case; segmentation logits only;
 - ``ciml_effects``: CIML with every modality's withheld output
@@ -32,7 +32,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import monai.inferers  # noqa: F401 - loaded before a child measures its baseline memory
@@ -50,7 +49,8 @@ from ciml.inference.sliding_window import autocast, predict_logits, predict_with
 from ciml.inference.windows import plan_windows, window_count
 from ciml.research.captum_loop import predict_with_captum
 from ciml.nn import build_network, parameter_count
-from ciml.research.targets import CONFIGS, LABELS, MEMORY_TARGET_BYTES, RATIOS
+from ciml.research.tables import aligned, gb, ratio_lines
+from ciml.research.targets import CONFIGS, LABELS, MEMORY_TARGET_BYTES, ratio_verdicts
 from ciml.research.yardstick import OVERLAP, ROI_SIZE, SW_BATCH_SIZE, segresnet, segresnet_inferer
 
 
@@ -253,33 +253,6 @@ def run_isolated(name: str, setup: Setup, repeats: int, max_windows: int | None 
     return payload
 
 
-def compute_ratios(results: dict[str, dict]) -> dict[str, dict[str, Any]]:
-    """The ratios of median times (docs/performance-targets.md), with whether each bound is met."""
-    ratios = {}
-    for key, (num, den, bound) in RATIOS.items():
-        if num in results and den in results:
-            value = results[num]["median_s"] / results[den]["median_s"]
-            ratios[key] = {"value": value, "target": bound, "met": None if bound is None else value <= bound}
-    return ratios
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    """CPU model, cores, torch threads and versions, and the GPU if one is used."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "device": str(device)}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def run_benchmark(setup: Setup, configs: tuple[str, ...] = CONFIGS, repeats: int = 3, isolate: bool | None = None,
                   windows: int | None = None, baseline_windows: int | None = None, threads: int | None = None,
                   on_config: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
@@ -311,7 +284,7 @@ def run_benchmark(setup: Setup, configs: tuple[str, ...] = CONFIGS, repeats: int
             results[name] = time_config(name, setup, repeats, cap, warmup)
         if on_config is not None:
             on_config(name, results[name])
-    ratios = compute_ratios(results)
+    ratios = ratio_verdicts({name: r["median_s"] for name, r in results.items()})
     targets = {key: {"target": f"<= {r['target']}", "value": r["value"], "met": r["met"]}
                for key, r in ratios.items() if r["target"] is not None}
     memory_key = "cuda_peak_bytes" if setup.device.type == "cuda" else "rss_peak_bytes"
@@ -327,3 +300,24 @@ def run_benchmark(setup: Setup, configs: tuple[str, ...] = CONFIGS, repeats: int
             "roi_size": list(setup.card.inference.roi_size), "overlap": setup.card.inference.overlap,
             "sw_batch_size": setup.card.inference.sw_batch_size, "blend": setup.card.inference.blend,
             "repeats": repeats, "isolated": isolate, "configs": results, "ratios": ratios, "targets": targets}
+
+
+def speed_table(result: dict[str, Any]) -> str:
+    """:func:`run_benchmark`'s result as text: times, memory, parameters, ratios and targets."""
+    lines = [f"Case     {result['card']}: {' x '.join(map(str, result['image_shape']))}, body box "
+             f"{'x'.join(map(str, result['windows']['box']))} in {result['windows']['count']} window(s) of "
+             f"{'x'.join(map(str, result['windows']['roi_size']))}, overlap {result['overlap']}, "
+             f"{result['blend']} blending, {result['repeats']} repeat(s)", ""]
+    cuda = any("cuda_peak_bytes" in r for r in result["configs"].values())
+    rows = [["configuration", "median s", "min s", "max s", "peak mem", "mem increase", "parameters"]]
+    for r in result["configs"].values():
+        note = f" (scaled from {r['windows_timed']}/{r['windows']} windows)" if r["extrapolated"] else ""
+        peak = r.get("cuda_peak_bytes") if cuda else r.get("rss_peak_bytes")
+        rows.append([r["label"] + note, f"{r['median_s']:.1f}", f"{r['min_s']:.1f}", f"{r['max_s']:.1f}",
+                     gb(peak), "-" if cuda else gb(r.get("rss_increase_bytes")), f"{r['parameters']:,}"])
+    lines += aligned(rows)
+    lines += ["", "Ratios of median times", *ratio_lines(result["ratios"], 24)]
+    for key, mem in result["targets"].items():
+        if key.endswith("peak memory"):
+            lines.append(f"  {key:<24} {gb(mem['value']):>9}   target < 4 GB: {'met' if mem['met'] else 'NOT met'}")
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""`ciml benchmark --information`: does a trained model take each piece of information from the
+"""`ciml benchmark information`: does a trained model take each piece of information from the
 modality that carries it?
 
 The `brats` phantom hides structures from each target's primary (docs/sample-data.md, "What each
@@ -26,8 +26,7 @@ from ciml.data.case import load_case
 from ciml.data.synthetic import generate_case, write_case
 from ciml.data.synthetic.brats_tumour import REGION, REGION_LABEL, TARGET_LABELS
 from ciml.inference.effects import predict_withheld
-
-INFORMATION_SEED = 99  # unseen cases: not the built-in model's training data (seed 0)
+from ciml.research.targets import UNSEEN_SEED
 
 # structure -> (the target it decides, the auxiliaries that show it; docs/sample-data.md)
 TELLS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -80,7 +79,7 @@ def case_information(network: torch.nn.Module, card, folder: Path, regions: np.n
     return result
 
 
-def measure_information(model: str, cases: int = 8, seed: int = INFORMATION_SEED, variation: str = "standard",
+def measure_information(model: str, cases: int = 8, seed: int = UNSEEN_SEED, variation: str = "standard",
                         device: str = "cpu") -> dict[str, Any]:
     """:func:`case_information` over ``cases`` unseen `brats` sample cases (small).
 

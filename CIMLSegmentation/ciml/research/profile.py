@@ -1,4 +1,4 @@
-"""Where the time of one CIML window goes (issue 20): ``ciml benchmark --profile``.
+"""Where the time of one CIML window goes: ``ciml benchmark profile``.
 
 Runs one window (the window plan's on the benchmark case, or the card's ``roi_size``; batch 1,
 random input: the cost does not depend on the values) through the network's blocks in the order :meth:`~ciml.nn.CIMLNet.forward_features`
@@ -7,7 +7,7 @@ level), the gates of each level (summed over sub-tasks and auxiliaries), and eac
 up-blocks and head. The blocks are the network's own modules, called with the same tensors as
 its forward; a full forward is timed as well so the sum can be checked against it.
 
-The same window is then run as the alternatives issue 20 names, interleaved with the default so
+The same window is then run in alternative forms, interleaved with the default so
 that machine load affects both alike: channels-last 3D memory format, and ``torch.compile``
 (its first call, which compiles, timed apart) when asked.
 """
@@ -149,12 +149,7 @@ def time_alternatives(network, x: torch.Tensor, repeats: int, compile_network: b
 
 def format_profile(result: dict[str, Any]) -> str:
     """The table: each row's median seconds and share of the total, then the totals by kind."""
-    lines = []
-    if "machine" in result:
-        m = result["machine"]
-        lines += [f"Machine  {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads)",
-                  f"Date     {result['date']}"]
-    lines += [f"Model    {result['card']}{' (' + result['model'] + ')' if result['model'] else ' (random weights)'}: "
+    lines = [f"Model    {result['card']}{' (' + result['model'] + ')' if result['model'] else ' (random weights)'}: "
               f"features {result['features']}, {result['parameters']:,} parameters, one window "
               f"{'x'.join(map(str, result['roi_size']))}, batch 1, median of {result['repeats']}", ""]
     head = ["block", "runs", "seconds", "share"]
@@ -173,8 +168,7 @@ def format_profile(result: dict[str, Any]) -> str:
               for row in rows]
     if "windows" in result:
         lines += ["", f"Windows  {result['windows']} of this size cover the benchmark case's body box "
-                      f"{'x'.join(map(str, result['box']))}; before: {result['windows_before']} windows of "
-                      f"{'x'.join(map(str, result['roi_before']))} over the whole image"]
+                      f"{'x'.join(map(str, result['box']))}"]
     alternatives = result.get("alternatives", {})
     if alternatives:
         base = alternatives["default"]

@@ -20,33 +20,34 @@ RATIOS = {
     "ciml_effects/ciml": ("ciml_effects", "ciml", 2.0),
     "ciml_cams/ciml": ("ciml_cams", "ciml", 2.0),
     "captum_loop/ciml_cams": ("captum_loop", "ciml_cams", None),
-    # the network + window part of the yardstick; the whole-process targets are `--pipelines`'
+    # the network + window part of the yardstick; the whole-process targets are `pipelines`'
     "ciml/segresnet": ("ciml", "segresnet", None),
 }
 MEMORY_TARGET_BYTES = 4e9  # peak resident memory of (a) on the CPU
 
-# `ciml benchmark --pipelines` (issue 20): whole processes on the same case, as separate processes.
-PIPELINES = ("ciml_brats", "ciml_brats_before", "ciml_builtin", "segresnet")
+# `ciml benchmark pipelines`: whole processes on the same case, each a separate process, against
+# MONAI's BraTS bundle pipeline (the yardstick, ciml/research/yardstick.py).
+PIPELINES = ("ciml_brats", "ciml_builtin", "segresnet")
 PIPELINE_LABELS = {
     "ciml_brats": "ciml segment --maps none, `ciml init --preset brats` bundle",
-    "ciml_brats_before": "the same with the old windows (roi tiles over the whole image)",
     "ciml_builtin": "ciml segment --maps none, built-in model",
     "segresnet": "MONAI BraTS bundle pipeline (SegResNet, one 240x240x160 window)",
 }
 PIPELINE_RATIOS = {
     "ciml_brats/segresnet": ("ciml_brats", "segresnet", 1.5),
     "ciml_builtin/segresnet": ("ciml_builtin", "segresnet", 0.5),
-    "ciml_brats_before/segresnet": ("ciml_brats_before", "segresnet", None),
-    "ciml_brats_before/ciml_brats": ("ciml_brats_before", "ciml_brats", None),
 }
-# The inference settings of the "before" bundle: no crop, the card's roi_size tiles.
-BEFORE_WINDOWS = {"crop": False, "window_voxels": 0}
 
-# `ciml benchmark --plans`: window plans compared on a trained bundle (inference overrides of its
+# `ciml benchmark plans` and `information`: sample cases the built-in model was not trained on
+# (it trained on seed 0).
+UNSEEN_SEED = 99
+
+# `ciml benchmark plans`: window plans compared on a trained bundle (inference overrides of its
 # card; window_voxels None: the training patch's voxels, the card default; "box": the whole body
-# box, or the whole image when not cropped, as one window).
+# box, or the whole image when not cropped, as one window). The first, the card's own plan, is
+# the reference every plan's agreement is measured against.
 WINDOW_PLANS = {
-    "roi tiles, whole image (before)": {"crop": False, "window_voxels": 0},
+    "the card's plan": {},
     "body box, roi tiles": {"crop": True, "window_voxels": 0},
     "body box, windows <= patch, overlap 0.25": {"crop": True, "window_voxels": None, "overlap": 0.25},
     "body box, windows <= patch, overlap 0.5": {"crop": True, "window_voxels": None, "overlap": 0.5},
@@ -57,3 +58,22 @@ WINDOW_PLANS = {
     "body box, one window": {"crop": True, "window_voxels": "box"},
     "whole image, one window": {"crop": False, "window_voxels": "box"},
 }
+
+
+def ratio_verdicts(medians: dict[str, float], ratios: dict[str, tuple] = RATIOS) -> dict[str, dict]:
+    """Each ratio of ``ratios`` whose two configurations were timed, with its bound's verdict.
+
+    Args:
+        medians: configuration (or process) name -> median seconds.
+        ratios: ratio name -> (numerator, denominator, bound or None for report only);
+            :data:`RATIOS` or :data:`PIPELINE_RATIOS`.
+
+    Returns:
+        ratio name -> ``{"value", "target", "met"}``; ``met`` is None for a report-only ratio.
+    """
+    verdicts = {}
+    for key, (num, den, bound) in ratios.items():
+        if num in medians and den in medians:
+            value = medians[num] / medians[den]
+            verdicts[key] = {"value": value, "target": bound, "met": None if bound is None else value <= bound}
+    return verdicts

@@ -1,9 +1,9 @@
-"""`ciml benchmark --plans`: how the window plan changes a trained model's accuracy and cost.
+"""`ciml benchmark plans`: how the window plan changes a trained model's accuracy and cost.
 
 Every plan of :data:`~ciml.research.targets.WINDOW_PLANS` segments the same unseen sample cases
 with the same bundle; each is scored against the labels (Dice per target, the user's path:
-:func:`~ciml.evaluation.scoring.score_case`) and against the plan the project used before
-(the card's ``roi_size`` tiles over the whole image), and timed. This is the measurement behind
+:func:`~ciml.evaluation.scoring.score_case`) and against the card's own plan (what ``ciml
+segment`` does with this bundle), and timed. This is the measurement behind
 the card's ``inference`` defaults (docs/BENCHMARKS.md, "Window plans").
 """
 
@@ -26,9 +26,7 @@ from ciml.data.synthetic import write_cases
 from ciml.evaluation.metrics import region_metrics
 from ciml.inference.sliding_window import predict_logits
 from ciml.inference.windows import plan_windows, window_count
-from ciml.research.targets import WINDOW_PLANS
-
-PLANS_SEED = 99  # the sample cases' seed: not the built-in model's training data (seed 0)
+from ciml.research.targets import UNSEEN_SEED, WINDOW_PLANS
 
 
 def plan_card(card: ModelCard, overrides: dict[str, Any], image: torch.Tensor) -> ModelCard:
@@ -49,7 +47,7 @@ def _dice(a: torch.Tensor, b: torch.Tensor) -> float:
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
-def compare_plans(model: str, cases: int = 6, seed: int = PLANS_SEED, kind: str = "brats",
+def compare_plans(model: str, cases: int = 6, seed: int = UNSEEN_SEED, kind: str = "brats",
                   size: str = "small") -> dict[str, Any]:
     """Score and time every window plan on ``cases`` unseen sample cases.
 
@@ -62,7 +60,7 @@ def compare_plans(model: str, cases: int = 6, seed: int = PLANS_SEED, kind: str 
     Returns:
         ``{"model", "cases", "plans": {name: {"dice": {target: [per case]}, "agreement":
         {target: [per case]}, "seconds": [per case], "windows": [per case]}}}``; agreement is
-        the Dice between the plan's and the first plan's segmentation.
+        the Dice between the plan's and the card's own plan's segmentation.
     """
     bundle = load_bundle(model)
     network, card = bundle.network.eval(), bundle.card
@@ -94,7 +92,7 @@ def compare_plans(model: str, cases: int = 6, seed: int = PLANS_SEED, kind: str 
 
 def plans_table(result: dict[str, Any]) -> str:
     """The comparison as text: per plan, mean Dice (and its spread over cases) per target, the
-    lowest agreement with the first plan, windows and seconds per case."""
+    lowest agreement with the card's own plan, windows and seconds per case."""
     first = next(iter(result["plans"].values()))
     targets = list(first["dice"])
     lines = [f"window plans: {result['model']}, {result['cases']} unseen {result['kind']} cases "

@@ -1,4 +1,4 @@
-"""The yardstick of issue 20: MONAI's BraTS bundle pipeline, and whole processes timed against it.
+"""The yardstick: MONAI's BraTS bundle pipeline, and whole processes timed against it.
 
 What a BraTS user would otherwise run: the ``brats_mri_segmentation`` bundle of the MONAI model
 zoo (``models/brats_mri_segmentation/configs/inference.json``, read from
@@ -19,7 +19,7 @@ not depend on them):
   in the bundle but only acts on CUDA.
 
 :func:`run_segresnet` is that pipeline; ``python -m ciml.research.yardstick --inputs ... --out
-DIR`` runs it as a separate process. :func:`run_pipelines` (``ciml benchmark --pipelines``)
+DIR`` runs it as a separate process. :func:`run_pipelines` (``ciml benchmark pipelines``)
 writes the synthetic case as four NIfTI files and times, as separate processes interleaved in
 each repeat, ``ciml segment --maps none`` with a ``ciml init --preset brats`` bundle, the same
 with the built-in model, and this pipeline; with the peak RSS of each process (``os.wait4``).
@@ -36,7 +36,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,8 @@ from monai.transforms import Activations, AsDiscrete, Compose, Lambda, LoadImage
 from ciml.config import ModelCard
 from ciml.data.synthetic import generate_case
 from ciml.data.synthetic.common import write_case
-from ciml.research.targets import BEFORE_WINDOWS, PIPELINE_LABELS, PIPELINE_RATIOS, PIPELINES
+from ciml.research.tables import aligned, gb, ratio_lines
+from ciml.research.targets import PIPELINE_LABELS, PIPELINE_RATIOS, PIPELINES, ratio_verdicts
 
 # The bundle's configs/inference.json (network_def and inferer).
 SEGRESNET = {"blocks_down": (1, 2, 2, 4), "blocks_up": (1, 1, 1), "init_filters": 16, "in_channels": 4,
@@ -137,7 +137,7 @@ def pipeline_commands(inputs: dict[str, Path], bundles: dict[str, Path], out: Pa
                       seed: int = 0, roi_size: Sequence[int] = ROI_SIZE) -> dict[str, list[str]]:
     """The command of each of :data:`PIPELINES` writing into ``out/<name>``."""
     commands = {}
-    for name in ("ciml_brats", "ciml_brats_before", "ciml_builtin"):
+    for name in ("ciml_brats", "ciml_builtin"):
         commands[name] = [python, "-m", "ciml", "segment", "--model", str(bundles[name]), "--maps", "none",
                           "--progress", "json", "--out", str(out / name),
                           *[a for m, p in inputs.items() for a in ("--input", f"{m}={p}")]]
@@ -168,10 +168,7 @@ def run_pipelines(workdir: str | Path, card: ModelCard, builtin: str | Path, siz
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    before = replace(card, inference=replace(card.inference, **BEFORE_WINDOWS))
-    bundles = {"ciml_brats": _init_bundle(work / "brats-bundle", card, seed, env),
-               "ciml_brats_before": _init_bundle(work / "brats-bundle-before", before, seed, env),
-               "ciml_builtin": Path(builtin)}
+    bundles = {"ciml_brats": _init_bundle(work / "brats-bundle", card, seed, env), "ciml_builtin": Path(builtin)}
     runs: dict[str, list[dict]] = {name: [] for name in PIPELINES}
     for r in range(repeats):
         commands = pipeline_commands(inputs, bundles, work / f"run{r}", seed=seed, roi_size=roi_size)
@@ -194,12 +191,7 @@ def run_pipelines(workdir: str | Path, card: ModelCard, builtin: str | Path, siz
                                                for stage in results[0].get("stages_s", {})},
                            "command": " ".join(pipeline_commands(inputs, bundles, work / "runN", seed=seed,
                                                                  roi_size=roi_size)[name])}
-    ratios = {}
-    for key, (num, den, bound) in PIPELINE_RATIOS.items():
-        if num not in processes or den not in processes:
-            continue
-        value = processes[num]["median_s"] / processes[den]["median_s"]
-        ratios[key] = {"value": value, "target": bound, "met": None if bound is None else value <= bound}
+    ratios = ratio_verdicts({name: p["median_s"] for name, p in processes.items()}, PIPELINE_RATIOS)
     return {"card": card.name, "size": size, "inputs": {m: str(p) for m, p in inputs.items()},
             "roi_size": list(roi_size), "repeats": repeats, "processes": processes, "ratios": ratios}
 
@@ -211,6 +203,24 @@ def _init_bundle(folder: Path, card: ModelCard, seed: int, env: dict[str, str]) 
     timed_process([sys.executable, "-m", "ciml", "init", "--card", str(card_file), "--out", str(folder),
                    "--seed", str(seed), "--force"], folder.with_suffix(".init.log"), env)
     return folder
+
+
+def pipelines_table(result: dict[str, Any]) -> str:
+    """:func:`run_pipelines`' result as text: median/min/max seconds and peak RSS of each process,
+    where a ciml process's time went, and the ratios against SegResNet."""
+    lines = [f"Case     synthetic {result['size']} BraTS case written as 4 NIfTI files; {result['repeats']} "
+             f"interleaved repeat(s), separate processes", ""]
+    rows = [["process", "median s", "min s", "max s", "peak RSS"]]
+    rows += [[r["label"], f"{r['median_s']:.1f}", f"{r['min_s']:.1f}", f"{r['max_s']:.1f}", gb(r["rss_peak_bytes"])]
+             for r in result["processes"].values()]
+    lines += aligned(rows)
+    stages = {name: r["stages_median_s"] for name, r in result["processes"].items() if r.get("stages_median_s")}
+    if stages:
+        lines += ["", "Where a ciml process's time went (median seconds per stage, from its report.json)"]
+        names = list(next(iter(stages.values())))
+        lines += aligned([["process", *names]] + [[name, *(f"{s[n]:.1f}" for n in names)] for name, s in stages.items()])
+    lines += ["", "Ratios of median times", *ratio_lines(result["ratios"], 28)]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
