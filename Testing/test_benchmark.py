@@ -160,11 +160,13 @@ def test_the_commit_is_unknown_outside_a_checkout_and_dirty_after_a_change(tmp_p
     (package / "__init__.py").write_text("x = 1\n")
     assert source_commit(package) == (None, "unknown")
     repo = package.parent
+    (repo / "notes.md").write_text("docs\n")
     _git("init", "-q", cwd=repo)
     _git("add", ".", cwd=repo)
     _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first", cwd=repo)
     head = _git("rev-parse", "HEAD", cwd=repo)
     (package / "result.json").write_text("{}")  # an untracked file is not a change of the code
+    (repo / "notes.md").write_text("edited docs\n")  # nor a tracked file outside the package
     assert source_commit(package) == (head, False)
     (package / "__init__.py").write_text("x = 2\n")
     assert source_commit(package) == (head, True)

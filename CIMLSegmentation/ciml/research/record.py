@@ -4,7 +4,7 @@
              | "benchmark.information" | "study",
      "command": "ciml benchmark speed --size small ...",   # the command line as typed
      "commit": "<40 hex digits>" | null,                   # the source tree's git commit
-     "dirty": true | false | "unknown",                    # tracked files changed since that commit
+     "dirty": true | false | "unknown",                    # the package's files changed since then
      "machine": {"cpu", "cores", "threads", "torch", "python", "device", "gpu"?},
      "date": "2026-11-27T10:31:02+01:00",
      "results": {...}}                                     # the numbers, as the kind defines them
@@ -46,21 +46,23 @@ def _git(args: Sequence[str], cwd: Path) -> str | None:
 
 
 def source_commit(package: Path = PACKAGE) -> tuple[str | None, bool | str]:
-    """The commit of the checkout ``package`` belongs to, and whether its tracked files changed.
+    """The commit of the checkout ``package`` belongs to, and whether the package's tracked files
+    differ from it.
 
     Args:
         package: a folder of the source tree (default: the running ``ciml`` package).
 
     Returns:
         ``(commit, dirty)``: the 40-digit hash and a bool; ``(None, "unknown")`` when the folder
-        is not tracked by a git checkout (an installed copy, say) or git is absent. Untracked
-        files (result files, data) do not make a tree dirty: they are not the code that ran.
+        is not tracked by a git checkout (an installed copy, say) or git is absent. Only the
+        package's own files count: docs, tests and untracked files (result files, data) are not
+        the code that ran.
     """
     # A copy installed inside some other repository (a virtual environment in a checkout) must
     # not borrow that repository's commit: the package's own files must be tracked by it.
     tracked = _git(["ls-files", "--error-unmatch", "__init__.py"], package)
     head = _git(["rev-parse", "HEAD"], package)
-    status = _git(["status", "--porcelain", "--untracked-files=no", "--", "."], package.parent)
+    status = _git(["status", "--porcelain", "--untracked-files=no", "--", "."], package)
     if not tracked or not head or status is None:
         return None, "unknown"
     return head.strip(), bool(status.strip())
