@@ -20,6 +20,7 @@ from slicer.util import VTKObservationMixin
 
 from CIMLSegmentationLib import models as modelsLib
 from CIMLSegmentationLib import samplecase
+from CIMLSegmentationLib.requirements import SELFTEST_INSTALL_VARIABLE, selftest_install
 from CIMLSegmentationLib.training import TrainingJob
 from CIMLSegmentationLib.slicerglue import install, sampledata
 from CIMLSegmentationLib.slicerglue.parameters import CIMLSegmentationParameterNode
@@ -162,9 +163,10 @@ class CIMLSegmentationLogic(ScriptedLoadableModuleLogic):
 
 class CIMLSegmentationTest(ScriptedLoadableModuleTest):
     """Runs inside Slicer, from CTest (``py_CIMLSegmentation``) or the module's Reload and Test:
-    the sample case from Sample Data, then the built-in model on it. The second test installs
-    the worker's dependencies when missing (no dialog under CTest), or is skipped with the reason
-    when they cannot be installed; set CIML_SELFTEST_INSTALL=0 to skip rather than install."""
+    the sample case from Sample Data, then the built-in model on it. A test that needs the
+    worker's packages installs them when missing from Reload and Test (after asking); under CTest
+    (--testing) it skips with the reason unless CIML_SELFTEST_INSTALL=1 asks for the install, and
+    CIML_SELFTEST_INSTALL=0 always skips (``requirements.selftest_install``)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -209,15 +211,16 @@ class CIMLSegmentationTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def requireDependencies(self):
-        """Install the worker's packages if missing, or skip with the reason."""
-        if os.environ.get("CIML_SELFTEST_INSTALL", "1") == "0":
-            missing = install.missingPackages()
-            if missing:
-                self.skipTest(f"the worker's packages are missing ({', '.join(missing)}) and "
-                              "CIML_SELFTEST_INSTALL=0 forbids installing them")
+        """Install the worker's packages if missing and allowed (``requirements.selftest_install``:
+        under CTest only with CIML_SELFTEST_INSTALL=1), or skip with the reason."""
+        action, reason = selftest_install(slicer.app.testingEnabled(), os.environ.get(SELFTEST_INSTALL_VARIABLE),
+                                          install.missingPackages())
+        if action == "skip":
+            self.skipTest(reason)
+        if action == "ready":
             return
         try:
-            # No confirmation under CTest (--testing); Reload and Test asks, as Apply does.
+            # No confirmation under CTest (--testing, asked for by the variable); Reload and Test asks.
             install.installDependencies(ask=not slicer.app.testingEnabled())
         except install.Declined:
             self.skipTest("installing the worker's packages was declined")

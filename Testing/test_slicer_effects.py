@@ -28,7 +28,7 @@ BRATS = preset("brats")
 AUTOPET = preset("autopet")
 MODALITIES = ["t1", "t1ce", "t2", "flair"]
 PANEL_SEED = 2026  # the sample case of the panel picture (ciml sample-data --seed 2026)
-if str(RENDER.parent) not in sys.path:  # the render script, imported where PySide6 is installed
+if str(RENDER.parent) not in sys.path:  # the render script, imported by its test
     sys.path.insert(0, str(RENDER.parent))
 
 
@@ -282,7 +282,8 @@ def test_the_panel_pictures_report_is_a_real_run_of_the_builtin_model(runs):
 
 
 def test_the_render_script_reads_a_report(runs, tmp_path):
-    pytest.importorskip("PySide6.QtUiTools")
+    # PySide6 and the system libraries Qt needs come with scripts/setup.sh --test: a missing one fails
+    import render_module_panel  # the render script imports PySide6 at its top
     _, _, out, written = runs["without t1ce"]
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     png = tmp_path / "panel.png"
@@ -295,7 +296,6 @@ def test_the_render_script_reads_a_report(runs, tmp_path):
                               "--report", str(tmp_path / "other.json")], env=env, capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode != 0 and "not a report.json" in refused.stderr
-    render_module_panel = pytest.importorskip("render_module_panel")
     lines = render_module_panel.log_lines(written)  # the Log box: the worker's summary, from the report
     for target, entry in written["targets"].items():
         assert any(line.startswith(f"  {target}: {entry['volume_ml']:.1f} ml") for line in lines)

@@ -68,8 +68,8 @@ def test_the_monai_table_agrees_with_the_installed_monai_and_the_projects_floors
     assert satisfies(versions[-1], requirements.MONAI[1])
     installed = requirements.installed_version("monai")
     row = next((r for r in requirements.MONAI_RELEASES if r.version == installed), None)
-    if row is None:
-        pytest.skip(f"MONAI {installed} is not in the table")
+    assert row is not None, (f"MONAI {installed} is installed but not in requirements.MONAI_RELEASES: add its row "
+                             "(Requires-Python and the torch and numpy Requires-Dist of its wheel on PyPI)")
     lines, requires_python = requirements.installed_requirements("monai")
     plain = {re.split(r"[<>=!~ (]", line, maxsplit=1)[0]: line for line in lines if ";" not in line}
     assert requires_python.replace(" ", "") == row.python

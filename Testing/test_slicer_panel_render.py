@@ -6,13 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from PySide6 import QtUiTools  # noqa: F401  (scripts/setup.sh --test installs it and Qt's system libraries)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_render_module_panel(tmp_path):
-    pytest.importorskip("PySide6.QtUiTools")
     out = tmp_path / "panel.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "render_module_panel.py"), "--out", str(out)],

@@ -23,7 +23,7 @@ import slicer_lib_helpers
 from slicer_lib_helpers import FakeTimer, alive
 
 from ciml.config import card_from_dict, preset_dict
-from CIMLSegmentationLib import geometry, job, models, process, training
+from CIMLSegmentationLib import geometry, job, models, process, training, winjob
 
 MODULE_DIR = slicer_lib_helpers.MODULE_DIR
 SAMPLE_BUNDLE = MODULE_DIR / "Resources" / "Models" / "brats-sample"
@@ -468,4 +468,4 @@ def test_a_cancelled_worker_lets_its_lifeline_go():
 
 def test_the_windows_job_limits_have_the_sdk_layout():
     """JOBOBJECT_EXTENDED_LIMIT_INFORMATION is 144 bytes on 64-bit Windows (112 on 32-bit)."""
-    assert ctypes.sizeof(process._ExtendedLimits) == (144 if ctypes.sizeof(ctypes.c_void_p) == 8 else 112)
+    assert ctypes.sizeof(winjob._ExtendedLimits) == (144 if ctypes.sizeof(ctypes.c_void_p) == 8 else 112)

@@ -33,7 +33,7 @@ SLICER_PREFIXES = ("vtkMRML", "vtkSlicer", "vtkSegmentation", "qMRML", "qSlicer"
 # (never ciml.bundle.weights, ciml.data, ciml.nn, ciml.inference...: they load torch or numpy).
 CORE_FOR_SLICER = {"ciml.choices", "ciml.errors", "ciml.config", "ciml.bundle", "ciml.bundle.metadata"}
 # Imports that must stay inside a function (each with a comment saying why): file -> modules
-LAZY_IMPORTS = {"install.py": {"PyTorchUtils"}, "sampledata.py": {"SampleData"}}
+LAZY_IMPORTS = {"sampledata.py": {"SampleData"}}
 
 
 def _ui_names():

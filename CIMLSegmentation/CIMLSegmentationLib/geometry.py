@@ -2,11 +2,30 @@
 before the worker reads it: an input under a parent transform is read as a hardened copy (the
 volume where the views show it), and one whose grid differs from the reference's is resampled.
 
-Plain Python, tested outside Slicer; imports only ``typing``. ``export`` reads the grids of
-Slicer volumes and carries the plan out.
+Every file for the worker is written as a copy (``slicer.util.exportNode``, in world space), so
+the user's volumes keep their storage nodes, file names and modified state.
+
+Plain Python, tested outside Slicer; imports only ``os`` and ``typing``. ``export`` reads the
+grids of Slicer volumes and carries the plan out.
 """
 
+import os
 from typing import Dict, List, Sequence, Tuple
+
+# What every input file is written with: uncompressed (the worker reads it once, at once).
+WRITE_PROPERTIES = {"useCompression": 0}
+INPUT_EXTENSION = ".nrrd"
+
+
+def write_properties() -> Dict:
+    """The properties for one ``exportNode`` call: a new dict each time, since exportNode adds
+    its "fileFormat" to the dict it is given."""
+    return dict(WRITE_PROPERTIES)
+
+
+def input_paths(folder: str, modalities: Sequence[str]) -> Dict[str, str]:
+    """{modality: the temporary file the worker reads}, all inside the job's own ``folder``."""
+    return {m: os.path.join(folder, m + INPUT_EXTENSION) for m in modalities}
 
 
 def geometry(origin: Sequence[float], spacing: Sequence[float], directions: Sequence[Sequence[float]],

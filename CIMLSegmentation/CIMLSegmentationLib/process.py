@@ -15,13 +15,18 @@ signal set on it (Linux ``PR_SET_PDEATHSIG``) would reach the launcher only. Ins
   on the pipe first, and the lifeline leaves quietly.
 * Windows: the worker joins a Job object with ``JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`` whose only
   handle Slicer holds: Windows kills every process of the job (the launcher, Python and their
-  children) when that handle closes, at Slicer's exit or crash.
+  children) when that handle closes, at Slicer's exit or crash. The launcher is created suspended
+  (``windows_creation_flags``) and resumed only once it is in the job, so the real Python it
+  starts cannot escape the job by starting first; a launcher that cannot be put in the job is
+  still resumed (it runs, only without the crash guard).
 
-Imports the standard library and ``progress`` only: ``ciml`` itself runs in the worker.
+Every process started here is waited on (the lifeline too, once released), so none is left a
+zombie, and every wait on a kill has a timeout, so a stalled ``taskkill`` cannot hang a job.
+
+Imports the standard library, ``progress`` and ``winjob`` only: ``ciml`` itself runs in the worker.
 """
 
 import collections
-import ctypes
 import logging
 import os
 import re
@@ -35,6 +40,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .progress import JsonLineParser
+from .winjob import close_handle, kill_on_close_job, resume_process, windows_creation_flags
 
 ERROR_LINE = re.compile(r"^ciml [\w-]+: error: (.+)$")
 OOM_SIGNS = ("out of memory", "outofmemoryerror", "cuda_error_out_of_memory")
@@ -57,8 +63,8 @@ if not released:
             break
         time.sleep(1.0)
 """
-JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
-JOB_OBJECT_EXTENDED_LIMIT_INFORMATION = 9  # the JOBOBJECTINFOCLASS value
+TASKKILL_TIMEOUT_S = 10.0  # taskkill itself, then the wait for the worker: a stall ends in TerminateProcess
+LIFELINE_EXIT_S = 2.0  # a released lifeline reads its byte and exits at once
 
 
 def python_executable(executable: str = sys.executable) -> str:
@@ -166,7 +172,7 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         kwargs = {}
         if os.name == "nt":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+            kwargs["creationflags"] = windows_creation_flags(suspended=True)
         else:
             kwargs["start_new_session"] = True  # its own process group: killpg reaches every child
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -187,7 +193,10 @@ class WorkerProcess:
         Without it the worker still runs, so a failure here is a warning, not an error."""
         try:
             if os.name == "nt":
-                self._job_handle = kill_on_close_job(self.proc.pid)
+                try:
+                    self._job_handle = kill_on_close_job(self.proc.pid)
+                finally:  # in the job or not, the suspended launcher must run
+                    resume_process(self.proc)
             else:
                 self.lifeline = subprocess.Popen(
                     [self.lifeline_python, "-c", LIFELINE, str(self.proc.pid)], stdin=subprocess.PIPE,
@@ -206,8 +215,12 @@ class WorkerProcess:
                 self.lifeline.stdin.close()
             except OSError:  # the lifeline is already gone
                 pass
+            try:  # reap it: a lifeline never waited on stays a zombie until Slicer exits
+                self.lifeline.wait(timeout=LIFELINE_EXIT_S)
+            except subprocess.TimeoutExpired:
+                logging.warning("CIML Segmentation: the worker's lifeline did not exit")
         if self._job_handle:
-            _kernel32().CloseHandle(self._job_handle)
+            close_handle(self._job_handle)
             self._job_handle = None
 
     def _stderr_line(self, line: str) -> None:
@@ -297,13 +310,38 @@ class WorkerProcess:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def kill_tree(proc: subprocess.Popen, grace_s: float = 0.5) -> None:
-    """Terminate a process started by WorkerProcess and every process of its group."""
-    if os.name == "nt":
-        # taskkill /T walks the tree by parent id; /F because the worker has no window to close.
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        proc.wait(timeout=10)
+def taskkill_command(pid: int) -> List[str]:
+    """Windows: end ``pid`` and its tree (/T walks it by parent id; /F: the worker has no window)."""
+    return ["taskkill", "/F", "/T", "/PID", str(pid)]
+
+
+def kill_tree(proc: subprocess.Popen, grace_s: float = 0.5, windows: bool = os.name == "nt",
+              taskkill: Optional[Sequence[str]] = None, timeout_s: float = TASKKILL_TIMEOUT_S) -> None:
+    """Terminate a process started by WorkerProcess and every process of its group.
+
+    Args:
+        proc: the worker.
+        grace_s: POSIX: how long SIGTERM has before SIGKILL.
+        windows: take the Windows path (taskkill); the default is the running system's.
+        taskkill: the tree-killing command (``taskkill_command(proc.pid)`` when None).
+        timeout_s: Windows: how long taskkill, then the worker's exit, may take. A taskkill that
+            stalls is killed itself and the worker ended with TerminateProcess (``proc.kill``),
+            so a cancel always returns.
+    """
+    if windows:
+        try:
+            subprocess.run(list(taskkill or taskkill_command(proc.pid)), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, check=False, timeout=timeout_s)
+        except (OSError, subprocess.TimeoutExpired) as exc:  # run() kills a taskkill that timed out
+            logging.warning("CIML Segmentation: taskkill did not finish (%s); terminating the worker", exc)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # TerminateProcess: the launcher at least; the Job object holds the rest
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                logging.warning("CIML Segmentation: the worker %s did not end", proc.pid)
         return
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
@@ -320,54 +358,3 @@ def kill_tree(proc: subprocess.Popen, grace_s: float = 0.5) -> None:
             except ProcessLookupError:
                 pass
         break
-
-
-class _BasicLimits(ctypes.Structure):  # JOBOBJECT_BASIC_LIMIT_INFORMATION
-    _fields_ = [("PerProcessUserTimeLimit", ctypes.c_int64), ("PerJobUserTimeLimit", ctypes.c_int64),
-                ("LimitFlags", ctypes.c_uint32), ("MinimumWorkingSetSize", ctypes.c_size_t),
-                ("MaximumWorkingSetSize", ctypes.c_size_t), ("ActiveProcessLimit", ctypes.c_uint32),
-                ("Affinity", ctypes.c_size_t), ("PriorityClass", ctypes.c_uint32),
-                ("SchedulingClass", ctypes.c_uint32)]
-
-
-class _ExtendedLimits(ctypes.Structure):  # JOBOBJECT_EXTENDED_LIMIT_INFORMATION
-    _fields_ = [("BasicLimitInformation", _BasicLimits), ("IoInfo", ctypes.c_uint64 * 6),
-                ("ProcessMemoryLimit", ctypes.c_size_t), ("JobMemoryLimit", ctypes.c_size_t),
-                ("PeakProcessMemoryUsed", ctypes.c_size_t), ("PeakJobMemoryUsed", ctypes.c_size_t)]
-
-
-def _kernel32():
-    """Windows only: kernel32 with the signatures used here (handles are pointer-sized)."""
-    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    handle, dword = ctypes.c_void_p, ctypes.c_uint32
-    kernel32.CreateJobObjectW.restype = handle
-    kernel32.CreateJobObjectW.argtypes = (ctypes.c_void_p, ctypes.c_wchar_p)
-    kernel32.SetInformationJobObject.argtypes = (handle, ctypes.c_int, ctypes.c_void_p, dword)
-    kernel32.OpenProcess.restype = handle
-    kernel32.OpenProcess.argtypes = (dword, ctypes.c_int, dword)
-    kernel32.AssignProcessToJobObject.argtypes = (handle, handle)
-    kernel32.CloseHandle.argtypes = (handle,)
-    return kernel32
-
-
-def kill_on_close_job(pid: int):
-    """Windows: put process ``pid`` in a new Job object that kills all its processes when its
-    last handle closes; returns that handle, which only this process holds (not inheritable).
-    The worker's children join the job as they start."""
-    kernel32 = _kernel32()
-    job = kernel32.CreateJobObjectW(None, None)
-    if not job:
-        raise ctypes.WinError(ctypes.get_last_error())
-    limits = _ExtendedLimits()
-    limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
-    process = kernel32.OpenProcess(0x0100 | 0x0001, False, pid)  # PROCESS_SET_QUOTA | PROCESS_TERMINATE
-    ok = bool(process) and bool(kernel32.SetInformationJobObject(
-        job, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, ctypes.byref(limits), ctypes.sizeof(limits))) \
-        and bool(kernel32.AssignProcessToJobObject(job, process))
-    error = ctypes.get_last_error()
-    if process:
-        kernel32.CloseHandle(process)
-    if not ok:
-        kernel32.CloseHandle(job)
-        raise ctypes.WinError(error)
-    return job

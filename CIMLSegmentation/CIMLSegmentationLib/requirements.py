@@ -46,7 +46,51 @@ MONAI_RELEASES = (
 
 
 class DependencyError(Exception):
-    """The packages cannot be put in place as things stand; the message says why, for the user."""
+    """The packages cannot be put in place as things stand; the message says why, for the user.
+    ``shown``: a dialog has already told the user (slicer.packaging shows its own on a failed
+    pip run), so the caller logs it instead of showing a second one."""
+
+    def __init__(self, message: str, shown: bool = False):
+        super().__init__(message)
+        self.shown = shown
+
+
+# light-the-torch picks the torch build that fits the GPU driver (the PyTorch extension uses it
+# too); it runs as a process of its own, so torch is never imported into Slicer's process.
+LIGHT_THE_TORCH = "light-the-torch>=0.5"
+INSTALL_TIMEOUT_S = 3600
+SELFTEST_INSTALL_VARIABLE = "CIML_SELFTEST_INSTALL"
+
+
+def torch_install_commands(python: str, requirement: Tuple[str, str] = TORCH) -> List[List[str]]:
+    """The commands that install torch with Slicer's Python (``python``: PythonSlicer):
+    light-the-torch through pip, then light-the-torch itself. Neither imports torch into Slicer,
+    which would contradict "torch never loads into Slicer" and, on Windows, keep torch's DLLs
+    locked until Slicer restarts."""
+    return [[python, "-m", "pip", "install", LIGHT_THE_TORCH],
+            [python, "-m", "light_the_torch", "install", "".join(requirement)]]
+
+
+def selftest_install(testing: bool, setting: Optional[str], missing_packages: Sequence[str]) -> Tuple[str, str]:
+    """What the self-test does about the worker's packages: ("ready", ""), ("install", "") or
+    ("skip", reason).
+
+    Args:
+        testing: Slicer runs with --testing (CTest on an extensions build machine): installing
+            gigabytes there must be asked for, as Slicer's own ``pip_ensure`` skips installs while
+            testing unless told otherwise.
+        setting: the CIML_SELFTEST_INSTALL environment variable ('1' installs, '0' never does;
+            None: install only outside --testing, i.e. from Reload and Test, which asks first).
+        missing_packages: what the worker lacks.
+    """
+    if not missing_packages:
+        return "ready", ""
+    what = f"the worker's packages are missing ({', '.join(missing_packages)})"
+    if setting == "0":
+        return "skip", f"{what} and {SELFTEST_INSTALL_VARIABLE}=0 forbids installing them"
+    if testing and setting != "1":
+        return "skip", f"{what}; under --testing they are installed only with {SELFTEST_INSTALL_VARIABLE}=1"
+    return "install", ""
 
 
 def version_tuple(text: str) -> Tuple[int, ...]:

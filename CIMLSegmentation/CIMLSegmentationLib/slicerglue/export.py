@@ -1,25 +1,34 @@
-"""Writing the input volumes for the worker.
+"""Writing the input volumes for the worker, never touching the user's nodes.
 
-Every volume goes to a temporary .nrrd. A volume file holds no parent transform, so an input
-under one is written as a hidden copy with the transform hardened: the worker reads the image
-where the views show it, and the results (on the reference's world grid) land there too. The
-worker reads the outputs on the reference modality's grid; an input whose grid differs from the
-reference volume's is resampled onto it here, in physical space, assuming the volumes are
-already co-registered (a note says so in the log). Temporary nodes never outlive the export.
+Every volume goes to a temporary .nrrd through ``slicer.util.exportNode``, which writes a copy
+made in a temporary scene and leaves the node's own storage node alone. (``saveNode`` would not:
+``qSlicerNodeWriter::write`` reuses the node's storage node, points it at the temporary file,
+turns compression off and marks the volume saved, so after the job removed its folder the user's
+volume would point to a deleted file with its unsaved edits counted as saved.)
 
-Slicer-only: imports slicer and vtk at the top, so it is imported only by the segmentation job.
-The plan (what is hardened, what is resampled, the notes) is plain Python in ``geometry``.
+A volume file holds no parent transform, so every volume is exported in world space
+(``world=True``): the worker reads the image where the views show it, and the results (on the
+reference's world grid) land there too. The worker reads the outputs on the reference modality's
+grid; an input whose grid differs from the reference volume's is resampled onto it here, in
+physical space, assuming the volumes are already co-registered (a note says so in the log). The
+plan needs the world grid of an input under a transform, and the resampling module ignores
+parent transforms, so such an input is first copied into a hidden node with the transform
+hardened. Temporary nodes never outlive the export.
+
+Slicer-only: imports slicer and vtk at the top, so it is imported only by the segmentation job
+and the training cases. The plan (what is hardened, what is resampled, the notes, the file names
+and write properties) is plain Python in ``geometry``.
 """
 
+import contextlib
 import logging
-import os
 from typing import Dict, List, Tuple
 
 import slicer
 import vtk
 from slicer.i18n import tr as _
 
-from ..geometry import export_plan, geometry
+from ..geometry import export_plan, geometry, input_paths, write_properties
 
 
 def volumeGeometry(volume) -> Dict:
@@ -85,12 +94,26 @@ def resampleOnto(volume, reference):
     return output
 
 
-def exportInputs(volumes: Dict, reference: str, folder: str) -> Tuple[Dict[str, str], List[str]]:
-    """Write {modality: volume} to folder; returns ({modality: path}, notes for the log)."""
+def writeCopy(node, path: str, properties: Dict) -> bool:
+    """Write ``node`` to ``path`` as a copy in world space; its storage node is never touched.
+    exportNode raises ValueError for an extension no writer knows, and adds "fileFormat" to the
+    dict it is given, so each call gets its own (``geometry.write_properties``)."""
+    try:
+        return bool(slicer.util.exportNode(node, path, properties, world=True))
+    except ValueError as exc:
+        logging.error("CIML Segmentation: %s", exc)
+        return False
+
+
+@contextlib.contextmanager
+def onReferenceGrid(volumes: Dict, reference: str):
+    """Yield ({modality: node on the reference's world grid}, notes for the log): the user's
+    volume itself, or a hidden temporary copy (transform hardened, resampled) that is removed
+    when the block ends, whatever happens."""
     problems = [p for p in (checkUsable(m, v) for m, v in volumes.items()) if p]
     if problems:
         raise ValueError("\n".join(problems))
-    temporary = []  # hardened copies and resampled volumes, removed whatever happens
+    temporary = []
     try:
         world = {}
         for modality, volume in volumes.items():
@@ -104,17 +127,24 @@ def exportInputs(volumes: Dict, reference: str, folder: str) -> Tuple[Dict[str, 
                                       {m: volumeGeometry(n) for m, n in world.items()}, transforms)
         for note in notes:
             logging.info(note)
-        paths = {}
+        onGrid = {}
         for modality, node in world.items():
             if resample[modality]:
                 node = resampleOnto(node, world[reference])
                 temporary.append(node)
-            path = os.path.join(folder, f"{modality}.nrrd")
-            if not slicer.util.saveNode(node, path, {"useCompression": 0}):
-                raise RuntimeError(_("{modality}: '{name}' could not be written to {path}").format(
-                    modality=modality, name=volumes[modality].GetName(), path=path))
-            paths[modality] = path
+            onGrid[modality] = node
+        yield onGrid, notes
     finally:
         for node in temporary:
             slicer.mrmlScene.RemoveNode(node)
+
+
+def exportInputs(volumes: Dict, reference: str, folder: str) -> Tuple[Dict[str, str], List[str]]:
+    """Write {modality: volume} to folder; returns ({modality: path}, notes for the log)."""
+    with onReferenceGrid(volumes, reference) as (onGrid, notes):
+        paths = input_paths(folder, list(onGrid))
+        for modality, node in onGrid.items():
+            if not writeCopy(node, paths[modality], write_properties()):
+                raise RuntimeError(_("{modality}: '{name}' could not be written to {path}").format(
+                    modality=modality, name=volumes[modality].GetName(), path=paths[modality]))
     return paths, notes

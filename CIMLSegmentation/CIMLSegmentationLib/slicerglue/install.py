@@ -1,18 +1,21 @@
 """Installing the worker's Python dependencies into Slicer's Python on first Apply (or Train),
 after the user agrees; never at import time.
 
-torch comes through the PyTorch extension (it picks the CUDA build that fits the driver); then
-MONAI, at the release chosen by ``requirements`` from the installed torch, numpy and Python, and
+torch comes through light-the-torch (the installer the PyTorch extension uses: it picks the CUDA
+build that fits the driver), run as processes of Slicer's Python so that torch is never imported
+into Slicer's own process (``requirements.torch_install_commands``); then MONAI, at the release chosen by ``requirements`` from the installed torch, numpy and Python, and
 the other packages through pip, with a constraints file that pins the installed torch, numpy and
 SimpleITK so that pip cannot replace them. Slicer 5.12 and newer have ``slicer.packaging``
 (``pip_ensure`` with constraints and a progress dialog); older ones get the same pip command
-through ``slicer.util.pip_install``. Slicer-only: imports slicer at the top; every decision is
-made by the plain ``requirements``.
+through ``slicer.util.pip_install``. A failed pip run under ``slicer.packaging`` has shown its own
+dialog with pip's log, so the error is not shown a second time. Slicer-only: imports slicer at the
+top; every decision is made by the plain ``requirements``.
 """
 
 import importlib
 import logging
 import os
+import subprocess
 import tempfile
 from typing import List
 
@@ -20,8 +23,10 @@ import slicer
 from slicer.i18n import tr as _
 from slicer.util import WaitCursor  # a class in the API index (the checker lists only functions)
 
-from ..requirements import (ALREADY_IN_SLICER, MONAI, PIP_REQUIREMENTS, TORCH, DependencyError,
-                           constraints_text, missing, pip_requirements)
+from ..process import python_executable
+from ..requirements import (ALREADY_IN_SLICER, INSTALL_TIMEOUT_S, MONAI, PIP_REQUIREMENTS, TORCH, DependencyError,
+                           constraints_text, missing, pip_requirements, torch_install_commands)
+from ..winjob import windows_creation_flags
 
 try:
     import slicer.packaging as slicerPackaging  # Slicer 5.12 and newer
@@ -45,8 +50,11 @@ def ensureDependencies(ask: bool = True) -> bool:
                                      "Press Apply again to install them."))
         return False
     except DependencyError as exc:
-        slicer.util.errorDisplay(_("The Python packages CIML Segmentation needs could not be put in "
-                                   "place:\n\n{reason}").format(reason=exc), _("Install failed"))
+        if exc.shown:  # slicer.packaging has shown pip's failure with its log already
+            logging.error("CIML Segmentation: %s", exc)
+        else:
+            slicer.util.errorDisplay(_("The Python packages CIML Segmentation needs could not be put in "
+                                       "place:\n\n{reason}").format(reason=exc), _("Install failed"))
         return False
     return True
 
@@ -86,6 +94,7 @@ def installDependencies(ask: bool = True) -> None:
         raise Declined()
     if torchMissing:
         _installTorch()
+        importlib.invalidate_caches()  # MONAI's choice reads the new torch's metadata
     requirements = pip_requirements()
     if requirements:
         _pipInstall(requirements)
@@ -113,25 +122,28 @@ def _pipInstall(requirements: List[str]) -> None:
             with WaitCursor():
                 slicer.util.pip_install(requirements + ["-c", constraints])
     except Exception as exc:  # pip raises CalledProcessError; slicer.packaging may raise others
+        # slicer.packaging's progress dialog shows a failed pip run itself before raising
+        shown = slicerPackaging is not None and isinstance(exc, subprocess.CalledProcessError)
         raise DependencyError(_("pip could not install {packages}: {error}\n\nSee the Python console for "
-                                "pip's log.").format(packages=" ".join(requirements), error=exc)) from None
+                                "pip's log.").format(packages=" ".join(requirements), error=exc), shown) from None
     finally:
         os.remove(constraints)
 
 
 def _installTorch() -> None:
-    try:
-        # Lazy: the PyTorch extension may be absent, which is reported here rather than at load.
-        import PyTorchUtils
-    except ModuleNotFoundError:
-        raise DependencyError(_("The PyTorch extension is not installed: install 'PyTorch' from the "
-                                "Extensions Manager, restart Slicer and try again.")) from None
-    torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-    try:
-        # askConfirmation=False: the user has just agreed to the whole list.
-        with WaitCursor():
-            torch = torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=TORCH[1])
-    except Exception as exc:  # light-the-torch and pip raise many kinds
-        raise DependencyError(_("The PyTorch extension could not install torch: {error}").format(error=exc)) from None
-    if torch is None:
-        raise DependencyError(_("The PyTorch extension could not install torch."))
+    """torch through light-the-torch, each step a process of Slicer's Python (never an import
+    here); no console window on Windows."""
+    flags = windows_creation_flags(suspended=False) if os.name == "nt" else 0
+    for command in torch_install_commands(python_executable()):
+        logging.info("CIML Segmentation: %s", " ".join(command))
+        try:
+            with WaitCursor():
+                done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                      timeout=INSTALL_TIMEOUT_S, creationflags=flags)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DependencyError(_("torch could not be installed: {error}").format(error=exc)) from None
+        logging.info("CIML Segmentation: %s%s", done.stdout, done.stderr)
+        if done.returncode != 0:
+            lastLine = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            raise DependencyError(_("torch could not be installed: {error}\n\nSee the Python console for "
+                                    "the installer's log.").format(error=lastLine))
