@@ -23,9 +23,13 @@ BLOCKER = textwrap.dedent(f"""
     sys.meta_path.insert(0, Blocked())
     sys.path.insert(0, {str(slicer_lib_helpers.MODULE_DIR)!r})
 """)
+# The plain modules that work on image arrays (the training cases and the comparison): they use
+# numpy and SimpleITK, which Slicer ships, and are imported by the glue only where it writes a
+# case or compares results. Every other plain module needs neither.
+ARRAY_MODULES = ("compare", "trainingcases")
 # The plain half: every module of the Lib's own folder (the glue is in its sub-package slicerglue).
 PLAIN = tuple(sorted(p.stem for p in (slicer_lib_helpers.MODULE_DIR / "CIMLSegmentationLib").glob("*.py")
-                     if p.stem != "__init__"))
+                     if p.stem != "__init__" and p.stem not in ARRAY_MODULES))
 
 
 def run_blocked(code: str) -> subprocess.CompletedProcess:
@@ -59,3 +63,17 @@ def test_plain_modules_read_the_builtin_bundle_without_torch_or_numpy():
     assert "card: brats-sample t1ce ['t1', 't1ce', 't2', 'flair'] ['WT', 'TC', 'ET'] True" in done.stdout
     assert "roles: [('WT', 'flair'), ('TC', 't1ce'), ('ET', 't1ce')]" in done.stdout
     assert "loaded: []" in done.stdout
+
+
+def test_the_array_modules_import_with_numpy_and_simpleitk_but_never_torch_or_monai():
+    done = subprocess.run([sys.executable, "-c", BLOCKER.replace(repr(BLOCKED), repr(("torch", "monai"))) + textwrap.dedent(f"""
+        import importlib
+        for name in {ARRAY_MODULES!r}:
+            importlib.import_module("CIMLSegmentationLib." + name)
+        print("loaded:", sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "monai", "slicer", "qt", "vtk")))
+    """)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "loaded: []" in done.stdout
+    plain = [p for p in PLAIN if any(f"import {m}" in (slicer_lib_helpers.MODULE_DIR / "CIMLSegmentationLib" /
+                                                         f"{p}.py").read_text() for m in ("numpy", "SimpleITK"))]
+    assert plain == []
