@@ -30,7 +30,8 @@ from ciml.research.benchmark import (
 from ciml.research.captum_loop import predict_with_captum
 from ciml.research.profile import format_profile, profile_network
 from ciml.research.record import envelope, source_commit, write_record
-from ciml.research.targets import CONFIGS, PIPELINE_RATIOS, PIPELINES, RATIOS, WINDOW_PLANS, ratio_verdicts
+from ciml.research.targets import CONFIGS, PIPELINE_RATIOS, PIPELINES, RATIOS, UNSEEN_SEED, WINDOW_PLANS, ratio_verdicts
+from ciml.resources import builtin_model
 from ciml.research.yardstick import run_pipelines
 from ciml.resources import builtin_model
 
@@ -292,3 +293,17 @@ def test_information_needs_a_brats_model(tmp_path, capsys):
     save_bundle(tmp_path / "shapes-model", CIMLNet(card), card)
     assert main(["benchmark", "information", "--model", str(tmp_path / "shapes-model")]) == 2
     assert "needs a brats model" in capsys.readouterr().err
+
+
+def test_relations_set_the_reported_shares_beside_real_runs_without_each_modality():
+    from ciml.research.relations import measure_relations
+    result = measure_relations(str(builtin_model()), cases=1, seed=UNSEEN_SEED)
+    rows = {(r["target"], r["modality"]): r for r in result["rows"]}
+    assert len(rows) == 3 * 4
+    for target, primary in (("WT", "flair"), ("TC", "t1ce"), ("ET", "t1ce")):
+        # withholding the primary loses most, and the table gives it the largest share
+        lost = {m: rows[target, m]["dice"] - rows[target, m]["dice_without"] for m in ("t1", "t1ce", "t2", "flair")}
+        assert max(lost, key=lost.get) == primary, (target, lost)
+        shares = {m: rows[target, m]["share"] for m in lost}
+        assert max(shares, key=shares.get) == primary, (target, shares)
+    assert result["spearman"]["WT"] > 0.5

@@ -224,6 +224,7 @@ BENCHMARKS = {
     "profile": "where the time of one window goes: each encoder level, gate and decoder block",
     "plans": "Dice, agreement and seconds of each window plan of a trained bundle on unseen cases",
     "information": "whether a brats bundle takes each hidden structure from the modality that shows it",
+    "relations": "the relations table's shares against real runs without each modality, on unseen cases",
 }
 
 
@@ -241,7 +242,7 @@ def _benchmark(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         k.add_argument("--out", metavar="FILE.json",
                        help="the result file (default: ciml-results/benchmark.<kind>-<date>.json; never overwritten)")
         k.add_argument("--threads", type=_at_least_one, metavar="N", help="torch threads (default: torch's choice)")
-        if name in ("plans", "information"):
+        if name in ("plans", "information", "relations"):
             k.add_argument("--model", metavar="BUNDLE", help="the trained bundle (default: the built-in model)")
             k.add_argument("--cases", type=_at_least_one, default=6, metavar="N", help="sample cases (default 6)")
             k.add_argument("--seed", type=int, default=UNSEEN_SEED,
@@ -274,6 +275,7 @@ def _benchmark(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     information.add_argument("--variation", choices=("standard", "shifted"), default="standard",
                              help="the sample cases' variation (shifted: settings outside the training range)")
     information.add_argument("--device", choices=DEVICES, default="auto", help="auto (default), cpu or cuda")
+    parsers["relations"].add_argument("--device", choices=DEVICES, default="auto", help="auto (default), cpu or cuda")
     return p
 
 

@@ -30,13 +30,13 @@ def run_demo(out: Path, model: Path, progress: Progress, size: str = "small",
     inputs = {m: str(case_dir / f"{case_id}_{m}.nii.gz") for m in card.modality_names}
     truth, _ = read_array(case_dir / f"{case_id}_seg.nii.gz", what="label")
     report = segment(SegmentRequest(model=str(model), inputs=inputs, out=str(out / "result")), progress)
-    scores = _scores(out / "result", truth, card)
+    scores = scores_against(out / "result", truth, card)
     without = {}
     for m in card.modality_names:
         given = {k: v for k, v in inputs.items() if k != m}
         if any(s.primary in given or set(s.auxiliaries) & set(given) for s in card.subtasks):
             segment(SegmentRequest(model=str(model), inputs=given, out=str(out / f"without-{m}"), maps="none"))
-            without[m] = _scores(out / f"without-{m}", truth, card)["dice"]
+            without[m] = scores_against(out / f"without-{m}", truth, card)["dice"]
     label, grid = read_array(out / "result" / "segmentation.nii.gz", what="segmentation")
     images = {m: read_array(p)[0] for m, p in inputs.items()}
     effects = {m: read_array(out / "result" / f"effect_{m}.nii.gz")[0] for m in card.modality_names
@@ -47,7 +47,7 @@ def run_demo(out: Path, model: Path, progress: Progress, size: str = "small",
             "result": out / "result"}
 
 
-def _scores(folder: Path, truth: np.ndarray, card) -> dict[str, dict[str, float]]:
+def scores_against(folder: Path, truth: np.ndarray, card) -> dict[str, dict[str, float]]:
     """Dice and HD95 per target of the segmentation in ``folder`` against the known label."""
     label, grid = read_array(folder / "segmentation.nii.gz", what="segmentation")
     return region_metrics(torch.from_numpy(label_to_regions(label.astype(np.int64), card)),
