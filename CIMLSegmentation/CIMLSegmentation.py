@@ -7,7 +7,10 @@ plain values) and CIMLSegmentationLib.slicerglue (the Slicer side). Imports qt, 
 at the top (this file only runs in Slicer).
 """
 
+import datetime
 import os
+import shutil
+import tempfile
 import unittest
 
 import qt
@@ -19,10 +22,11 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 from CIMLSegmentationLib import models as modelsLib
-from CIMLSegmentationLib import samplecase
+from CIMLSegmentationLib import samplecase, trainingcases
+from CIMLSegmentationLib.training import fine_tuned_name
 from CIMLSegmentationLib.requirements import SELFTEST_INSTALL_VARIABLE, selftest_install
 from CIMLSegmentationLib.training import TrainingJob
-from CIMLSegmentationLib.slicerglue import install, sampledata
+from CIMLSegmentationLib.slicerglue import cases, install, sampledata
 from CIMLSegmentationLib.slicerglue.parameters import CIMLSegmentationParameterNode
 from CIMLSegmentationLib.slicerglue.segmentation import SegmentationJob
 from CIMLSegmentationLib.slicerglue.widget import Panel
@@ -148,12 +152,19 @@ class CIMLSegmentationLogic(ScriptedLoadableModuleLogic):
                               gradCam=gradCam, **jobCallbacks(**callbacks)).start()
         return job.wait() if wait else job
 
-    def train(self, dataFolder, baseModel=None, steps=None, wait=False, **callbacks):
+    def train(self, dataFolder, baseModel=None, steps=None, name=None, wait=False, **callbacks):
         """Fine-tune on a dataset folder; returns the TrainingJob. On success its bundle is copied
-        into the models folder (``job.model``); a run that fails after saving a bundle keeps it."""
-        job = TrainingJob(MODULE_DIR, dataFolder, self.modelsFolder(), baseModel, steps, timer=pollTimer,
+        into the models folder (``job.model``) as ``name`` (``training.fine_tuned_name``); a run
+        that fails after saving a bundle keeps it."""
+        job = TrainingJob(MODULE_DIR, dataFolder, self.modelsFolder(), baseModel, steps, timer=pollTimer, name=name,
                           **jobCallbacks(**callbacks)).start()
         return job.wait() if wait else job
+
+    def addTrainingCase(self, model, volumes, segmentation, folder, case="", overwrite=False):
+        """Write {modality: volume} and ``segmentation`` as one training case into ``folder`` (the
+        layout ``ciml train`` reads, the model's names and label values); the scene is unchanged.
+        Returns the case folder; raises trainingcases.CaseExists unless ``overwrite``."""
+        return cases.addCase(model, volumes, segmentation, folder, case, overwrite)
 
     def showChart(self, chart):
         layoutManager = slicer.app.layoutManager()
@@ -173,7 +184,7 @@ class CIMLSegmentationTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         # Reload and Test calls this directly, outside unittest's runner: report a skip, not an error.
-        for test in (self.test_sample_case_loads, self.test_segment_sample_case):
+        for test in (self.test_sample_case_loads, self.test_segment_sample_case, self.test_add_cases_and_fine_tune):
             self.setUp()
             try:
                 test()
@@ -208,6 +219,57 @@ class CIMLSegmentationTest(ScriptedLoadableModuleTest):
         self.assertEqual(again.report.get("absent"), ["t2"])
         self.assertTrue(again.segmentation.GetName().endswith(" without t2"))
         self.assertIsNotNone(job.segmentation.GetScene())  # the first segmentation stays beside it
+        self.delayDisplay("Test passed")
+
+    def test_add_cases_and_fine_tune(self):
+        """The loop on the built-in model (the tiny one: 5 MB, 64-voxel windows): segment, correct,
+        add two cases, fine-tune two steps, and the new model is registered and segments."""
+        self.requireDependencies()
+        logic = CIMLSegmentationLogic()
+        model = modelsLib.read_model(logic.builtinModels[0], origin="built-in")
+        volumes = sampledata.loadSampleCase()
+        job = logic.segment(model, volumes, heatMaps=False, wait=True)
+        self.assertEqual(job.status, "done", job.error)
+        segmentation = job.segmentation
+        # a correction, as Segment Editor would make it: ET cleared
+        content = segmentation.GetSegmentation()
+        etId = content.GetSegmentIdBySegmentName("ET")
+        slicer.util.updateSegmentBinaryLabelmapFromArray(
+            0 * slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, etId, job.reference), segmentation, etId,
+            job.reference)
+        names = [v.GetName() for v in volumes.values()]
+        modified = [v.GetModifiedSinceRead() for v in volumes.values()]
+        folder = tempfile.mkdtemp(prefix="ciml-selftest-cases-")
+        try:
+            self.delayDisplay("Adding two training cases")
+            first = logic.addTrainingCase(model, volumes, segmentation, folder)
+            with self.assertRaises(trainingcases.CaseExists):
+                logic.addTrainingCase(model, volumes, segmentation, folder)
+            logic.addTrainingCase(model, volumes, segmentation, folder, overwrite=True)
+            logic.addTrainingCase(model, volumes, segmentation, folder, case="second")
+            self.assertEqual(trainingcases.list_cases(folder, model.modalities),
+                             sorted([os.path.basename(first), "second"]))
+            # nothing of the scene changed: names, modified state, no storage file pointing into the folder
+            self.assertEqual([v.GetName() for v in volumes.values()], names)
+            self.assertEqual([v.GetModifiedSinceRead() for v in volumes.values()], modified)
+            renamed = segmentation.GetSegmentation().AddEmptySegment("Segment_1")
+            with self.assertRaises(Exception):  # a segment that matches no target is refused
+                logic.addTrainingCase(model, volumes, segmentation, folder, case="third")
+            segmentation.GetSegmentation().RemoveSegment(renamed)
+            self.delayDisplay("Fine-tuning two steps")
+            name = fine_tuned_name(model.name, datetime.date.today())
+            training = logic.train(folder, model.path, steps=2, name=name, wait=True)
+            self.assertEqual(training.status, "done", training.error)
+            self.assertTrue(os.path.basename(training.model.path).startswith(name))
+            self.assertIn(training.model.path, [m.path for m in logic.findModels()[0]])
+            again = logic.segment(training.model, volumes, heatMaps=False, wait=True)
+            self.assertEqual(again.status, "done", again.error)
+            rows = cases.compareRows(model, segmentation, {"before": job.segmentation, "after": again.segmentation},
+                                     job.reference)
+            self.assertEqual([row[0] for row in rows], model.targets)
+            shutil.rmtree(training.model.path, ignore_errors=True)  # the test's model leaves the list again
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         self.delayDisplay("Test passed")
 
     def requireDependencies(self):

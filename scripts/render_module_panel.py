@@ -11,6 +11,8 @@ relations table's cells from `report.relations_table`, the role table's from `Ro
 the status line from `job.done_line`.
 
     QT_QPA_PLATFORM=offscreen python scripts/render_module_panel.py --out docs/images/module-panel.png
+    QT_QPA_PLATFORM=offscreen python scripts/render_module_panel.py --section finetune \
+        --out docs/images/module-finetune.png
 
 The default report was written by the built-in model on the sample case of seed 2026:
 
@@ -20,6 +22,7 @@ The default report was written by the built-in model on the sample case of seed 
 """
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -35,13 +38,18 @@ from PySide6 import QtCore, QtGui, QtUiTools, QtWidgets  # noqa: E402  (after th
 from ciml.choices import DEVICES  # noqa: E402
 from CIMLSegmentationLib.job import done_line  # noqa: E402
 from CIMLSegmentationLib.models import read_model, summary  # noqa: E402
-from CIMLSegmentationLib.process import device_label  # noqa: E402
+from CIMLSegmentationLib.process import device_label, segmenting_line  # noqa: E402
 from CIMLSegmentationLib.progress import elapsed_text  # noqa: E402
 from CIMLSegmentationLib.report import first_map, map_keys, map_title, relations_table, report_warnings  # noqa: E402
 from CIMLSegmentationLib.roles import modality_label, role_table, withhold_choices  # noqa: E402
+from CIMLSegmentationLib.training import fine_tuned_name, validation_dice  # noqa: E402
+from CIMLSegmentationLib.trainingcases import cases_text  # noqa: E402
 
 BUILTIN_MODEL = ROOT / "CIMLSegmentation" / "Resources" / "Models" / "brats-sample"
 REPORT = ROOT / "docs" / "images" / "module-panel-report.json"
+# The values of a real two-step fine-tuning of the built-in model on two sample cases (see its "what").
+FINETUNE_RUN = ROOT / "docs" / "images" / "module-finetune-run.json"
+FINETUNE_DATE = "2026-01-15"  # the date in the registered name shown
 
 # CTK/MRML class -> plain Qt stand-in, and which of its properties the stand-in understands.
 STAND_INS = {
@@ -61,7 +69,7 @@ def log_lines(report: dict) -> list:
     """The Log box after the run, as the panel and the worker write it: the panel's first line,
     the worker's summary (the format of `ciml segment`'s last lines, from the report; the output
     folder is the run's temporary one), the notes, and the status."""
-    lines = [f"Segmenting with {report['model']['name']} on {device_label('auto')}.",
+    lines = [segmenting_line(report["model"]["name"], "auto"),
              f"segmented with {report['model']['name']} on {report['device']} in "
              f"{sum(report['timings_s'].values()):.1f} s; outputs in <temporary folder>/out"]
     for target, entry in report["targets"].items():
@@ -186,6 +194,32 @@ def fill(panel, model, report: dict):
     training.setFixedHeight(28)
 
 
+def fill_fine_tuning(panel, run: dict) -> None:
+    """Only the Fine-tuning section, as it stands after a finished run and a comparison: the
+    cases line, the status and validation Dice lines from the run's values through the panel's
+    own functions."""
+    find = lambda cls, name: panel.findChild(cls, name)  # noqa: E731
+    layout = panel.layout()
+    for index in range(layout.count()):  # the panel's own rows: only the Fine-tuning section stays
+        widget = layout.itemAt(index).widget()
+        if widget is not None:
+            widget.setVisible(widget.objectName() == "trainingCollapsibleButton")
+    folder = "~/CIML training cases"
+    find(QtWidgets.QLineEdit, "trainingCasesPathLineEdit").setText(folder)
+    find(QtWidgets.QLineEdit, "trainingDataPathLineEdit").setText(folder)
+    find(QtWidgets.QLabel, "trainingCasesListLabel").setText(cases_text(run["cases"]))
+    find(QtWidgets.QComboBox, "trainingBaseModelComboBox").addItem(f"{run['base']} (built-in)")
+    find(QtWidgets.QSpinBox, "trainingStepsSpinBox").setValue(run["steps"])
+    find(QtWidgets.QProgressBar, "trainingProgressBar").setVisible(False)
+    name = fine_tuned_name(run["base"], datetime.date.fromisoformat(FINETUNE_DATE))
+    find(QtWidgets.QLabel, "trainingStatusLabel").setText(f"Done: saved as '<models folder>/{name}'.")
+    step, dice = validation_dice(run["validation_line"])
+    find(QtWidgets.QLabel, "trainingDiceLabel").setText(f"Validation Dice at step {step}: {dice}")
+    table = find(QtWidgets.QTableWidget, "compareTableWidget")
+    table.setVisible(False)  # the comparison needs Slicer's segmentations: not shown here
+    find(QtWidgets.QPushButton, "compareButton").setEnabled(True)
+
+
 def read_report(path: Path) -> dict:
     report = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(report.get("targets"), dict) or "timings_s" not in report:
@@ -193,7 +227,7 @@ def read_report(path: Path) -> dict:
     return report
 
 
-def render(out: Path, width: int = 460, report_path: Path = REPORT) -> Path:
+def render(out: Path, width: int = 460, report_path: Path = REPORT, section: str = "panel") -> Path:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     app.setStyle("Fusion")
     app.setFont(QtGui.QFont("DejaVu Sans", 9))
@@ -203,7 +237,10 @@ def render(out: Path, width: int = 460, report_path: Path = REPORT) -> Path:
     panel = QtUiTools.QUiLoader().load(buffer)
     if panel is None:
         raise RuntimeError("the .ui did not load")
-    fill(panel, read_model(BUILTIN_MODEL, origin="built-in"), read_report(report_path))
+    if section == "finetune":
+        fill_fine_tuning(panel, json.loads(FINETUNE_RUN.read_text(encoding="utf-8")))
+    else:
+        fill(panel, read_model(BUILTIN_MODEL, origin="built-in"), read_report(report_path))
     panel.setFixedWidth(width)
     panel.adjustSize()
     panel.resize(width, panel.layout().sizeHint().height())
@@ -220,8 +257,10 @@ def main(argv=None) -> int:
     parser.add_argument("--width", type=int, default=460)
     parser.add_argument("--report", default=str(REPORT),
                         help="the report.json of a `ciml segment` run of the built-in model that fills the panel")
+    parser.add_argument("--section", choices=("panel", "finetune"), default="panel",
+                        help="finetune: only the Fine-tuning section, from docs/images/module-finetune-run.json")
     args = parser.parse_args(argv)
-    print(render(Path(args.out), args.width, Path(args.report)))
+    print(render(Path(args.out), args.width, Path(args.report), args.section))
     return 0
 
 

@@ -52,8 +52,11 @@ class ModelInfo:
 
     @property
     def display_name(self) -> str:
+        """The card's name, or for a bundle in the models folder its folder's name, which says
+        which of several fine-tuned copies it is (``training.fine_tuned_name``)."""
         suffix = "" if self.trained else ", untrained"
-        return f"{self.name} ({self.origin}{suffix})"
+        name = Path(self.path).name if self.origin == "models folder" else self.name
+        return f"{name} ({self.origin}{suffix})"
 
 
 def read_model(folder, origin: str = "folder") -> ModelInfo:

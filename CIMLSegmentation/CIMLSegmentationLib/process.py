@@ -83,6 +83,14 @@ def device_label(device: str) -> str:
     return {"auto": "Auto", "cpu": "CPU", "cuda": "GPU (CUDA)"}.get(device, device)
 
 
+SEGMENTING_TEXT = "Segmenting with {model} on {device}."  # the panel passes its translation
+
+
+def segmenting_line(model_name: str, device: str, text: str = SEGMENTING_TEXT) -> str:
+    """The Log box's first line of a run: the model and where it runs (``device_label``)."""
+    return text.format(model=model_name, device=device_label(device))
+
+
 def device_index(devices: Sequence[str], device) -> int:
     """The index of ``device`` in ``devices`` (the panel's combo order), or 0 ("auto") for a
     value that is not one of them: the parameter node's wrapper does not check a value it reads

@@ -10,13 +10,29 @@ after writing a bundle (the best validation so far), the folder is kept and the 
 complete, is registered too; ``outcome_text`` says where both are.
 """
 
+import datetime
+import re
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from .job import BackgroundJob, TimerFactory
 from .models import ModelError, ModelInfo, read_model, register_bundle
 
 RUNS_FOLDER = "training-runs"  # beside the models folder
+# What `ciml train` writes to stderr after each validation (ciml.training.trainer._validate).
+VALIDATION_LINE = re.compile(r"^step (\d+): validation Dice (.+)$")
+
+
+def fine_tuned_name(base_name: str, day: datetime.date) -> str:
+    """The registered name of a model fine-tuned from ``base_name`` on ``day``:
+    'brats-sample-finetuned-2025-03-14' (the models folder adds -2, -3 to a second one)."""
+    return f"{base_name}-finetuned-{day.isoformat()}"
+
+
+def validation_dice(line: str) -> Optional[Tuple[int, str]]:
+    """(step, 'WT 0.812, TC 0.640, ET 0.555') from a validation line of the worker's log, else None."""
+    match = VALIDATION_LINE.match(line.strip())
+    return (int(match.group(1)), match.group(2)) if match else None
 
 
 def train_command(python: str, data_dir: str, run_dir: str, init: Optional[str] = None,
@@ -56,10 +72,11 @@ class TrainingJob(BackgroundJob):
 
     def __init__(self, module_dir: str, data_dir: str, models_dir: str, init: Optional[str] = None,
                  max_steps: Optional[int] = None, python: Optional[str] = None,
-                 timer: Optional[TimerFactory] = None, **callbacks):
+                 timer: Optional[TimerFactory] = None, name: Optional[str] = None, **callbacks):
         super().__init__(module_dir, python, timer, **callbacks)
         self.data_dir, self.models_dir = str(data_dir), str(models_dir)
         self.init, self.max_steps = init, max_steps
+        self.name = name  # the registered folder's name (``fine_tuned_name``); None: the card's
         self.model: Optional[ModelInfo] = None
         self.kept = ""  # the run folder kept because it holds a bundle
         self.kept_problem = ""  # why that bundle was not registered
@@ -76,7 +93,7 @@ class TrainingJob(BackgroundJob):
         self._register(Path(folder) / "run" / "bundle")
 
     def _register(self, bundle: Path) -> None:
-        target = register_bundle(bundle, self.models_dir)
+        target = register_bundle(bundle, self.models_dir, self.name)
         self.model = read_model(target, origin="models folder")
 
     def _settle(self, folder: str) -> bool:

@@ -23,16 +23,15 @@ from ciml.choices import DEVICES
 
 from ..job import RunRecord
 from ..models import add_folder, folder_list, model_index, summary
-from ..process import device_index, device_label
+from ..process import device_index, device_label, segmenting_line
 from ..progress import elapsed_text, progress_percent, status_text
 from ..report import first_map, map_title, relations_table
 from ..roles import apply_disabled_reason, auto_select, inputs_to_guess, modality_label, role_table, withhold_choices
-from ..training import train_disabled_reason
 from . import install, results
+from .finetune import FineTuning
 from .parameters import declinedInputs, inputVolume, inputVolumes, setInputDeclined, setInputVolume
 
 EXTRA_FOLDERS_KEY = "CIMLSegmentation/extraModelFolders"
-TRAINING_PREFIX = "[training] "  # the Log box holds both kinds of run
 
 
 class Panel:
@@ -40,7 +39,7 @@ class Panel:
         self.ui, self.logic = ui, logic
         self.parameters = None
         self.models, self.inputSelectors = [], {}
-        self.runs, self.training = RunRecord(), None  # segmentation runs; the training job
+        self.runs, self.fineTuning = RunRecord(), None  # segmentation runs; the Fine-tuning section
         for device in DEVICES:  # the combo's index is the index in DEVICES
             ui.deviceComboBox.addItem(device_label(device), device)
         ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
@@ -52,12 +51,10 @@ class Panel:
         ui.showChartButton.connect("clicked()", self.onShowChart)
         self.withoutMenu = qt.QMenu(ui.segmentWithoutButton)  # filled with the last run's modalities
         ui.segmentWithoutButton.setMenu(self.withoutMenu)
-        ui.trainButton.connect("clicked()", self.onTrainOrCancel)
-        ui.trainingDataPathLineEdit.connect("currentPathChanged(QString)", lambda path: self.updateButtons())
         ui.roleTableWidget.horizontalHeader().setSectionResizeMode(qt.QHeaderView.ResizeToContents)
         ui.progressBar.setVisible(False)
-        ui.trainingProgressBar.setVisible(False)
         self.refreshModels()
+        self.fineTuning = FineTuning(ui, logic, self)
 
     # --- parameter node -------------------------------------------------------------------
     def setParameterNode(self, parameters) -> None:
@@ -95,6 +92,11 @@ class Panel:
             self.ui.modelComboBox.setCurrentIndex(max(0, model_index([m.path for m in self.models], select)))
         self.onModelChanged(self.ui.modelComboBox.currentIndex)
 
+    def currentInputs(self) -> dict:
+        """{modality: volume node or None} of the current model, from the parameter node."""
+        model = self.currentModel()
+        return inputVolumes(self.parameters, model.modalities) if model and self.parameters is not None else {}
+
     def currentModel(self):
         index = self.ui.modelComboBox.currentIndex
         return self.models[index] if 0 <= index < len(self.models) else None
@@ -118,6 +120,8 @@ class Panel:
             self.parameters.modelPath = model.path
         self.rebuildInputs(model)
         self.fillRoleTable(model)
+        if self.fineTuning is not None:
+            self.fineTuning.listCases()  # the cases complete for this model's modalities
         self.updateButtons()
 
     # --- inputs ---------------------------------------------------------------------------
@@ -176,11 +180,8 @@ class Panel:
         self.ui.applyButton.enabled = running or not reason
         self.ui.applyButton.toolTip = (_("Stop the segmentation and remove its temporary files.") if running
                                        else reason or _("Segment the selected volumes in the background."))
-        trainRunning = self.training is not None and self.training.running()
-        trainReason = train_disabled_reason(self.ui.trainingDataPathLineEdit.currentPath)
-        self.ui.trainButton.text = _("Cancel training") if trainRunning else _("Train")
-        self.ui.trainButton.enabled = trainRunning or not trainReason
-        self.ui.trainButton.toolTip = trainReason or _("Fine-tune the base model on the dataset in the background.")
+        if self.fineTuning is not None:
+            self.fineTuning.updateButtons(model, model is not None and not reason and not running)
         job = self.runs.job
         self.ui.segmentWithoutButton.enabled = (not running and job is not None and job.status == "done"
                                                 and bool(self.withoutMenu.actions()))
@@ -205,7 +206,7 @@ class Panel:
         self.ui.progressBar.setVisible(True)
         self.ui.statusLabel.text = _("Preparing the inputs...")
         self.ui.elapsedLabel.text = ""
-        self.appendLog([_("Segmenting with {model} on {device}.").format(model=model.name, device=device_label(device))])
+        self.appendLog([segmenting_line(model.name, device, _("Segmenting with {model} on {device}."))])
         with WaitCursor():
             self.runs.job = self.logic.segment(model, volumes, segmentation, device=device, heatMaps=heatMaps,
                                                gradCam=gradCam, onProgress=self.onProgress, onFinished=self.onFinished,
@@ -329,41 +330,6 @@ class Panel:
         if job is not None and job.status == "done" and job.relationsChart is not None:
             self.logic.showChart(job.relationsChart)
 
-    # --- fine-tuning ----------------------------------------------------------------------
-    def onTrainOrCancel(self) -> None:
-        if self.training is not None and self.training.running():
-            self.training.cancel()
-            return
-        if not install.ensureDependencies():
-            return
-        base = self.ui.trainingBaseModelComboBox.currentData or None
-        self.ui.trainingProgressBar.setValue(0)
-        self.ui.trainingProgressBar.setVisible(True)
-        self.ui.trainingStatusLabel.text = _("Starting...")
-        self.appendLog([_("Fine-tuning on {folder}.").format(folder=self.ui.trainingDataPathLineEdit.currentPath)],
-                       TRAINING_PREFIX)
-        # A run that cannot start has called onTrainingFinished, which shows why, before this returns.
-        self.training = self.logic.train(
-            self.ui.trainingDataPathLineEdit.currentPath, base, self.ui.trainingStepsSpinBox.value,
-            onProgress=self.onTrainingProgress, onFinished=self.onTrainingFinished,
-            onLog=lambda lines: self.appendLog(lines, TRAINING_PREFIX))
-        self.updateButtons()
-
-    def onTrainingProgress(self, event) -> None:
-        elapsed = self.training.elapsed if self.training is not None else 0.0
-        self.ui.trainingProgressBar.setValue(progress_percent(event))
-        self.ui.trainingStatusLabel.text = status_text(event) + " - " + elapsed_text(elapsed)
-
-    def onTrainingFinished(self, job) -> None:
-        self.training = job
-        self.ui.trainingProgressBar.setVisible(False)
-        self.ui.trainingStatusLabel.text = job.outcome_text()
-        self.appendLog([job.outcome_text()], TRAINING_PREFIX)
-        if job.model is not None:  # done (select it), or a failed or cancelled run's kept bundle
-            current = self.currentModel()
-            self.refreshModels(select=job.model.path if job.status == "done" else current.path if current else "")
-        self.updateButtons()
-
     # --- the widget's lifecycle -------------------------------------------------------------
     def sceneClosing(self) -> None:
         """Cancel a segmentation (its inputs and outputs go with the scene; the widget has
@@ -373,7 +339,7 @@ class Panel:
         self.clearRelations()
 
     def cleanup(self) -> None:
-        for job in (self.runs.job, self.training):
-            if job is not None:
-                job.detach()  # the panel is going away: no more updates
-                job.cancel()
+        if self.runs.job is not None:
+            self.runs.job.detach()  # the panel is going away: no more updates
+            self.runs.job.cancel()
+        self.fineTuning.cleanup()
