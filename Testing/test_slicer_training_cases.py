@@ -2,6 +2,7 @@
 (arrays as ``slicer.util.arrayFromVolume`` gives them, the grid in RAS), read back as the worker
 reads it, and trained on with ``ciml train --data`` for two steps."""
 
+import datetime
 import json
 
 import numpy as np
@@ -13,7 +14,7 @@ from conftest import tiny
 from ciml.cli.main import main
 from ciml.config import card_from_dict, preset_dict
 from ciml.data import list_cases, load_record
-from CIMLSegmentationLib import segments, trainingcases
+from CIMLSegmentationLib import segments, training, trainingcases
 from CIMLSegmentationLib.geometry import geometry
 from CIMLSegmentationLib.report import segment_specs
 
@@ -120,7 +121,7 @@ def test_the_folders_line_counts_and_names_the_cases():
     assert trainingcases.cases_text([]) == "No case yet."
 
 
-def test_ciml_train_runs_two_steps_on_the_folder(tmp_path, card):
+def test_ciml_train_runs_two_steps_on_the_folder(tmp_path, card, capfd):
     card, card_path = card
     folder = tmp_path / "cases"
     for n in (1, 2):
@@ -133,3 +134,12 @@ def test_ciml_train_runs_two_steps_on_the_folder(tmp_path, card):
     steps = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps if s["event"] == "step"] == [1, 2]
     assert (run / "bundle").is_dir()
+    # the panel's validation Dice line, read from what the worker writes to stderr
+    parsed = [training.validation_dice(line) for line in capfd.readouterr().err.splitlines()]
+    step, dice = [p for p in parsed if p][-1]  # one validation per step (validation_interval 1)
+    assert step == 2 and [part.split()[0] for part in dice.split(", ")] == list(card.target_names)
+
+
+def test_the_fine_tuned_model_is_named_after_its_base_and_the_day(tmp_path):
+    assert training.fine_tuned_name("brats-sample", datetime.date(2026, 1, 15)) == "brats-sample-finetuned-2026-01-15"
+    assert training.validation_dice("step 12: 4 of 24 gates collapsed") is None
