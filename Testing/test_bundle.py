@@ -11,11 +11,14 @@ import torch
 from conftest import TINY_SHAPE, multimodal_dict, tiny
 
 from ciml.bundle import FORMAT_VERSION, METADATA_FILE, WEIGHTS_FILE, read_card, sha256_of
+from ciml.bundle.metadata import stored_card
 from ciml.bundle.weights import load_bundle, save_bundle
 from ciml.cli.main import main
 from ciml.config import card_from_dict, preset_dict
+from ciml.config.card import DTCSpec, PassionSpec
 from ciml.errors import BundleError, CIMLError
 from ciml.nn import build_network
+from ciml.resources import builtin_model
 
 
 @pytest.fixture
@@ -163,3 +166,52 @@ def test_multimodal_bundles_round_trip(tmp_path):
     x = torch.randn(1, 5, *TINY_SHAPE)
     with torch.no_grad():
         assert torch.equal(net(x), load_bundle(tmp_path / "b").network(x))
+
+
+# --- format versions ---------------------------------------------------------------------------
+
+def test_the_builtin_version_1_bundle_loads_as_its_version_2_copy(tmp_path):
+    """The built-in model is a format 1 bundle: read as is (never rewritten), its migrated card is
+    the card a format 2 bundle of the same weights writes back, with identical logits."""
+    builtin = builtin_model()
+    on_disk = (builtin / METADATA_FILE).read_bytes()
+    assert json.loads(on_disk)["format_version"] == 1 < FORMAT_VERSION
+    old = load_bundle(builtin)
+    flat = json.loads(on_disk)["card"]["training"]
+    t = old.card.training
+    assert (t.passion.enabled, t.passion.temperature, t.passion.distill_weight, t.dtc.level_set_k) == \
+        (flat["passion"], flat["passion_temperature"], flat["distill_weight"], flat["level_set_k"])
+    copy = save_bundle(tmp_path / "v2", old.network, old.card, old.arch)
+    written = json.loads((copy / METADATA_FILE).read_text())
+    assert written["format_version"] == FORMAT_VERSION
+    assert written["card"] == old.card.to_dict() and "passion" in written["card"]["training"]
+    new = load_bundle(copy)
+    assert new.card == old.card
+    torch.manual_seed(0)
+    x = torch.randn(1, len(old.card.modalities), 16, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(old.network(x), new.network(x))
+    assert (builtin / METADATA_FILE).read_bytes() == on_disk
+
+
+def test_version_1_cards_migrate_their_flat_sections_and_absent_fields():
+    flat = preset_dict("shapes")
+    flat["training"].update(passion=False, passion_temperature=2.0, distill_weight=0.25, level_set_k=100.0)
+    card = card_from_dict(stored_card({"format_version": 1, "card": flat}))
+    assert card.training.passion == PassionSpec(enabled=False, temperature=2.0, distill_weight=0.25)
+    assert card.training.dtc == DTCSpec(level_set_k=100.0)
+    assert card.network.gate_message == "latent" and card.network.gate_levels == (-2, -1)
+    assert card.training.output_prior == "none"
+    assert "passion_temperature" in flat["training"]  # the stored metadata is left as it was
+
+
+def test_version_2_cards_take_todays_defaults_for_absent_fields(card, tmp_path):
+    path = save_bundle(tmp_path / "b", _trained_like(card), card)
+    meta = json.loads((path / METADATA_FILE).read_text())
+    del meta["card"]["network"]["gate_message"], meta["card"]["training"]["passion"]
+    (path / METADATA_FILE).write_text(json.dumps(meta))
+    assert read_card(path) == card  # not the format 1 values ("latent")
+    meta["card"]["training"]["distill_weight"] = 0.5  # a flat field is no longer a format 2 field
+    (path / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="training.distill_weight: unknown field"):
+        read_card(path)

@@ -17,9 +17,9 @@ from ciml.nn.output import NetOutput
 from ciml.training.objective import Objective
 
 
-def _card(**training):
+def _card(**dtc):
     card = tiny(multimodal_dict(2), level_set_head=True)
-    card["training"].update(training)
+    card["training"]["dtc"] = dtc
     return card_from_dict(card)
 
 
@@ -82,7 +82,7 @@ def _output(card, seed=0):
 def test_consistency_is_zero_when_the_heads_agree():
     card = _card()
     _, _, out = _output(card)
-    agree = dataclasses.replace(out, level_set=-out.logits.detach() / card.training.level_set_k)
+    agree = dataclasses.replace(out, level_set=-out.logits.detach() / card.training.dtc.level_set_k)
     loss = DTCLoss(card)
     assert loss(agree, None, step=1000).consistency.item() < 1e-12
     assert loss(out, None, step=1000).consistency.item() > 0

@@ -4,7 +4,6 @@ DDP synchronisation, and the students of every network."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import subprocess
 import sys
@@ -39,9 +38,9 @@ from ciml.training.objective import Objective
 NAMES = ("m0", "m1", "m2")
 
 
-def _card(n=3, rates=None, **training):
+def _card(n=3, rates=None, **passion):
     card = tiny(multimodal_dict(n), modality_heads=True)
-    card["training"].update(missing_rates={"m1": 0.5} if rates is None else rates, **training)
+    card["training"].update(missing_rates={"m1": 0.5} if rates is None else rates, passion=passion)
     return card_from_dict(card)
 
 
@@ -92,11 +91,38 @@ def test_temperature_kl_by_hand():
     teacher = torch.tensor([[2.0, 2.0], [0.0, -4.0]])
     # Element (0, 0) at T = 2: p_s = sigmoid(0) = 1/2, p_t = sigmoid(1) = 0.731059;
     # KL = p_t ln(2 p_t) + (1 - p_t) ln(2 (1 - p_t)) = 0.277718 - 0.166775 = 0.110944; T^2 KL = 0.443776.
-    expected = torch.tensor([[0.4437763, 0.0], [0.4804580, 6.0927532]])
+    # Halved: the mean over a sigmoid's two classes.
+    expected = torch.tensor([[0.4437763, 0.0], [0.4804580, 6.0927532]]) / 2
     torch.testing.assert_close(binary_kl(student, teacher, 2.0), expected, rtol=1e-5, atol=1e-6)
-    at_one = torch.tensor([[0.3278133, 0.0], [0.4337808, 3.8561103]])
+    at_one = torch.tensor([[0.3278133, 0.0], [0.4337808, 3.8561103]]) / 2
     torch.testing.assert_close(binary_kl(student, teacher, 1.0), at_one, rtol=1e-5, atol=1e-6)
     assert torch.isfinite(binary_kl(student * 1e4, -student * 1e4, 4.0)).all()
+
+
+def test_kl_is_the_authors_class_mean_on_a_two_class_softmax():
+    """The authors' temp_kl_loss (its clamp inactive here) on each target as a softmax over [0, z]:
+    torch.mean over classes and voxels."""
+    torch.manual_seed(0)
+    student, teacher, temperature = 2 * torch.randn(2, 3, 4, 4), 2 * torch.randn(2, 3, 4, 4), 4.0
+
+    def softmax(z):
+        return torch.softmax(torch.stack([torch.zeros_like(z), z], dim=1) / temperature, dim=1)
+
+    ps, pt = softmax(student), softmax(teacher)
+    authors = temperature ** 2 * pt * (pt.log() - ps.log())
+    torch.testing.assert_close(binary_kl(student, teacher, temperature).mean(), authors.mean())
+
+
+def test_the_pixel_wise_term_averages_over_the_targets():
+    """Two identical target channels give the pixel-wise term of one: the mean over targets,
+    not their sum."""
+    teacher, students, regions, present = _constructed(_card())
+    for out in (teacher, *(s.output for s in students.values())):
+        out.logits.data[:, 1] = out.logits.data[:, 0]
+    terms = PassionLoss(_card(), epoch_steps=10)(teacher, students, regions, present, step=0)
+    for m, s in students.items():
+        one = binary_kl(s.output.logits[:, :1], teacher.logits[:, :1], 4.0).mean()
+        torch.testing.assert_close(terms.distillation[m], one.detach())
 
 
 def test_prototype_loss_by_hand():
@@ -165,9 +191,9 @@ def test_a_modality_equal_to_the_teacher_does_not_lag_and_the_task_wise_mask_dro
     assert terms.lagging == ("m2",)
     assert terms.prototype["m0"].item() < 1e-10 < terms.prototype["m1"].item()
     w = {"m0": 1.0, "m1": 2.0, "m2": 1.0}  # 1 / presence frequency
-    t = card.training
-    expected = (t.distill_weight * sum(w[m] * terms.distillation[m] for m in NAMES)
-                + t.prototype_weight * w["m2"] * terms.prototype["m2"]
+    t, p = card.training, card.training.passion
+    expected = (p.distill_weight * sum(w[m] * terms.distillation[m] for m in NAMES)
+                + p.prototype_weight * w["m2"] * terms.prototype["m2"]
                 + t.deep_supervision_weight * w["m2"] * terms.unimodal["m2"])
     assert terms.total.item() == pytest.approx(expected.item(), rel=1e-6)
     terms.total.backward()
@@ -279,7 +305,7 @@ def test_ddp_training_keeps_one_schedule_as_one_process(tmp_path):
     card["network"] = {"features": [4, 8, 16], "gate_bottleneck": False}
     card["inference"] = {"roi_size": [32, 32, 32], "overlap": 0.25}
     card["training"] = {"patch_size": [32, 32, 32], "learning_rate": 0.01, "validation_interval": 3,
-                        "passion_epoch_steps": 1}
+                        "passion": {"epoch_steps": 1}}
     common = ["-m", "ciml", "train", "--data", str(tmp_path / "data"), "--max-steps", "3", "--progress", "none",
               "--device", "cpu", "--missing-rates", "cue=0.5,echo=0.5"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -327,7 +353,7 @@ def test_students_withhold_every_other_modality(arch):
 
 @pytest.mark.parametrize("arch", ["ciml", "maml", "early-fusion"])
 def test_the_objective_trains_the_students_and_keeps_its_schedule(arch):
-    card = _card(passion_epoch_steps=1)
+    card = _card(epoch_steps=1)
     torch.manual_seed(0)
     net = build_network(card, arch).train()
     present = torch.tensor([[1.0, 1, 1], [1, 0, 1]])
@@ -352,32 +378,44 @@ def test_the_objective_trains_the_students_and_keeps_its_schedule(arch):
 # --- card fields -------------------------------------------------------------------------------
 
 def test_passion_card_fields_are_validated():
-    t = _card().training
-    assert (t.passion_temperature, t.passion_epoch_steps, t.passion_warmup_epochs, t.passion_preference_rate) == \
+    p = _card().training.passion
+    assert (p.temperature, p.epoch_steps, p.warmup_epochs, p.preference_rate) == \
         (4.0, None, 0, 0.01)
-    assert _card(passion_epoch_steps=5, passion_warmup_epochs=2).training.passion_epoch_steps == 5
-    for field, value in (("passion_epoch_steps", 0), ("passion_warmup_epochs", -1),
-                         ("passion_temperature", 0.0), ("passion_preference_rate", -0.1)):
-        with pytest.raises(CardError, match=f"training.{field}"):
+    assert _card(epoch_steps=5, warmup_epochs=2).training.passion.epoch_steps == 5
+    for field, value in (("epoch_steps", 0), ("warmup_epochs", -1), ("temperature", 0.0),
+                         ("preference_rate", -0.1), ("enabled", "false")):
+        with pytest.raises(CardError, match=f"training.passion.{field}: "):
             _card(**{field: value})
     with pytest.raises(ValueError, match="steps per epoch"):
         Objective(_card())
 
 
-def test_frequency_weights_balance_the_modalities_in_expectation():
-    # Per batch, modality m counts in a fraction P(m) of the samples and weighs 1 / P(m).
-    names, rates = ("a", "b"), {"b": 0.75}
-    w = inverse_frequency_weights(names, rates)
-    assert (w * presence_frequencies(names, rates)).tolist() == pytest.approx([1.0, 1.0])
-    assert math.isclose(w[1], 4.0)
+def test_a_modality_present_half_as_often_weighs_as_much_in_expectation():
+    """Through the loss: with m1 missing at rate 0.5, the pixel-wise term averaged over the four
+    equally likely presence patterns of m1 in a batch of 2 equals the term with m1 always there
+    (absent samples count for nothing, and m1's weight doubles)."""
+    def distillation_only(rates):
+        card = _card(rates=rates, prototype_weight=0.0)
+        card = dataclasses.replace(card, training=dataclasses.replace(card.training, deep_supervision_weight=0.0))
+        return PassionLoss(card, epoch_steps=10).eval()  # eval: the schedule stays put
+
+    teacher, students, regions, present = _constructed(_card())
+    always = distillation_only({})(teacher, students, regions, present, step=0).total
+    halved = distillation_only({"m1": 0.5})
+    patterns = []
+    for pattern in ([True, True], [True, False], [False, True], [False, False]):
+        present[:, 1] = torch.tensor(pattern)
+        patterns.append(halved(teacher, students, regions, present, step=0).total)
+    assert torch.stack(patterns).mean().item() == pytest.approx(always.item(), rel=1e-6)
+    assert patterns[0].item() > always.item()  # present in every sample, it weighs twice
 
 
 def test_passion_false_keeps_the_modality_dropout_without_passions_terms(tiny_preset):
     card = tiny_preset("brats")
     rates = {"t1": 0.3, "t2": 0.3}
     with_passion = dataclasses.replace(card, training=dataclasses.replace(card.training, missing_rates=rates))
-    control = dataclasses.replace(card, training=dataclasses.replace(card.training, missing_rates=rates,
-                                                                      passion=False))
+    control = dataclasses.replace(card, training=dataclasses.replace(
+        card.training, missing_rates=rates, passion=dataclasses.replace(card.training.passion, enabled=False)))
     assert Objective(with_passion, epoch_steps=1).passion is not None
     assert Objective(control, epoch_steps=1).passion is None  # the supervised loss only
-    assert card_from_dict(control.to_dict()).training.passion is False
+    assert card_from_dict(control.to_dict()).training.passion.enabled is False

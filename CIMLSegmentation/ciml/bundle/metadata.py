@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from ciml.config import ModelCard, card_from_dict
 from ciml.errors import BundleError, CardError
 
 FORMAT = "ciml-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: PASSION's and DTC's settings in their own sections of `training`
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -64,22 +65,51 @@ def read_card(path: str | Path) -> ModelCard:
         raise BundleError(f"{path}: {exc}") from None
 
 
-# Card fields added after bundles were written, with the value those bundles were trained with.
-_BEFORE_FIELDS = {("network", "gate_message"): "latent", ("training", "output_prior"): "none",
-                  ("network", "gate_levels"): [-2, -1]}
+# Format 1 cards lacked fields added later; these are the values such bundles were trained with:
+# the latent added as is (no decoder), PyTorch's default output bias, gates at the two deepest levels.
+_V1_ABSENT = {("network", "gate_message"): "latent", ("training", "output_prior"): "none",
+              ("network", "gate_levels"): [-2, -1]}
+# Format 1 kept PASSION's and DTC's settings flat in `training`; format 2 gives each its section.
+_V1_SECTIONS = {
+    "passion": {"passion": "enabled", "distill_weight": "distill_weight",
+                "prototype_weight": "prototype_weight", "passion_temperature": "temperature",
+                "passion_epoch_steps": "epoch_steps", "passion_warmup_epochs": "warmup_epochs",
+                "passion_preference_rate": "preference_rate"},
+    "dtc": {"level_set_weight": "level_set_weight", "consistency_weight": "consistency_weight",
+            "consistency_ramp_steps": "consistency_ramp_steps", "level_set_k": "level_set_k"},
+}
+
+
+def migrate_1_to_2(card: dict[str, Any]) -> dict[str, Any]:
+    """A format 1 card as format 2 writes it: the fields it lacked set to what it was trained
+    with (``_V1_ABSENT``, in the sections it has), and PASSION's and DTC's flat ``training``
+    fields moved into ``training.passion`` and ``training.dtc``."""
+    card = {k: dict(v) if isinstance(v, dict) else v for k, v in card.items()}
+    for (section, name), value in _V1_ABSENT.items():
+        if isinstance(card.get(section), dict) and name not in card[section]:
+            card[section][name] = value
+    training = card.get("training")
+    if isinstance(training, dict):
+        for section, renames in _V1_SECTIONS.items():
+            moved = {new: training.pop(old) for old, new in renames.items()
+                     if old in training and not isinstance(training[old], dict)}
+            if moved:
+                training[section] = moved
+    return card
+
+
+# Each entry turns a card of its format version into one of the next version, in order.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: migrate_1_to_2}
 
 
 def stored_card(meta: dict[str, Any]) -> Any:
-    """The card as a bundle stores it, completed for bundles written before a field existed: a
-    card without ``network.gate_message`` was trained with the latent added as is, one without
-    ``training.output_prior`` with PyTorch's default output bias, one without
-    ``network.gate_levels`` with gates at the two deepest levels."""
+    """The card a bundle stores, migrated from its ``format_version`` (1 when absent) to the
+    current format through :data:`MIGRATIONS`."""
     card = meta["card"]
     if not isinstance(card, dict):
         return card
-    for (section, name), value in _BEFORE_FIELDS.items():
-        if isinstance(card.get(section), dict) and name not in card[section]:
-            card = {**card, section: {**card[section], name: value}}
+    for version in range(meta.get("format_version", 1), FORMAT_VERSION):
+        card = MIGRATIONS[version](card)
     return card
 
 

@@ -4,7 +4,9 @@
 A card says which modalities a model reads, which targets it segments, how the task is
 decomposed into sub-tasks (each with a primary and auxiliary modalities), and every network,
 inference and training hyperparameter. Like nnU-Net's plans, the card drives everything: no
-hyperparameter lives in code. Every field is documented in ``docs/model-card.md``.
+hyperparameter lives in code. Each field declares its default and what it accepts (type, range,
+choices) once, with :func:`~ciml.config.fields.spec`; every field is documented in
+``docs/model-card.md`` (``Testing/test_card_fields.py`` checks both).
 """
 
 from __future__ import annotations
@@ -14,12 +16,37 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ciml.config.fields import spec
+
 MODALITY_KINDS = ("MR", "CT", "PET")
 NORMALIZATIONS = ("zscore_nonzero", "zscore", "window", "suv_clip")
 DEFAULT_NORMALIZATION = {"MR": "zscore_nonzero", "CT": "window", "PET": "suv_clip"}
 DEFAULT_WINDOW = {"CT": (-1000.0, 1000.0), "PET": (0.0, 20.0)}
+NORMS = ("instance", "batch")  # MONAI normalisations that build from their name alone
+BLENDS = ("gaussian", "constant")  # MONAI sliding-window blending modes
 GATE_MESSAGES = ("decoded", "latent")  # what a gate adds to the primary: see NetworkSpec.gate_message
 OUTPUT_PRIORS = ("foreground", "none")  # how the sigmoid heads' biases start: see TrainingSpec.output_prior
+DEFAULT_FEATURES = (16, 32, 64, 128)
+DEFAULT_PATCH = (96, 96, 96)  # the training patch and the inference window (a 3D card's)
+WEIGHT = {"low": 0.0, "high": 1e6}  # what a loss term's weight accepts
+
+
+def default_window(kind: str, normalization: str) -> tuple[float, float] | None:
+    """The intensity window a modality without one uses: by kind for ``window`` and ``suv_clip``
+    (a kind without a default takes the normalisation's usual one), none otherwise."""
+    if normalization not in ("window", "suv_clip"):
+        return None
+    return DEFAULT_WINDOW.get(kind, DEFAULT_WINDOW["CT" if normalization == "window" else "PET"])
+
+
+def every_level(features: tuple[int, ...]) -> tuple[int, ...]:
+    """``network.gate_levels`` of a card without the field: every level of its ``features``."""
+    return tuple(range(len(features)))
+
+
+def _patch(section: dict[str, Any], card: dict[str, Any]) -> tuple[int, ...]:
+    """A window or patch of the default size in the card's own number of dimensions."""
+    return DEFAULT_PATCH[:card["network"].spatial_dims]
 
 
 @dataclass(frozen=True)
@@ -31,14 +58,15 @@ class Modality:
         kind: ``MR``, ``CT`` or ``PET``.
         normalization: ``zscore_nonzero`` (z-score inside the non-zero region, for MR),
             ``zscore`` (over the whole image), ``window`` (clip to ``window`` and scale to 0..1,
-            for CT in HU) or ``suv_clip`` (clip SUV to ``window`` and scale to 0..1, for PET).
-        window: ``(low, high)`` for ``window`` and ``suv_clip``; defaults by kind.
+            for CT in HU) or ``suv_clip`` (clip SUV to ``window`` and scale to 0..1, for PET);
+            absent: by kind (``DEFAULT_NORMALIZATION``).
+        window: ``(low, high)`` for ``window`` and ``suv_clip``; absent: :func:`default_window`.
     """
 
-    name: str
-    kind: str = "MR"
-    normalization: str = ""
-    window: tuple[float, float] | None = None
+    name: str = spec(name=True)
+    kind: str = spec("MR", choices=MODALITY_KINDS)
+    normalization: str = spec("", choices=NORMALIZATIONS, derive=lambda m, card: DEFAULT_NORMALIZATION[m["kind"]])
+    window: tuple[float, float] | None = spec(None, derive=lambda m, card: default_window(m["kind"], m["normalization"]))
 
 
 @dataclass(frozen=True)
@@ -49,16 +77,16 @@ class Target:
         name: identifier, e.g. ``WT``.
         label: value written for this target in the output label map.
         includes: label values of a reference label map that make up this target's region
-            (targets may nest: BraTS WT includes 1, 2 and 4). Defaults to ``[label]``.
+            (targets may nest: BraTS WT includes 1, 2 and 4). Absent: ``[label]``.
         color: RGB in 0..1, used for the segment in Slicer.
         terminology: optional coded meaning, ``{"scheme": "SCT", "code": ..., "meaning": ...}``.
     """
 
-    name: str
-    label: int
-    includes: tuple[int, ...] = ()
-    color: tuple[float, float, float] = (1.0, 0.0, 0.0)
-    terminology: dict[str, str] | None = None
+    name: str = spec(name=True)
+    label: int = spec(low=1)
+    includes: tuple[int, ...] = spec((), low=1, min_len=1, derive=lambda t, card: (t["label"],))
+    color: tuple[float, float, float] = spec((1.0, 0.0, 0.0), low=0.0, high=1.0)
+    terminology: dict[str, str] | None = spec(None, keys=("scheme", "code", "meaning"))
 
 
 @dataclass(frozen=True)
@@ -73,9 +101,9 @@ class SubTask:
             Cross-modality Information Gates. May be empty (a primary-only sub-task).
     """
 
-    name: str
-    targets: tuple[str, ...]
-    primary: str
+    name: str = spec(name=True)
+    targets: tuple[str, ...] = spec(min_len=1)
+    primary: str = spec()
     auxiliaries: tuple[str, ...] = ()
 
 
@@ -88,33 +116,33 @@ class NetworkSpec:
         features: channels per encoder level, shallowest first; each deeper level halves the
             resolution, so the number of levels is ``len(features)``.
         kernel_size: convolution kernel size of every block.
-        norm: MONAI normalisation name (``instance``, ``batch``, ``group``...).
+        norm: MONAI normalisation, ``instance`` or ``batch``.
         dropout: dropout rate inside the blocks.
         gate_levels: encoder levels that receive gate messages; negative values count from the
-            deepest. A card without the field gates every level of its ``features`` (the
-            default below is every level of the default features); ``[-2, -1]``, the two
-            deepest, was the default until issue 17 measured it (docs/training.md).
+            deepest. Absent: every level of the card's ``features`` (:func:`every_level`).
+            Bundles of format 1 whose card lacks the field were trained with ``[-2, -1]``, the
+            two deepest (:func:`ciml.bundle.metadata.migrate_1_to_2`).
         gate_bottleneck: use the variational bottleneck in each gate (ablation switch).
         gate_attention: use the cross-modal spatial attention in each gate (ablation switch).
         gate_message: what a gate adds to the primary's features: ``decoded``, its latent
             decoded by a learned 1x1 convolution (as a deep variational information bottleneck
-            decodes before use), or ``latent``, the latent itself (the gate before issue 17;
-            the value a bundle whose card lacks the field was trained with).
+            decodes before use), or ``latent``, the latent itself (the earlier gate, whose
+            latent collapsed to the prior; bundles of format 1 without the field use it).
         modality_heads: give every modality's encoder a head that predicts all targets from
             that modality alone (PASSION's unimodal outputs).
         level_set_head: give every sub-task's decoder a second head regressing each target's
             signed distance map (DTC).
     """
 
-    spatial_dims: int = 3
-    features: tuple[int, ...] = (16, 32, 64, 128)
-    kernel_size: int = 3
-    norm: str = "instance"
-    dropout: float = 0.0
-    gate_levels: tuple[int, ...] = (0, 1, 2, 3)
+    spatial_dims: int = spec(3, choices=(2, 3))
+    features: tuple[int, ...] = spec(DEFAULT_FEATURES, low=1, min_len=2)
+    kernel_size: int = spec(3, low=1)
+    norm: str = spec("instance", choices=NORMS)
+    dropout: float = spec(0.0, low=0.0, high=1.0)
+    gate_levels: tuple[int, ...] = spec(every_level(DEFAULT_FEATURES), derive=lambda n, card: every_level(n["features"]))
     gate_bottleneck: bool = True
     gate_attention: bool = True
-    gate_message: str = "decoded"
+    gate_message: str = spec("decoded", choices=GATE_MESSAGES)
     modality_heads: bool = False
     level_set_head: bool = False
 
@@ -130,7 +158,7 @@ class InferenceSpec:
 
     Args:
         roi_size: window size in voxels (each a multiple of ``2 ** (levels - 1)``).
-        overlap: fraction of overlap between windows, in [0, 1).
+        overlap: fraction of overlap between windows, in [0, 0.95].
         sw_batch_size: windows evaluated together.
         blend: MONAI blending mode, ``gaussian`` or ``constant``.
         threshold: probability above which a voxel belongs to a target.
@@ -148,15 +176,60 @@ class InferenceSpec:
             (docs/BENCHMARKS.md, "Window plans", measures the choices).
     """
 
-    roi_size: tuple[int, ...] = (96, 96, 96)
-    overlap: float = 0.5
-    sw_batch_size: int = 1
-    blend: str = "gaussian"
-    threshold: float = 0.5
-    effect_floor: float = 0.01
+    roi_size: tuple[int, ...] = spec(DEFAULT_PATCH, low=1, derive=_patch)
+    overlap: float = spec(0.5, low=0.0, high=0.95)
+    sw_batch_size: int = spec(1, low=1)
+    blend: str = spec("gaussian", choices=BLENDS)
+    threshold: float = spec(0.5, low=0.0, high=1.0)
+    effect_floor: float = spec(0.01, low=1e-6, high=0.5)
     crop: bool = True
-    crop_margin: int = 0
-    window_voxels: int | None = None
+    crop_margin: int = spec(0, low=0)
+    window_voxels: int | None = spec(None, low=0)
+
+
+@dataclass(frozen=True)
+class PassionSpec:
+    """PASSION's self-distillation and preference schedule (``docs/training-methods.md``).
+
+    Args:
+        enabled: with ``training.missing_rates``, train with PASSION's terms; ``false``: plain
+            modality dropout at the same rates (the control PASSION is compared against).
+        distill_weight: weight of the pixel-wise self-distillation.
+        prototype_weight: weight of the prototype (semantic) self-distillation.
+        temperature: temperature of the pixel-wise KL (the authors' 4).
+        epoch_steps: optimiser steps per epoch of the preference schedule; ``None``: the steps
+            that show every training case once on average.
+        warmup_epochs: epochs before the preference coefficients update and the distillation
+            and task-wise masking start (the authors' ``region_fusion_start_epoch``).
+        preference_rate: initial step of the preference coefficients per epoch (the authors'
+            ``eta``; 1.5 times larger at every 100th epoch; 0 freezes them).
+    """
+
+    enabled: bool = True
+    distill_weight: float = spec(0.5, **WEIGHT)
+    prototype_weight: float = spec(0.1, **WEIGHT)
+    temperature: float = spec(4.0, low=1e-3, high=1e3)
+    epoch_steps: int | None = spec(None, low=1)
+    warmup_epochs: int = spec(0, low=0)
+    preference_rate: float = spec(0.01, low=0.0, high=10.0)
+
+
+@dataclass(frozen=True)
+class DTCSpec:
+    """DTC's dual-task consistency (``docs/training-methods.md``; needs
+    ``network.level_set_head``).
+
+    Args:
+        level_set_weight: weight of the signed-distance regression loss.
+        consistency_weight: final weight of the dual-task consistency loss.
+        consistency_ramp_steps: steps over which that weight ramps up (sigmoid ramp).
+        level_set_k: k in sigmoid(-k * level set).
+    """
+
+    level_set_weight: float = spec(0.3, **WEIGHT)
+    consistency_weight: float = spec(0.1, **WEIGHT)
+    consistency_ramp_steps: int = spec(200, low=0)
+    level_set_k: float = spec(1500.0, **WEIGHT)
 
 
 @dataclass(frozen=True)
@@ -187,50 +260,27 @@ class TrainingSpec:
         deep_supervision_weight: weight of the per-modality branch losses (MAML; with PASSION,
             of its preference-masked unimodal losses).
         missing_rates: modality -> probability that a training case lacks it (modality dropout).
-        passion: with ``missing_rates``, train with PASSION's self-distillation and preference
-            terms; ``false``: plain modality dropout at the same rates (the control PASSION is
-            compared against).
-        distill_weight: weight of PASSION's pixel-wise self-distillation.
-        prototype_weight: weight of PASSION's prototype (semantic) self-distillation.
-        passion_temperature: temperature of PASSION's pixel-wise KL (the authors' 4).
-        passion_epoch_steps: optimiser steps per epoch of PASSION's preference schedule;
-            ``None``: the steps that show every training case once on average.
-        passion_warmup_epochs: epochs before PASSION's preference coefficients update and its
-            distillation and task-wise masking start (the authors' ``region_fusion_start_epoch``).
-        passion_preference_rate: initial step of PASSION's preference coefficients per epoch (the
-            authors' ``eta``; 1.5 times larger at every 100th epoch; 0 freezes them).
-        level_set_weight: weight of DTC's signed-distance regression loss.
-        consistency_weight: final weight of DTC's dual-task consistency loss.
-        consistency_ramp_steps: steps over which that weight ramps up (sigmoid ramp).
-        level_set_k: DTC's k in sigmoid(-k * level set).
+        passion: PASSION's settings (:class:`PassionSpec`), used with ``missing_rates``.
+        dtc: DTC's settings (:class:`DTCSpec`), used with ``network.level_set_head``.
     """
 
-    patch_size: tuple[int, ...] = (96, 96, 96)
-    batch_size: int = 2
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-5
-    max_steps: int = 1000
-    beta: float = 1e-3
-    beta_warmup_steps: int = 0
-    free_bits: float = 0.0
-    output_prior: str = "foreground"
-    seed: int = 0
-    validation_interval: int = 100
-    patience: int = 0
-    warmup_steps: int = 0
-    deep_supervision_weight: float = 0.5
-    missing_rates: dict[str, float] = field(default_factory=dict)
-    passion: bool = True
-    distill_weight: float = 0.5
-    prototype_weight: float = 0.1
-    passion_temperature: float = 4.0
-    passion_epoch_steps: int | None = None
-    passion_warmup_epochs: int = 0
-    passion_preference_rate: float = 0.01
-    level_set_weight: float = 0.3
-    consistency_weight: float = 0.1
-    consistency_ramp_steps: int = 200
-    level_set_k: float = 1500.0
+    patch_size: tuple[int, ...] = spec(DEFAULT_PATCH, low=1, derive=_patch)
+    batch_size: int = spec(2, low=1)
+    learning_rate: float = spec(1e-3, low=0.0, high=10.0)
+    weight_decay: float = spec(1e-5, low=0.0, high=10.0)
+    max_steps: int = spec(1000, low=1)
+    beta: float = spec(1e-3, **WEIGHT)
+    beta_warmup_steps: int = spec(0, low=0)
+    free_bits: float = spec(0.0, low=0.0, high=100.0)
+    output_prior: str = spec("foreground", choices=OUTPUT_PRIORS)
+    seed: int = spec(0, low=0)
+    validation_interval: int = spec(100, low=1)
+    patience: int = spec(0, low=0)
+    warmup_steps: int = spec(0, low=0)
+    deep_supervision_weight: float = spec(0.5, **WEIGHT)
+    missing_rates: dict[str, float] = spec(factory=dict, low=0.0, high=1.0)
+    passion: PassionSpec = field(default_factory=PassionSpec)
+    dtc: DTCSpec = field(default_factory=DTCSpec)
 
 
 @dataclass(frozen=True)
@@ -248,13 +298,13 @@ class ModelCard:
         network, inference, training: hyperparameters.
     """
 
-    name: str
-    modalities: tuple[Modality, ...]
-    targets: tuple[Target, ...]
-    subtasks: tuple[SubTask, ...]
-    reference: str
+    name: str = spec(min_len=1)
+    modalities: tuple[Modality, ...] = spec(min_len=1)
+    targets: tuple[Target, ...] = spec(min_len=1)
+    subtasks: tuple[SubTask, ...] = spec(min_len=1)
+    reference: str = spec()
     description: str = ""
-    spacing: tuple[float, ...] | None = None
+    spacing: tuple[float, ...] | None = spec(None, low=1e-3, high=1e3)
     network: NetworkSpec = field(default_factory=NetworkSpec)
     inference: InferenceSpec = field(default_factory=InferenceSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)

@@ -19,6 +19,7 @@ to the primary's features, this is cheap to compute inside one pass:
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import groupby
 
 import torch
 
@@ -64,11 +65,12 @@ class WithheldPredictor:
                 full[s.name] = net.decode(s.name, skips)
                 if float(full[s.name].max()) < floor:
                     continue  # nothing here for this sub-task: no modality changes it (see above)
-                for a in s.auxiliaries:
+                # gate_keys lists each auxiliary's gates together, level after level.
+                for a, keys in groupby(net.gate_keys(s.name), key=lambda key: key[1]):
                     if self._given(a):
                         reduced = list(skips)
-                        for lv in net.gate_levels:
-                            reduced[lv] = skips[lv] - gates[(s.name, a, lv)].message
+                        for key in keys:
+                            reduced[key[2]] = skips[key[2]] - gates[key].message
                         withheld[(s.name, a)] = net.decode(s.name, reduced)
                 if self._given(s.primary):
                     without = dict(features)

@@ -102,9 +102,9 @@ def gated_parts(network, windows: torch.Tensor, present: torch.Tensor | None = N
         features = network.encode(windows)
         for s in card.subtasks:
             skips[s.name], gates = network.gated_skips(s.name, features, present)
-            parts[s.name] = {lv: {s.primary: features[s.primary][lv],
-                                  **{a: gates[(s.name, a, lv)].message for a in s.auxiliaries}}
-                             for lv in network.gate_levels}
+            parts[s.name] = {lv: {s.primary: features[s.primary][lv]} for lv in network.gate_levels}
+            for (_, a, lv), gate in gates.items():
+                parts[s.name][lv][a] = gate.message
     return skips, parts
 
 

@@ -113,7 +113,7 @@ class DTCLoss(nn.Module):
     which would count the consistency twice.
 
     Args:
-        card: ``training.level_set_weight``, ``consistency_weight``,
+        card: ``training.dtc``'s ``level_set_weight``, ``consistency_weight``,
             ``consistency_ramp_steps`` and ``level_set_k``.
 
     Shapes: ``forward(output with logits and level_set (B, T, *S), regions, step)``;
@@ -124,7 +124,7 @@ class DTCLoss(nn.Module):
 
     def __init__(self, card: ModelCard):
         super().__init__()
-        spec = card.training
+        spec = card.training.dtc
         self.level_set_weight = spec.level_set_weight
         self.consistency_weight = spec.consistency_weight
         self.ramp_steps = spec.consistency_ramp_steps

@@ -77,11 +77,12 @@ def inverse_frequency_weights(modality_names: Sequence[str],
 
 def binary_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
               temperature: float = 1.0) -> torch.Tensor:
-    """Per-element ``T^2 KL(Bern(sigmoid(t / T)) || Bern(sigmoid(s / T)))``.
+    """Per-element ``T^2 KL(Bern(sigmoid(t / T)) || Bern(sigmoid(s / T))) / 2``.
 
-    The sigmoid counterpart of the authors' ``temp_kl_loss`` (softmax over classes): every
-    target channel is an independent Bernoulli, so the KL sums over its two outcomes.
-    Log-sigmoids keep it exact and finite, where the authors clamp probabilities at 0.005.
+    The sigmoid counterpart of the authors' ``temp_kl_loss``, which takes ``torch.mean`` of the
+    softmax KL's terms over the class axis as well as the voxels: a sigmoid channel is a softmax
+    over two classes (``[0, z]``), so its KL's two terms are averaged, not summed. Log-sigmoids
+    keep it exact and finite, where the authors clamp probabilities at 0.005.
 
     Args:
         student_logits: (B, T, *S) logits, any shape.
@@ -89,13 +90,13 @@ def binary_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
         temperature: T > 0, softens both distributions.
 
     Returns:
-        The KL per element, same shape.
+        Half the KL per element, same shape.
     """
     zs, zt = student_logits / temperature, teacher_logits / temperature
     pt = torch.sigmoid(zt)
     logs = torch.nn.functional.logsigmoid
     kl = pt * (logs(zt) - logs(zs)) + (1 - pt) * (logs(-zt) - logs(-zs))
-    return temperature * temperature * kl
+    return temperature * temperature * kl / 2  # the mean over the two classes, as the authors
 
 
 def class_masks(regions: torch.Tensor, channels: Sequence[int]) -> torch.Tensor:
@@ -203,8 +204,8 @@ class PassionLoss(nn.Module):
     ``total = distill_weight * sum_m beta_m w_m kl_m + prototype_weight * sum_m lag_m w_m proto_m
     + deep_supervision_weight * sum_m lag_m beta_m w_m uni_m``, where ``x_m = (1/B) sum_b p_bm
     x_bm`` (the authors' per-batch sums; B normalises like the batch-mean supervised loss):
-    ``kl_bm`` the mean :func:`binary_kl` of student m against the detached teacher logits,
-    ``proto_bm`` the :func:`prototype_distillation` on the decoder features, ``uni_bm`` the
+    ``kl_bm`` the mean over targets and voxels of :func:`binary_kl` of student m against the
+    detached teacher logits (the authors' mean over classes and voxels), ``proto_bm`` the :func:`prototype_distillation` on the decoder features, ``uni_bm`` the
     supervised loss of the network's unimodal output ``branch_logits[m]`` (:meth:`unimodal_loss`;
     the authors' separate decoder; networks without one have no such term).
 
@@ -213,8 +214,8 @@ class PassionLoss(nn.Module):
 
     Args:
         card: the modalities, the sub-tasks' targets, ``training.missing_rates``,
-            ``distill_weight``, ``prototype_weight``, ``deep_supervision_weight``,
-            ``passion_temperature``, ``passion_warmup_epochs`` and ``passion_preference_rate``.
+            ``deep_supervision_weight`` and ``training.passion``'s ``distill_weight``,
+            ``prototype_weight``, ``temperature``, ``warmup_epochs`` and ``preference_rate``.
         epoch_steps: optimiser steps per epoch of the preference schedule.
         reduce: sums a tensor over the DDP processes (identity by default), so that the
             relative preference and the schedule's statistics are those of the global batch.
@@ -226,15 +227,15 @@ class PassionLoss(nn.Module):
     def __init__(self, card: ModelCard, epoch_steps: int,
                  reduce: Callable[[torch.Tensor], torch.Tensor] | None = None):
         super().__init__()
-        t = card.training
+        t, p = card.training, card.training.passion
         self.modality_names = card.modality_names
-        self.distill_weight, self.prototype_weight = t.distill_weight, t.prototype_weight
+        self.distill_weight, self.prototype_weight = p.distill_weight, p.prototype_weight
         self.unimodal_weight = t.deep_supervision_weight
-        self.temperature = t.passion_temperature
+        self.temperature = p.temperature
         self.reduce = reduce if reduce is not None else (lambda x: x)
         self.subtask_channels = {s.name: [card.target_index(x) for x in s.targets] for s in card.subtasks}
-        self.schedule = PreferenceSchedule(len(card.modalities), epoch_steps, t.passion_warmup_epochs,
-                                           t.passion_preference_rate, self.reduce)
+        self.schedule = PreferenceSchedule(len(card.modalities), epoch_steps, p.warmup_epochs,
+                                           p.preference_rate, self.reduce)
         weights = inverse_frequency_weights(card.modality_names, t.missing_rates)
         self.register_buffer("inverse_frequency", torch.tensor(weights, dtype=torch.float32), persistent=False)
         self.supervised = CIMLLoss(card)  # its per-sample Dice + BCE for the unimodal outputs

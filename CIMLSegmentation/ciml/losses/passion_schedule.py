@@ -4,7 +4,7 @@ The authors' ``code/train.py`` (``imb_beta``, ``eta``, ``eta_ext``): after each 
 warm-up, a modality whose prototype distance to the teacher was below the epoch's average
 (a dominant one) loses weight and a lagging one gains it; the step grows 1.5-fold at every
 100th epoch. The project trains by steps, so an epoch is a number of steps (the card's
-``training.passion_epoch_steps``, by default one pass over the training cases).
+``training.passion.epoch_steps``, by default one pass over the training cases).
 """
 
 from __future__ import annotations

@@ -14,9 +14,12 @@ from ciml.nn.output import GateOutput, NetOutput
 from ciml.nn.output_prior import OutputHeads
 
 
-def _gate_key(subtask: str, auxiliary: str, level: int) -> str:
+GateKey = tuple[str, str, int]  # (sub-task, auxiliary, encoder level)
+
+
+def _gate_name(key: GateKey) -> str:
     # ModuleDict keys cannot hold tuples; this one is also the weights' name in the bundle.
-    return f"{subtask}__{auxiliary}__{level}"
+    return "__".join(map(str, key))
 
 
 class CIMLNet(nn.Module):
@@ -55,10 +58,10 @@ class CIMLNet(nn.Module):
             m: ModalityHead(net.spatial_dims, net.features, len(card.targets))
             for m in self.encoders}) if net.modality_heads else None
         self.gates = nn.ModuleDict({
-            _gate_key(s.name, a, lv): CrossModalityInformationGate(
-                net.spatial_dims, net.features[lv], net.gate_bottleneck, net.gate_attention,
+            _gate_name(key): CrossModalityInformationGate(
+                net.spatial_dims, net.features[key[2]], net.gate_bottleneck, net.gate_attention,
                 net.gate_message, card.training.free_bits)
-            for s in card.subtasks for a in s.auxiliaries for lv in self.gate_levels})
+            for key in self.gate_keys()})
         # Output channel of each target, so the sub-tasks' logits land in the card's order.
         order = [t for s in card.subtasks for t in s.targets]
         self.register_buffer("_target_order", torch.tensor([order.index(t) for t in card.target_names]),
@@ -83,13 +86,26 @@ class CIMLNet(nn.Module):
             heads += [(head.levels[0], every) for head in self.modality_heads.values()]
         return heads
 
+    def gate_keys(self, subtask: str | None = None) -> list[GateKey]:
+        """Every gate's (sub-task, auxiliary, level), in the card's order: sub-tasks, then each
+        one's auxiliaries, then the gated levels shallowest first.
+
+        Args:
+            subtask: only this sub-task's gates; ``None``: every sub-task's.
+
+        The one order of the gates: their weights in a bundle, :class:`~ciml.nn.output.NetOutput`
+        ``gates``, the gate diagnostics' rows and every loop over the gates follow it.
+        """
+        return [(s.name, a, lv) for s in self.card.subtasks if subtask in (None, s.name)
+                for a in s.auxiliaries for lv in self.gate_levels]
+
     def gate(self, subtask: str, auxiliary: str, level: int) -> CrossModalityInformationGate:
         """The gate through which ``auxiliary`` talks to ``subtask``'s primary at encoder ``level``.
 
         The one way to reach a gate from outside (its ``message`` is the layer Grad-CAM reads);
         :class:`~ciml.nn.output.NetOutput` ``gates`` are keyed by the same triple.
         """
-        return self.gates[_gate_key(subtask, auxiliary, level)]
+        return self.gates[_gate_name((subtask, auxiliary, level))]
 
     def encode(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         """Features of every used modality at every level. x: (B, M, *S)."""
@@ -131,7 +147,7 @@ class CIMLNet(nn.Module):
 
     def gated_skips(self, subtask: str, features: dict[str, list[torch.Tensor]],
                     present: torch.Tensor | None = None
-                    ) -> tuple[list[torch.Tensor], dict[tuple[str, str, int], GateOutput]]:
+                    ) -> tuple[list[torch.Tensor], dict[GateKey, GateOutput]]:
         """A sub-task's decoder input: its primary's features plus, at each gated level, every
         auxiliary's message (zero for an absent auxiliary).
 
@@ -142,18 +158,19 @@ class CIMLNet(nn.Module):
 
         Returns:
             The skips, one (B, features[lv], *S / 2**lv) tensor per level, and the gates' outputs
-            keyed by (sub-task, auxiliary, level). Messages are added, so a skip minus one
-            auxiliary's message is what the decoder reads without that auxiliary.
+            keyed by (sub-task, auxiliary, level) in :meth:`gate_keys`' order. Messages are
+            added, so a skip minus one auxiliary's message is what the decoder reads without
+            that auxiliary.
         """
-        s = self.card.subtasks[[t.name for t in self.card.subtasks].index(subtask)]
-        skips, gates = list(features[s.primary]), {}
-        for lv in self.gate_levels:
-            for a in s.auxiliaries:
-                g = self.gate(s.name, a, lv)(features[s.primary][lv], features[a][lv])
-                if present is not None:
-                    g.message = g.message * _per_sample(present[:, self.card.modality_index(a)], g.message)
-                gates[(s.name, a, lv)] = g
-                skips[lv] = skips[lv] + g.message
+        primary = next(s.primary for s in self.card.subtasks if s.name == subtask)
+        skips, gates = list(features[primary]), {}
+        for key in self.gate_keys(subtask):
+            _, a, lv = key
+            g = self.gate(*key)(features[primary][lv], features[a][lv])
+            if present is not None:
+                g.message = g.message * _per_sample(present[:, self.card.modality_index(a)], g.message)
+            gates[key] = g
+            skips[lv] = skips[lv] + g.message
         return skips, gates
 
     def decode(self, subtask: str, skips: list[torch.Tensor]) -> torch.Tensor:

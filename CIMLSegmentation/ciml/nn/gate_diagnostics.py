@@ -17,7 +17,8 @@ For a batch of windows, every gate (sub-task, auxiliary, encoder level) of a
 
 A gate without a bottleneck (the "attention only" ablation) has no posterior: its KL, active
 channels and sigma are ``None``, and it is collapsed when its message ratio alone is below the
-threshold. See issue 17 and ``docs/bundle-format.md`` (``ciml info --gates``).
+threshold. See ``docs/training.md`` (the information gate) and ``docs/bundle-format.md``
+(``ciml info --gates``).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from ciml.nn.gate import LOG_VAR_LIMIT, CrossModalityInformationGate, channel_kl
 
 ACTIVE_CHANNEL_KL = 0.01
 """Nats per voxel above which a latent channel counts as active (carries information past the
-prior): issue 17's definition. A channel at the prior has KL 0; 0.01 nats is a mean shift of
-about 0.14 prior standard deviations."""
+prior), the measure by which the latent gate was found collapsed. A channel at the prior has
+KL 0; 0.01 nats is a mean shift of about 0.14 prior standard deviations."""
 
 COLLAPSED_MESSAGE_RATIO = 0.05
 """Message rms over primary rms below which a gate passes (almost) nothing. A message under 1/20
@@ -132,7 +133,7 @@ def gate_diagnostics(network: CIMLNet, windows: torch.Tensor) -> list[GateDiagno
             every modality is taken as present.
 
     Returns:
-        One :class:`GateDiagnostics` per gate, in the order sub-task, auxiliary, level of the card.
+        One :class:`GateDiagnostics` per gate, in :meth:`~ciml.nn.CIMLNet.gate_keys`' order.
     """
     if not isinstance(network, CIMLNet):
         raise TypeError(f"gate diagnostics need a CIMLNet, got {type(network).__name__}")
@@ -140,9 +141,9 @@ def gate_diagnostics(network: CIMLNet, windows: torch.Tensor) -> list[GateDiagno
     network.eval()
     try:
         features = network.encode(windows)
-        return [diagnose_gate(network.gate(s.name, a, lv), features[s.primary][lv], features[a][lv],
-                              s.name, a, lv)
-                for s in network.card.subtasks for a in s.auxiliaries for lv in network.gate_levels]
+        primary = {s.name: s.primary for s in network.card.subtasks}
+        return [diagnose_gate(network.gate(s, a, lv), features[primary[s]][lv], features[a][lv], s, a, lv)
+                for s, a, lv in network.gate_keys()]
     finally:
         network.train(was_training)
 

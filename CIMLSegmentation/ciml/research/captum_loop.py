@@ -74,11 +74,11 @@ def captum_window_maps(network, windows: torch.Tensor, card: ModelCard,
     """
     from captum.attr import LayerActivation  # optional package (the `test` extra): only this baseline needs it
 
-    layers = {}
-    for s in card.subtasks:
-        for lv in network.gate_levels:
-            layers[(s.name, lv, s.primary)] = network.encoders[s.primary].levels[lv]
-            layers.update({(s.name, lv, a): network.gate(s.name, a, lv).message for a in s.auxiliaries})
+    # The primaries' encoder levels, then every gate's message in gate_keys' order; each part
+    # is filed by (sub-task, level, modality), so the order only has to match the activations'.
+    layers = {(s.name, lv, s.primary): network.encoders[s.primary].levels[lv]
+              for s in card.subtasks for lv in network.gate_levels}
+    layers.update({(s, lv, a): network.gate(s, a, lv).message for s, a, lv in network.gate_keys()})
     activations = LayerActivation(network, list(layers.values())).attribute(windows)
     parts: Parts = {}
     for (subtask, lv, m), act in zip(layers, activations):

@@ -47,7 +47,7 @@ class Objective:
     Args:
         card: the model card.
         epoch_steps: optimiser steps per epoch of PASSION's preference schedule (needed with
-            missing rates; the trainer passes ``training.passion_epoch_steps`` or one pass
+            missing rates; the trainer passes ``training.passion.epoch_steps`` or one pass
             over the training cases).
         reduce: sums a tensor over the DDP processes (``ciml.training.distributed``); identity
             by default (one process).
@@ -66,11 +66,11 @@ class Objective:
         self.card = card
         self.supervised = CIMLLoss(card)
         self.passion = self.dtc = None
-        if card.training.missing_rates and card.training.passion:
-            steps = epoch_steps or card.training.passion_epoch_steps
+        if card.training.missing_rates and card.training.passion.enabled:
+            steps = epoch_steps or card.training.passion.epoch_steps
             if not steps:
                 raise ValueError("PASSION needs the steps per epoch: pass epoch_steps or set "
-                                 "training.passion_epoch_steps")
+                                 "training.passion.epoch_steps")
             self.passion = PassionLoss(card, steps, reduce)
         if card.network.level_set_head:
             self.dtc = DTCLoss(card)

@@ -248,12 +248,12 @@ class Trainer:
         return forward
 
     def _passion_epoch_steps(self) -> int | None:
-        """Steps per epoch of PASSION's preference schedule: ``training.passion_epoch_steps``,
+        """Steps per epoch of PASSION's preference schedule: ``training.passion.epoch_steps``,
         by default the steps that show every training case once on average (the authors' epoch)."""
         t = self.card.training
         if not t.missing_rates:
             return None
-        return t.passion_epoch_steps or steps_for_epochs(1, len(self.records["train"]), t.batch_size, self.world.size)
+        return t.passion.epoch_steps or steps_for_epochs(1, len(self.records["train"]), t.batch_size, self.world.size)
 
     def _validate_and_checkpoint(self, network, optimiser, scheduler, scaler, validation) -> bool:
         stop = False

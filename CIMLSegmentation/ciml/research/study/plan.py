@@ -63,7 +63,7 @@ class Method:
         edit: change to the task's card (ablations), or ``None``.
         missing_modalities: train with each auxiliary absent at the plan's rates.
         passion: with ``missing_modalities``, add PASSION's losses; without it the method is the
-            control, plain modality dropout at the same rates (``training.passion: false``).
+            control, plain modality dropout at the same rates (``training.passion.enabled: false``).
         labelled: ``"all"`` training cases, or ``"few"`` (the plan's ``few_labelled``).
         unlabelled: also train on the remaining cases without their labels (DTC).
         needs_subtasks: least number of sub-tasks in the task's card for the method to differ
@@ -169,7 +169,7 @@ class StudyPlan:
                 card[key] = copy.deepcopy(value)
         card["name"] = f"{self.task}-{method}"
         if m.missing_modalities and not m.passion:
-            card.setdefault("training", {})["passion"] = False
+            card.setdefault("training", {})["passion"] = {"enabled": False}
         return m.edit(card) if m.edit else card
 
     def auxiliaries(self) -> list[str]:
