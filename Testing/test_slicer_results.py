@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import slicer_lib_helpers  # noqa: F401  (puts the module folder on sys.path)
 
+from ciml.bundle import read_card
 from ciml.config import card_from_dict, preset, preset_dict
 from ciml.config.presets import PRESETS
 from ciml.errors import CardError
@@ -204,8 +205,7 @@ def test_terminology_entries_take_the_files_category():
 def test_the_brats_cards_code_the_regions_as_the_challenge_defines_them():
     """The preset and the built-in model's card (its .card.json and the card in its bundle)."""
     models_dir = MODULE / "Resources" / "Models"
-    builtin = json.loads((models_dir / "brats-sample" / "metadata.json").read_text())["card"]
-    for card in (preset("brats"), card_from_dict(builtin),
+    for card in (preset("brats"), read_card(models_dir / "brats-sample"),
                  card_from_dict(json.loads((models_dir / "brats-sample.card.json").read_text()))):
         specs = report.segment_specs(card)
         assert [s["terminology"] for s in specs] == [
