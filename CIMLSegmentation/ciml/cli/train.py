@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ciml.bundle import read_card
+from ciml.bundle.metadata import stored_card
 from ciml.config import card_from_dict
 from ciml.data import check_records, list_cases
 from ciml.data.datasets import split_records
@@ -78,4 +79,4 @@ def _resumed(args: argparse.Namespace):
     saved = json.loads(path.read_text())
     options = RunOptions(**{**saved["run"], "device": args.device or saved["run"]["device"]})
     options.max_steps = saved["max_steps"]
-    return card_from_dict(saved["card"]), options, saved["records"]
+    return card_from_dict(stored_card(saved)), options, saved["records"]

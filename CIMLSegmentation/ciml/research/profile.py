@@ -44,12 +44,11 @@ def _timed_blocks(network, x: torch.Tensor) -> dict[str, float]:
         features[m] = outs
     for s in card.subtasks:
         skips = list(features[s.primary])
-        for lv in network.gate_levels:
-            for a in s.auxiliaries:
-                start = time.perf_counter()
-                message = network.gate(s.name, a, lv)(features[s.primary][lv], features[a][lv]).message
-                skips[lv] = skips[lv] + message
-                rows[f"gates level {lv}"] += time.perf_counter() - start
+        for _, a, lv in network.gate_keys(s.name):
+            start = time.perf_counter()
+            message = network.gate(s.name, a, lv)(features[s.primary][lv], features[a][lv]).message
+            skips[lv] = skips[lv] + message
+            rows[f"gates level {lv}"] += time.perf_counter() - start
         decoder = network.decoders[s.name]
         h = skips[-1]
         top = len(skips) - 1

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ciml.bundle.metadata import FORMAT_VERSION
 from ciml.bundle.weights import load_bundle, save_bundle
 from ciml.config import ModelCard
 from ciml.data.datasets import build_dataset, train_transforms, validation_transforms
@@ -334,8 +335,9 @@ class Trainer:
         if (self.out / "checkpoints").exists() or (self.out / "bundle").exists():
             raise CIMLError(f"{self.out} already holds a run; use --resume to continue it or choose another --out")
         (self.out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        config = {"card": self.card.to_dict(), "run": asdict(self.options), "max_steps": self.max_steps,
-                  "records": self.records}
+        # format_version: the card's format, so that a run resumed by a later ciml is migrated as a bundle is
+        config = {"format_version": FORMAT_VERSION, "card": self.card.to_dict(), "run": asdict(self.options),
+                  "max_steps": self.max_steps, "records": self.records}
         (self.out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
         (self.out / "log.jsonl").write_text("")
 
