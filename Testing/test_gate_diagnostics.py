@@ -1,5 +1,5 @@
 """The information gate measured: its KL, its reparameterised sample, the gate diagnostics and
-the collapse detector (issue 17), and `ciml info --gates` as a user runs it."""
+the collapse detector, and `ciml info --gates` as a user runs it."""
 
 from __future__ import annotations
 

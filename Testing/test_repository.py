@@ -61,3 +61,23 @@ def test_nothing_refers_to_files_outside_the_repository():
         text = path.read_text(encoding="utf-8", errors="replace")
         found += [f"{path.relative_to(ROOT)}: {word}" for word in outside if word in text]
     assert found == []
+
+
+# Words about how the work was organised or which machine was handed out, not about the product.
+OUTSIDE_WORDS = re.compile(
+    r"\bissues? #?\d+|\b(?:was|were|is|not) lent\b|\blent to (?:this|the) (?:task|session)\b|can_start_another"
+    r"|\bthe device tool\b",
+    re.I)
+
+
+def test_code_and_docs_speak_of_the_project_alone():
+    """No "issue N" for a tracker no reader has, no sentence about how a machine was obtained."""
+    found = []
+    for path in ROOT.rglob("*"):
+        if path.suffix not in TEXT_SUFFIXES or not path.is_file() or SKIP & set(path.relative_to(ROOT).parts):
+            continue
+        if path == Path(__file__):
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            found += [f"{path.relative_to(ROOT)}:{number}: {m.group(0)}" for m in OUTSIDE_WORDS.finditer(line)]
+    assert found == []

@@ -6,7 +6,7 @@ primary's sub-task (the complementary information), and are weighted by a spatia
 computed from both modalities, which says where the auxiliary should speak. The product is the
 *message* that is added to the primary's features. By default the latent is decoded by a learned
 1x1 convolution first, as a deep variational information bottleneck decodes its latent
-(Alemi et al., 2017): added raw, the latent collapsed to the prior (issue 17, docs/training.md).
+(Alemi et al., 2017): added raw, the latent collapsed to the prior (docs/training.md).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class CrossModalityInformationGate(nn.Module):
         message: ``decoded`` passes the latent through a learned 1x1 convolution before it is
             weighted and added (a deep VIB's decoder: the network can scale the sampling noise
             down and map the latent into the primary's feature space); ``latent`` adds the
-            latent itself (the gate before issue 17, which collapsed to the prior).
+            latent itself (the earlier gate, which collapsed to the prior).
         free_bits: nats per voxel each latent channel may carry without penalty; the gate's
             ``kl_term`` is the sum over channels of ``max(KL_c, free_bits)`` (``kl`` stays the
             true KL).

@@ -39,7 +39,7 @@ KL 0; 0.01 nats is a mean shift of about 0.14 prior standard deviations."""
 
 COLLAPSED_MESSAGE_RATIO = 0.05
 """Message rms over primary rms below which a gate passes (almost) nothing. A message under 1/20
-of the features it is added to moves the decoder's input by under 5 %. Issue 17's ``shapes``
+of the features it is added to moves the decoder's input by under 5 %. The gate study's ``shapes``
 measurement separates the two kinds of gate on each side of it: the redundant ``echo`` gate sends
 0.012 of the primary's rms (withholding echo changes 0 % of the prediction), the complementary
 ``cue`` gate 0.164 (withholding cue changes 61 %)."""
