@@ -149,8 +149,38 @@ def claims(r: dict) -> str:
 
 
 def speed_claims(r: dict) -> list[list[str]]:
-    """The speed and memory rows, from the newest result of each benchmark."""
+    """The speed, memory and relations rows, from the newest result of each benchmark."""
     rows = []
+    stem = newest(r, "benchmark.pipelines")
+    if stem:
+        res = r[stem]["results"]
+        for key, what in (("ciml_brats/segresnet", "`ciml segment` with a `brats`-preset bundle against MONAI's BraTS "
+                                                   "SegResNet pipeline, whole processes"),
+                          ("ciml_builtin/segresnet", "the built-in model against the same pipeline")):
+            q = res["ratios"][key]
+            rows.append([what, f"{q['value']:.2f}x", f"at most {q['target']}x",
+                         "**met**" if q["met"] else "**not met**", source(r, stem)])
+        peak = res["processes"]["ciml_brats"]["rss_peak_bytes"]
+        rows.append(["peak memory of `ciml segment`, `brats` preset, CPU", _gb(peak), "under 4 GB",
+                     "**met**" if peak < 4e9 else "**not met**", source(r, stem)])
+    for model, label in ((None, "`brats` preset"), ("built-in", "built-in model")):
+        stem = newest(r, "benchmark.speed", model)
+        if stem is None:
+            continue
+        q = r[stem]["results"]["ratios"]
+        for key, what in (("ciml_effects/ciml", "every effect"), ("ciml_cams/ciml", "every Grad-CAM map"),
+                          ("ciml/early_fusion", "CIML segmentation against early fusion of equal size")):
+            if key in q and q[key]["value"] is not None:
+                claim = what if key == "ciml/early_fusion" else f"segmentation with {what} against segmentation alone"
+                rows.append([f"{claim} ({label})", f"{q[key]['value']:.2f}x", f"at most {q[key]['target']}x",
+                             "**met**" if q[key]["met"] else "**not met**", source(r, stem)])
+    stem = newest(r, "benchmark.relations")
+    if stem:
+        rho = r[stem]["results"]["spearman"]
+        rows.append(["the relations table ranks the modalities as real runs without them do",
+                     "Spearman " + ", ".join(f"{t} {v:.2f}" for t, v in rho.items()),
+                     "agree (positive rank correlation)",
+                     "**met**" if min(rho.values()) > 0 else "**not met**", source(r, stem)])
     cap = r["speed-captum-2026-11-23"]["results"]
     rows.append(["our maps against a Captum `LayerGradCam` loop",
                  f"{cap['ratios']['captum_loop/ciml_cams']:.1f}x faster, peak {cap['configs']['ciml_cams']['rss_peak_gb']:.2f} "
@@ -220,29 +250,103 @@ def headline(r: dict) -> str:
             f"{pm(_method(r, b5, 'ciml')['dice'])}. [Detail](docs/BENCHMARKS.md#accuracy-on-the-phantoms)\n")
 
 
-def newest(r: dict, kind: str) -> str | None:
-    """The stem of the newest result file of a kind (by date), or None."""
-    stems = sorted((res["date"], stem) for stem, res in r.items() if res["kind"] == kind and "source" not in res)
+def newest(r: dict, kind: str, model: str | None = "any") -> str | None:
+    """The stem of the newest measured result file of a kind (by date), or None; ``model``: only
+    runs of that bundle (``None``: the preset's random weights)."""
+    stems = sorted((res["date"], stem) for stem, res in r.items()
+                   if res["kind"] == kind and "source" not in res
+                   and (model == "any" or _model_name(res["results"].get("model")) == model))
     return stems[-1][1] if stems else None
 
 
+def _model_name(model: str | None) -> str | None:
+    """"built-in" for the built-in model's bundle, whatever the path it was run from."""
+    if model is None:
+        return None
+    return "built-in" if Path(model).name == "brats-sample" else Path(model).name
+
+
+def machine(r: dict, stem: str) -> str:
+    m = r[stem]["machine"]
+    gpu = f", {m['gpu']}" if m.get("gpu") else ""
+    return f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['threads']} threads), {m['device']}{gpu}"
+
+
+def _gb(value: float | None) -> str:
+    return "–" if value is None else f"{value / 1e9:.2f} GB"
+
+
+def _verdict(ratio: dict) -> str:
+    if ratio["target"] is None:
+        return "reported"
+    return f"{'**met**' if ratio['met'] else '**not met**'} (target {ratio['target']})"
+
+
 def speed(r: dict) -> str:
+    """Whole processes against MONAI's BraTS SegResNet pipeline, from the newest pipelines run."""
     stem = newest(r, "benchmark.pipelines")
     if stem is None:
-        return "Not measured under the current default yet.\n"
-    return "(pipelines)\n"
+        return "No measurement under the current default.\n"
+    res = r[stem]["results"]
+    rows = [[p["label"], f"{p['median_s']:.1f}", f"{p['min_s']:.1f}", f"{p['max_s']:.1f}", _gb(p["rss_peak_bytes"])]
+            for p in res["processes"].values()]
+    stages = {name: p["stages_median_s"] for name, p in res["processes"].items() if p.get("stages_median_s")}
+    text = table(["process (read, segment, write)", "median s", "min s", "max s", "peak RSS"], rows)
+    if stages:
+        names = list(next(iter(stages.values())))
+        text += "\n" + table(["stages (median s, from report.json)", *names],
+                              [[n, *(f"{s[k]:.1f}" for k in names)] for n, s in stages.items()])
+    text += "\n" + table(["ratio of median times", "value", "verdict"],
+                          [[k, f"{v['value']:.2f}", _verdict(v)] for k, v in res["ratios"].items()])
+    return text + f"\n`{r[stem]['command']}`: {res['size']} case, {res['repeats']} interleaved repeats; {machine(r, stem)}; {source(r, stem)}.\n"
 
 
 def effects(r: dict) -> str:
-    stem = newest(r, "benchmark.speed")
+    """Segmentation, every effect and every Grad-CAM map, from the newest speed run of each model."""
+    rows, notes = [], []
+    for model, label in ((None, "`brats` preset (random weights)"), ("built-in", "built-in model")):
+        stem = newest(r, "benchmark.speed", model)
+        if stem is None:
+            continue
+        res = r[stem]["results"]
+        c, q = res["configs"], res["ratios"]
+        cell = lambda name: f"{c[name]['median_s']:.1f} s" if name in c else "–"
+        peaks = " / ".join(_gb(c[n].get("rss_peak_bytes")) for n in ("ciml", "ciml_effects", "ciml_cams") if n in c)
+        rows.append([label, cell("ciml"), cell("ciml_effects"), cell("ciml_cams"),
+                     f"{q['ciml_effects/ciml']['value']:.2f}" if "ciml_effects/ciml" in q else "–",
+                     f"{q['ciml_cams/ciml']['value']:.2f}" if "ciml_cams/ciml" in q else "–", peaks, source(r, stem)])
+        notes.append(f"{label}: `{r[stem]['command']}`, {machine(r, stem)}")
+    if not rows:
+        return "No measurement under the current default.\n"
+    return (table(["model", "(a) segmentation", "(e) + every effect", "(b) + every Grad-CAM map", "(e)/(a)",
+                   "(b)/(a)", "peak RSS (a) / (e) / (b)", "result file, date"], rows)
+            + "\n" + "; ".join(notes) + ".\n")
+
+
+def relations(r: dict) -> str:
+    """The relations table's shares against real runs without each modality."""
+    stem = newest(r, "benchmark.relations")
     if stem is None:
-        return "Not measured under the current default yet.\n"
-    return "(speed)\n"
+        return "No measurement under the current default.\n"
+    res = r[stem]["results"]
+    modalities = list(dict.fromkeys(row["modality"] for row in res["rows"]))
+    rows = []
+    for target, rho in res["spearman"].items():
+        cells = []
+        for m in modalities:
+            rs = [x for x in res["rows"] if x["target"] == target and x["modality"] == m]
+            share = sum(x["share"] for x in rs) / len(rs)
+            lost = sum(x["dice"] - x["dice_without"] for x in rs) / len(rs)
+            cells.append(f"{100 * share:.1f} % / {lost:+.3f}")
+        rows.append([target, *cells, f"{rho:.2f}"])
+    return (table(["target", *(f"{m}: share / Dice lost" for m in modalities), "Spearman"], rows)
+            + f"\n{res['cases']} unseen cases (seed {res['seed']}), {_model_name(res['model'])} model; "
+              f"`{r[stem]['command']}`; {source(r, stem)}.\n")
 
 
 BLOCKS: dict[str, Callable[[dict], str]] = {
     "claims": claims, "accuracy": accuracy, "missing": missing, "information": information, "headline": headline,
-    "speed": speed, "effects": effects,
+    "speed": speed, "effects": effects, "relations": relations,
 }
 
 
