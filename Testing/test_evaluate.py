@@ -12,6 +12,7 @@ from test_train import tiny_shapes_card
 
 from ciml.cli.main import main
 from ciml.data.synthetic import write_cases
+from ciml.evaluation.lesions import LESION_WORST_HD95, lesion_wise
 from ciml.evaluation.metrics import WORST_HD95, region_metrics
 
 
@@ -90,3 +91,50 @@ def test_evaluate_refuses_bad_missing_names(passion_model, capsys, missing, mess
     assert main(["evaluate", "--model", str(passion_model / "run" / "bundle"), "--data", str(passion_model / "data"),
                  "--missing", missing, "--progress", "none"]) == 2
     assert message in capsys.readouterr().err
+
+
+def _box(shape, *slices) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[slices] = True
+    return mask
+
+
+LESION_SHAPE = (60, 60, 40)
+
+
+def test_lesion_wise_dice_is_the_mean_over_lesions_a_missed_one_scoring_0():
+    found = _box(LESION_SHAPE, slice(5, 15), slice(5, 15), slice(5, 15))       # 1000 voxels
+    missed = _box(LESION_SHAPE, slice(40, 50), slice(40, 50), slice(20, 30))
+    prediction = _box(LESION_SHAPE, slice(7, 15), slice(5, 15), slice(5, 15))  # 800 of them
+    scores = lesion_wise(prediction, found | missed)
+    found_dice = 2 * 800 / (800 + 1000)
+    assert scores["dice"] == pytest.approx((found_dice + 0) / 2)
+    assert scores["hd95"] == pytest.approx((region_metrics(torch.from_numpy(prediction[None]),
+                                                           torch.from_numpy(found[None]), ["t"])["hd95"]["t"]
+                                            + LESION_WORST_HD95) / 2)
+    assert (scores["lesions"], scores["found"], scores["missed"], scores["false_positives"]) == (2, 1, 1, 0)
+    plain = region_metrics(torch.from_numpy(prediction[None]), torch.from_numpy((found | missed)[None]), ["t"])
+    assert plain["dice"]["t"] == pytest.approx(2 * 800 / (800 + 2000)), "the plain Dice pools the voxels"
+
+
+def test_a_false_positive_counts_as_a_lesion_and_small_lesions_are_not_scored():
+    lesion = _box(LESION_SHAPE, slice(5, 15), slice(5, 15), slice(5, 15))
+    small = _box(LESION_SHAPE, slice(40, 43), slice(40, 43), slice(30, 33))    # 27 voxels: <= 50 mm^3
+    stray = _box(LESION_SHAPE, slice(30, 34), slice(5, 9), slice(30, 34))      # overlaps no lesion
+    scores = lesion_wise(lesion | stray | small, lesion | small)
+    assert (scores["lesions"], scores["false_positives"]) == (1, 1), "the small lesion's match is no FP"
+    assert scores["dice"] == pytest.approx(0.5) and scores["hd95"] == pytest.approx(LESION_WORST_HD95 / 2)
+    # The same small lesion on a 2 mm grid is 216 mm^3: scored, and found.
+    assert lesion_wise(lesion | stray | small, lesion | small, (2.0, 2.0, 2.0))["lesions"] == 2
+
+
+def test_nearby_label_components_are_one_lesion_and_a_prediction_near_a_lesion_matches_it():
+    left = _box(LESION_SHAPE, slice(5, 15), slice(5, 15), slice(5, 15))
+    right = _box(LESION_SHAPE, slice(19, 29), slice(5, 15), slice(5, 15))      # 4 voxels apart: merged
+    beside = _box(LESION_SHAPE, slice(5, 15), slice(17, 25), slice(5, 15))     # 2 voxels off the lesion
+    merged = lesion_wise(left | right, left | right)
+    assert (merged["lesions"], merged["dice"], merged["hd95"]) == (1, 1.0, 0.0)
+    near = lesion_wise(beside, left)
+    assert (near["found"], near["false_positives"], near["dice"]) == (1, 0, 0.0)
+    assert lesion_wise(np.zeros(LESION_SHAPE, bool), np.zeros(LESION_SHAPE, bool)) == {
+        "dice": 1.0, "hd95": 0.0, "lesions": 0, "found": 0, "missed": 0, "false_positives": 0}

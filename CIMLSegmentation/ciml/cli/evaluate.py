@@ -1,4 +1,4 @@
-"""`ciml evaluate`: Dice and HD95 per case and target of a bundle on labelled cases."""
+"""`ciml evaluate`: plain and lesion-wise Dice and HD95 per case and target of a bundle on labelled cases."""
 
 from __future__ import annotations
 

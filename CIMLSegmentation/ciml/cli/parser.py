@@ -145,10 +145,11 @@ def _train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _evaluate(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("evaluate", help="score a model on labelled cases (Dice, HD95)",
-                       description="Segment every labelled case of a dataset with a bundle and score it "
-                                   "per target with MONAI's Dice and HD95 (empty masks scored as the "
-                                   "BraTS challenge does; see docs/training.md).")
+    p = sub.add_parser("evaluate", help="score a model on labelled cases (Dice, HD95, lesion-wise)",
+                       description="Segment every labelled case of a dataset with a bundle and score the "
+                                   "label map it writes on the label's grid, per target: MONAI's Dice and "
+                                   "HD95 (empty masks scored as the BraTS challenge does) and BraTS 2023's "
+                                   "lesion-wise Dice and HD95 (see docs/real-scans.md).")
     p.add_argument("--model", required=True, metavar="BUNDLE", help="the bundle folder")
     p.add_argument("--data", required=True, metavar="DIR_OR_FILE", help="dataset folder, datalist or CSV")
     p.add_argument("--layout", help="dataset layout, when detection is not wanted")

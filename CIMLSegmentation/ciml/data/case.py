@@ -193,6 +193,24 @@ def load_record(card: ModelCard, record: Mapping[str, Any], allow_missing: bool 
                      label_convention=record.get("label_convention"), allow_missing=allow_missing)
 
 
+def load_reference_regions(card: ModelCard, record: Mapping[str, Any], reference: Geometry) -> np.ndarray:
+    """A case record's label map as region channels on the reference grid (where outputs are
+    written and the BraTS challenge scores), rather than on the working grid of :attr:`Case.regions`.
+
+    Args:
+        card: the model card (targets, label values).
+        record: a labelled case record (its ``label`` and ``label_convention``).
+        reference: :attr:`Case.reference` of the loaded case.
+
+    Returns:
+        bool ``(T, X, Y, Z)`` on ``reference``.
+    """
+    case_id = str(record.get("case", ""))
+    regions, _ = _load_regions(card, record["label"], record.get("label_convention"), reference, reference,
+                               f"case {case_id}: " if case_id else "", "the reference image")
+    return regions.astype(bool)
+
+
 def _load_regions(card: ModelCard, path: PathLike, label_convention: str | None, reference: Geometry,
                   grid: Geometry, where: str, ref_what: str) -> tuple[np.ndarray, list[str]]:
     source = f"{where}label map {path}"

@@ -2,8 +2,11 @@
 
 The four schemes give the network inputs of comparable range whatever the scanner:
 
-- ``zscore_nonzero`` (MR): z-score over the non-zero voxels (the head, not the air around it),
-  zero outside, as MONAI's ``NormalizeIntensity(nonzero=True)`` and nnU-Net do for MR.
+- ``zscore_nonzero`` (MR): the non-zero voxels (the head, not the air around it) clipped at
+  their :data:`MR_CLIP_PERCENTILE` th percentile, then z-scored; zero outside. The z-score is
+  MONAI's ``NormalizeIntensity(nonzero=True)``; the clip first, as nnU-Net and MONAI's BraTS
+  pipelines do, keeps a few hot voxels (raw int16 scans reaching 32767 where the brain is
+  around 1000) from inflating the standard deviation and squashing the whole brain towards 0.
 - ``zscore``: z-score over the whole image.
 - ``window`` (CT, Hounsfield units) and ``suv_clip`` (PET, SUV): clip to ``Modality.window`` and
   scale it to 0..1, as MONAI's ``ScaleIntensityRange(clip=True)``.
@@ -19,6 +22,10 @@ import numpy as np
 
 from ciml.config.card import Modality
 
+MR_CLIP_PERCENTILE = 99.5
+"""``zscore_nonzero`` clips the non-zero voxels at this percentile of their values before the
+z-score (only the top: MR has no meaningful negative outliers, and the air is 0)."""
+
 
 def normalize(array: np.ndarray, modality: Modality) -> np.ndarray:
     """Normalise one modality's voxels as the card says.
@@ -33,7 +40,8 @@ def normalize(array: np.ndarray, modality: Modality) -> np.ndarray:
     values = np.asarray(array, dtype=np.float32)
     scheme = modality.normalization
     if scheme == "zscore_nonzero":
-        return zscore(values, values != 0)
+        mask = values != 0
+        return zscore(clip_high(values, mask, MR_CLIP_PERCENTILE), mask)
     if scheme == "zscore":
         return zscore(values, None)
     if scheme in ("window", "suv_clip"):
@@ -58,6 +66,29 @@ def zscore(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         return scaled.astype(np.float32)
     out[mask] = scaled
     return out
+
+
+def clip_high(values: np.ndarray, mask: np.ndarray, percentile: float) -> np.ndarray:
+    """``values`` with the voxels in ``mask`` clipped at the ``percentile`` th percentile of theirs.
+
+    Args:
+        values: float32 voxel values, any shape.
+        mask: bool, same shape: the voxels whose distribution sets the ceiling and that are
+            clipped (the others are returned unchanged).
+        percentile: in ``[0, 100]``; 100 returns ``values`` as they are.
+
+    Returns:
+        A float32 array of the same shape (``values`` itself when nothing is above the ceiling).
+    """
+    if percentile >= 100 or not mask.any():
+        return values
+    ceiling = np.float32(np.percentile(values[mask], percentile))
+    above = mask & (values > ceiling)
+    if not above.any():
+        return values
+    clipped = values.copy()
+    clipped[above] = ceiling
+    return clipped
 
 
 def fill_value(modality: Modality) -> float:
