@@ -69,7 +69,7 @@ def test_evaluate_writes_per_case_and_mean_scores(passion_model, capsys):
     assert main(["evaluate", "--model", str(passion_model / "run" / "bundle"), "--data", str(passion_model / "data"),
                  "--out", str(out), "--progress", "none"]) == 0
     table = capsys.readouterr().out
-    report = json.loads(out.read_text())
+    report = json.loads(out.read_text())["results"]
     assert len(report["cases"]) == 4 and "mean" in table and "Dice target" in table
     dice = [c["dice"]["target"] for c in report["cases"]]
     assert report["mean"]["dice"]["target"] == pytest.approx(np.mean(dice))
@@ -81,7 +81,7 @@ def test_a_passion_model_segments_with_a_modality_absent(passion_model, tmp_path
     out = tmp_path / "missing.json"
     assert main(["evaluate", "--model", str(passion_model / "run" / "bundle"), "--data", str(passion_model / "data"),
                  "--missing", "echo", "--out", str(out), "--progress", "none"]) == 0
-    report = json.loads(out.read_text())
+    report = json.loads(out.read_text())["results"]
     assert report["missing"] == ["echo"]
     assert all(0.0 <= c["dice"]["target"] <= 1.0 for c in report["cases"])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ciml.bundle.weights import load_bundle
@@ -11,11 +10,12 @@ from ciml.data import check_records, list_cases
 from ciml.errors import CIMLError
 from ciml.evaluation.evaluate import evaluate, table
 from ciml.inference.device import resolve_device
-from ciml.io_utils import write_text_new
 from ciml.progress import Progress
+from ciml.research.record import envelope, refuse_existing, write_record
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_existing(args.out)  # before minutes of segmenting, not after
     progress = Progress(args.progress)
     device = resolve_device(args.device)
     bundle = load_bundle(args.model, device=str(device))
@@ -33,9 +33,8 @@ def run(args: argparse.Namespace) -> int:
     records = [{k: v for k, v in r.items() if k not in missing} for r in records]
     report = evaluate(bundle, records, device, progress, allow_missing=bool(missing))
     report["missing"] = missing
-    text = json.dumps(report, indent=2) + "\n"
-    if args.out:
-        write_text_new(args.out, text)
     sys.stdout.write(table(report))
+    if args.out:  # a result file: the scores with the command, the commit, the machine and the date
+        write_record(envelope("evaluate", report, getattr(args, "_argv", None), str(device)), args.out)
     progress.done(mean=report["mean"])
     return 0

@@ -27,7 +27,11 @@ def _spread(values: list[float]) -> dict[str, Any]:
 
 
 def _read(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    """A JSON file, or the numbers of a result file (``ciml evaluate --out``)."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data["results"] if "kind" in data and "results" in data else data
 
 
 def summarise(reports: list[dict[str, Any]]) -> dict[str, Any] | None:
