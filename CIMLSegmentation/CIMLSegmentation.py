@@ -3,7 +3,7 @@
 Thin module file: metadata, a widget that loads the .ui and hands it to the panel, a headless
 logic, and the self-test. The network runs in a separate worker process (``python -m ciml``),
 so torch never loads into Slicer; everything else lives in CIMLSegmentationLib (decisions on
-plain values) and CIMLSegmentationLib.slicerglue (the Slicer side). Imports qt, slicer and both
+plain values) and CIMLSegmentationLib.slicerglue (the Slicer side). Imports slicer and both
 at the top (this file only runs in Slicer).
 """
 
@@ -13,7 +13,6 @@ import shutil
 import tempfile
 import unittest
 
-import qt
 import slicer
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -29,6 +28,7 @@ from CIMLSegmentationLib.training import TrainingJob
 from CIMLSegmentationLib.slicerglue import cases, install, sampledata
 from CIMLSegmentationLib.slicerglue.parameters import CIMLSegmentationParameterNode
 from CIMLSegmentationLib.slicerglue.segmentation import SegmentationJob
+from CIMLSegmentationLib.slicerglue.timer import pollTimer
 from CIMLSegmentationLib.slicerglue.widget import Panel
 
 MODULE_DIR = os.path.dirname(__file__)
@@ -38,14 +38,6 @@ def jobCallbacks(onProgress=None, onFinished=None, onLog=None, onTick=None):
     """The logic's callbacks, named as Slicer names them, under the names the plain jobs take
     (``CIMLSegmentationLib.job.BackgroundJob``); another name is a TypeError."""
     return {"on_progress": onProgress, "on_finished": onFinished, "on_log": onLog, "on_tick": onTick}
-
-
-def pollTimer(intervalMs, callback):
-    """The timer that drives a background job's poll() from Slicer's event loop."""
-    timer = qt.QTimer()
-    timer.setInterval(intervalMs)
-    timer.connect("timeout()", callback)
-    return timer
 
 
 class CIMLSegmentation(ScriptedLoadableModule):

@@ -1,7 +1,8 @@
 """The Slicer extension's packaging, decided on plain values outside Slicer: which MONAI to
 install for a torch/numpy/Python triple and the pip constraints that keep torch in place; the
 Extensions Index JSON entry in step with the .s4ext and CMakeLists.txt; the self-test registered
-with CTest; the sample case offered in Sample Data (made by the real worker); the docs."""
+with CTest; the sample case offered in Sample Data (its names and source; its making is in
+test_slicer_sample_case.py); the docs."""
 
 import ast
 import json
@@ -13,7 +14,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import SimpleITK as sitk
 
 import slicer_lib_helpers
 from CIMLSegmentationLib import models, requirements, roles, samplecase
@@ -298,55 +298,6 @@ def test_the_sample_data_source_arguments(tmp_path):
     assert args["uris"] == [(tmp_path / f).resolve().as_uri() for f in args["fileNames"]]
     assert args["loadFileTypes"] == ["VolumeFile"] * n and args["thumbnailFileName"] == "/icons/x.png"
     assert samplecase.source_arguments(tmp_path)["thumbnailFileName"] is None
-
-
-def test_prepare_case_runs_the_worker_once_and_leaves_only_the_registered_files(tmp_path):
-    cache = tmp_path / "cache"
-    files = samplecase.prepare_case(cache, sys.executable, MODULE_DIR)
-    assert sorted(p.name for p in cache.iterdir()) == sorted(samplecase.file_name(m) for m in samplecase.MODALITIES)
-    for modality, path in files.items():
-        assert path == cache / samplecase.file_name(modality)
-        assert sitk.ReadImage(str(path)).GetDimension() == 3
-    stamps = {m: p.stat().st_mtime_ns for m, p in files.items()}
-    assert samplecase.prepare_case(cache, sys.executable, MODULE_DIR) == files
-    assert {m: p.stat().st_mtime_ns for m, p in files.items()} == stamps  # cached: not made again
-    files["t2"].write_bytes(b"")  # an empty file counts as missing, as in Sample Data
-    assert samplecase.missing_files(cache) == [files["t2"]]
-    samplecase.prepare_case(cache, sys.executable, MODULE_DIR)
-    assert samplecase.missing_files(cache) == [] and files["t2"].stat().st_size > 0
-
-
-def _fake_worker(folder, body):
-    """A module folder whose `python -m ciml` runs ``body`` (it comes first on PYTHONPATH)."""
-    (folder / "ciml").mkdir(parents=True)
-    (folder / "ciml" / "__init__.py").write_text("")
-    (folder / "ciml" / "__main__.py").write_text(textwrap.dedent(body))
-    return folder
-
-
-def test_prepare_case_failures_are_one_message_and_leave_nothing_behind(tmp_path):
-    cache = tmp_path / "cache"
-    failing = _fake_worker(tmp_path / "failing", """
-        import sys
-        print("progress noise", file=sys.stderr)
-        print("ciml sample-data: error: no space left on device", file=sys.stderr)
-        sys.exit(2)
-    """)
-    with pytest.raises(samplecase.SampleCaseError) as raised:
-        samplecase.prepare_case(cache, sys.executable, failing)
-    assert str(raised.value) == "the worker could not make the sample case: no space left on device"
-    assert list(cache.iterdir()) == []
-    silent = _fake_worker(tmp_path / "silent", "print('done')")  # exits 0 but writes nothing
-    with pytest.raises(samplecase.SampleCaseError, match="did not write"):
-        samplecase.prepare_case(cache, sys.executable, silent)
-    assert list(cache.iterdir()) == []
-    with pytest.raises(samplecase.SampleCaseError, match="could not make the sample case"):
-        samplecase.prepare_case(cache, str(tmp_path / "no-python"), MODULE_DIR)
-    assert list(cache.iterdir()) == []
-    blocked = tmp_path / "a-file"
-    blocked.write_text("not a folder")
-    with pytest.raises(samplecase.SampleCaseError, match="cannot write the sample case"):
-        samplecase.prepare_case(blocked / "cache", sys.executable, MODULE_DIR)
 
 
 def test_the_plain_modules_of_this_item_import_without_numpy_torch_or_slicer():

@@ -123,9 +123,10 @@ def test_a_run_with_notes_says_how_many_in_the_panels_words():
     FakeTimer.last.run()
     assert ends[-1] == job.RunEnd("Done. 2 note(s) in the log.", ["t2 resampled onto the grid of t1ce", "WT: small"],
                                   show_results=True)
-    _run(record, WORKER, ends, notes=["one"], done_text="Fertig.", notes_text=" {count} Hinweis(e).")
+    german = {"Done. {count} note(s) in the log.": "Fertig. {count} Hinweis(e) im Protokoll."}
+    _run(record, WORKER, ends, notes=["one"], _=lambda text: german.get(text, text))
     FakeTimer.last.run()
-    assert ends[-1].status_line == "Fertig. 1 Hinweis(e)."
+    assert ends[-1].status_line == "Fertig. 1 Hinweis(e) im Protokoll."
 
 
 def test_a_failed_run_shows_its_error_and_leaves_the_output_alone():

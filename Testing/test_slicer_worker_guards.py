@@ -25,13 +25,21 @@ def test_the_worker_is_created_suspended_in_its_own_group_without_a_window():
         assert NEW_GROUP == subprocess.CREATE_NEW_PROCESS_GROUP and NO_WINDOW == subprocess.CREATE_NO_WINDOW
 
 
+def test_every_worker_is_created_with_the_same_options_windows_included():
+    """popen_options as values: on Windows the suspended flags without a console window (the
+    sample case's worker too: no console pops up), elsewhere its own session."""
+    assert process.popen_options(windows=True) == {"creationflags": SUSPENDED | NEW_GROUP | NO_WINDOW}
+    assert process.popen_options(windows=False) == {"start_new_session": True}
+    assert process.popen_options() == process.popen_options(windows=os.name == "nt")
+
+
 def test_the_worker_starts_suspended_and_is_resumed_only_after_joining_the_job():
     """The order in WorkerProcess: Popen with the suspended flags, then the job, then resume; a
     job that cannot be made must still resume the launcher (read from the source, as this runs
     on POSIX)."""
     source = (slicer_lib_helpers.MODULE_DIR / "CIMLSegmentationLib" / "process.py").read_text()
     start = source.index("def start(self)")
-    assert "windows_creation_flags(suspended=True)" in source[start:source.index("def _tie_to_parent")]
+    assert "**popen_options())" in source[start:source.index("def _tie_to_parent")]
     tie = source[source.index("def _tie_to_parent"):source.index("def _release")]
     assert tie.index("kill_on_close_job(") < tie.index("finally:") < tie.index("resume_process(")
 

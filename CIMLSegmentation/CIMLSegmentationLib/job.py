@@ -15,9 +15,10 @@ widget drops whenever the user leaves the module or the scene closes while a run
 decides what the panel does when a run ends (``RunEnd``) and when the output reaches the
 parameter node (``take_output``). The panel only carries the decisions out.
 
-Plain Python: the timer comes from a factory the caller passes (a ``qt.QTimer`` in Slicer; a
-stand-in or none at all in tests), so this is tested with pytest on real processes. Imports
-only ``process``; nothing from Slicer, torch or numpy.
+Its texts for the user are ``_("...")`` with the translation function the glue passes (see
+``progress``). Plain Python: the timer comes from a factory the caller passes (a ``qt.QTimer`` in
+Slicer; a stand-in or none at all in tests), so this is tested with pytest on real processes.
+Imports only ``process`` and ``progress``; nothing from Slicer, torch or numpy.
 """
 
 import logging
@@ -28,13 +29,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 from .process import WorkerProcess, python_executable, worker_environment
+from .progress import Translate, untranslated
 
 # (interval in ms, callback) -> an object with start() and stop(), e.g. a connected qt.QTimer
 TimerFactory = Callable[[int, Callable[[], None]], object]
 CALLBACKS = ("on_progress", "on_finished", "on_log", "on_tick")
-# The status line of a run that succeeded; the panel passes its translations of these.
-DONE_TEXT = "Done."
-NOTES_TEXT = " {count} note(s) in the log."
 
 
 class BackgroundJob:
@@ -79,6 +78,11 @@ class BackgroundJob:
         """Where the run's folder is made (None: the system's temporary folder)."""
         return None
 
+    def _log_progress(self, lines: List[str]) -> List[Dict]:
+        """Progress events read from the worker's new stderr ``lines``, for a command that says
+        how far it is there rather than in JSON lines on stdout (none by default)."""
+        return []
+
     # --- driving ------------------------------------------------------------------------------
     def start(self) -> "BackgroundJob":
         if self.status != "new":
@@ -110,6 +114,7 @@ class BackgroundJob:
             exited = not self.worker.running()  # checked first, so this poll reads the last events
             events = self.worker.poll()
             lines = self.worker.take_log()
+            events += self._log_progress(lines)
             if lines:
                 self._call(self.on_log, lines)
             if self.running():  # a callback may have cancelled the job
@@ -160,13 +165,14 @@ class BackgroundJob:
         """The worker's stderr (its last lines), for a failure's details."""
         return self.worker.stderr_text if self.worker is not None else ""
 
-    def outcome_text(self) -> str:
-        """The status line once the run has ended."""
+    def outcome_text(self, _: Translate = untranslated) -> str:
+        """The status line once the run has ended, in the language of ``_`` (the translation
+        function: ``slicer.i18n.tr`` in Slicer)."""
         if self.status == "done":
-            return "Done."
+            return _("Done.")
         if self.status == "cancelled":
-            return "Cancelled."
-        return "Failed: " + self.error
+            return _("Cancelled.")
+        return _("Failed: {error}").format(error=self.error)
 
     # --- internals ----------------------------------------------------------------------------
     def _finish_run(self) -> None:
@@ -209,10 +215,10 @@ class BackgroundJob:
             logging.exception("%s: a %s callback failed", self.TITLE, type(self).__name__)
 
 
-def done_line(notes: Sequence[str] = (), done_text: str = DONE_TEXT, notes_text: str = NOTES_TEXT) -> str:
-    """The status line of a run that succeeded: ``done_text``, followed by ``notes_text`` (its
-    ``{count}`` filled) when the run left notes."""
-    return done_text + (notes_text.format(count=len(notes)) if notes else "")
+def done_line(notes: Sequence[str] = (), _: Translate = untranslated) -> str:
+    """The status line of a run that succeeded, with how many ``notes`` it left, if any, in the
+    language of ``_`` (the translation function)."""
+    return _("Done. {count} note(s) in the log.").format(count=len(notes)) if notes else _("Done.")
 
 
 @dataclass
@@ -259,18 +265,18 @@ class RunRecord:
         self._untaken = job if job.status == "done" else None
 
     def end(self, job: BackgroundJob, notes: Sequence[str] = (), out_of_memory: bool = False,
-            done_text: str = DONE_TEXT, notes_text: str = NOTES_TEXT) -> RunEnd:
+            _: Translate = untranslated) -> RunEnd:
         """From the job's ``on_finished``: record ``job`` and decide what the panel shows.
 
         Args:
             job: the run that has just ended (done, failed or cancelled).
             notes: its notes (a segmentation's resampling notes and report warnings).
             out_of_memory: it failed because the GPU ran out of memory (a CPU rerun may succeed).
-            done_text, notes_text: the status line of a success, as in ``done_line``.
+            _: the translation function of the status line (``slicer.i18n.tr`` in Slicer).
         """
         self.finished(job)
         done, failed = job.status == "done", job.status == "failed"
-        return RunEnd(status_line=done_line(notes, done_text, notes_text) if done else job.outcome_text(),
+        return RunEnd(status_line=done_line(notes, _) if done else job.outcome_text(_),
                       notes=list(notes) if done else [], show_results=done,
                       offer_cpu_rerun=failed and out_of_memory,
                       error=job.error if failed and not out_of_memory else "")

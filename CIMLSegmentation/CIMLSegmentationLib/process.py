@@ -148,6 +148,19 @@ def error_message(stderr_text: str, events: Sequence[Dict] = (), returncode: Opt
     return f"the worker stopped with exit code {returncode}" if returncode else "the worker failed"
 
 
+def popen_options(windows: bool = os.name == "nt") -> Dict[str, object]:
+    """How every worker is created (segmentation, training, the sample case): on Windows with
+    ``windows_creation_flags`` (its own process group, no console window, suspended until it is
+    in the kill-on-close job); elsewhere in its own session, so that killpg reaches its children.
+
+    Args:
+        windows: take the Windows options; the default is the running system's.
+    """
+    if windows:
+        return {"creationflags": windows_creation_flags(suspended=True)}
+    return {"start_new_session": True}  # its own process group: killpg reaches every child
+
+
 def is_out_of_memory(message: str) -> bool:
     """True when a failure was the GPU running out of memory (offer a rerun on the CPU)."""
     text = message.lower().replace(" ", "")
@@ -178,14 +191,9 @@ class WorkerProcess:
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> "WorkerProcess":
-        kwargs = {}
-        if os.name == "nt":
-            kwargs["creationflags"] = windows_creation_flags(suspended=True)
-        else:
-            kwargs["start_new_session"] = True  # its own process group: killpg reaches every child
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
-                                     text=True, encoding="utf-8", errors="replace", bufsize=1, **kwargs)
+                                     text=True, encoding="utf-8", errors="replace", bufsize=1, **popen_options())
         self.started_at = time.monotonic()
         self._tie_to_parent()
         # Reader threads: pipes cannot be read without blocking on every platform, and a full

@@ -7,7 +7,9 @@ editable part, and it is pre-filled from the volume names. A modality may be lef
 as long as every sub-task keeps one input; the outputs are then on the grid of the reference the
 worker chooses (``reference_modality``).
 
-Plain Python on the ``ciml.config.ModelCard`` (which loads neither torch nor numpy).
+Texts for the user (labels, Apply's tooltip, the reasons in "Segment again without...") are
+``_("...")`` with the translation function the glue passes (see ``progress``). Plain Python on
+the ``ciml.config.ModelCard`` (which loads neither torch nor numpy).
 """
 
 import re
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ciml.config import ModelCard
+
+from .progress import Translate, untranslated
 
 # Names that radiologists and scanners give each sequence or modality. Longer, more specific
 # aliases score higher, so "t2-flair" goes to flair and "T1 post" to t1ce, not to t2 or t1.
@@ -62,15 +66,18 @@ def modality_roles(card: ModelCard) -> Dict[str, Dict[str, List[str]]]:
     return roles
 
 
-def modality_label(card: ModelCard, modality: str) -> str:
-    """'flair (primary for WT; auxiliary for TC, ET)': the label of an input selector."""
+def modality_label(card: ModelCard, modality: str, _: Translate = untranslated) -> str:
+    """'flair (primary for WT; auxiliary for TC, ET)': the label of an input selector, in the
+    language of ``_`` (the translation function)."""
     role = modality_roles(card).get(modality, {"primary": [], "auxiliary": []})
     parts = []
     if role["primary"]:
-        parts.append("primary for " + ", ".join(role["primary"]))
+        parts.append(_("primary for {targets}").format(targets=", ".join(role["primary"])))
     if role["auxiliary"]:
-        parts.append("auxiliary for " + ", ".join(role["auxiliary"]))
-    return f"{modality} ({'; '.join(parts)})" if parts else f"{modality} (unused)"
+        parts.append(_("auxiliary for {targets}").format(targets=", ".join(role["auxiliary"])))
+    if not parts:
+        return _("{modality} (unused)").format(modality=modality)
+    return _("{modality} ({roles})").format(modality=modality, roles="; ".join(parts))
 
 
 def _tokens(text: str) -> List[str]:
@@ -117,7 +124,7 @@ def auto_select(volume_names: Sequence[str], card: ModelCard) -> Dict[str, Optio
              for i, v in enumerate(volume_names)]
     chosen: Dict[str, Optional[str]] = {m: None for m in kinds}
     used = set()
-    for score, _, volume, modality in sorted(pairs, reverse=True):
+    for score, _order, volume, modality in sorted(pairs, reverse=True):
         if score <= 0 or chosen[modality] is not None or volume in used:
             continue
         chosen[modality] = volume
@@ -136,31 +143,39 @@ def uncovered_subtasks(card: ModelCard, given: Sequence[str]) -> List[Tuple[str,
 
 
 def apply_disabled_reason(model_ok: bool, assignment: Dict[str, Optional[str]], model_problem: str = "",
-                          card: Optional[ModelCard] = None) -> str:
+                          card: Optional[ModelCard] = None, _: Translate = untranslated) -> str:
     """Why Apply cannot run now ('' when it can); shown as the button's tooltip. While a run goes
     on the button is Cancel, which the panel decides.
 
     With the ``card``, a modality may stay empty ("none") as long as every sub-task keeps at
     least one input, which is what the worker accepts; without it every modality needs a volume.
+
+    Args:
+        model_ok: a model is chosen and readable.
+        assignment: modality -> the chosen volume's name or ID ('' or None: none).
+        model_problem: the reason when not ``model_ok`` (already in the user's language).
+        card: the model's card, for the rule per sub-task.
+        _: the translation function (``slicer.i18n.tr`` in Slicer).
     """
     if not model_ok:
-        return model_problem or "Choose a model first."
+        return model_problem or _("Choose a model first.")
     if card is None:
         missing = [m for m, v in assignment.items() if not v]
         if missing:
-            return "Select a volume for: " + ", ".join(missing) + "."
+            return _("Select a volume for: {modalities}.").format(modalities=", ".join(missing))
     else:
         uncovered = uncovered_subtasks(card, [m for m, v in assignment.items() if v])
         if uncovered:
             name, targets, modalities = uncovered[0]
-            return (f"Sub-task {name} ({', '.join(targets)}) has no input: select a volume for at least one "
-                    f"of {', '.join(modalities)}.")
+            return _("Sub-task {subtask} ({targets}) has no input: select a volume for at least one of "
+                     "{modalities}.").format(subtask=name, targets=", ".join(targets), modalities=", ".join(modalities))
     seen: Dict[str, str] = {}
     for modality, volume in assignment.items():
         if not volume:
             continue
         if volume in seen:
-            return f"The same volume is selected for {seen[volume]} and {modality}."
+            return _("The same volume is selected for {first} and {second}.").format(first=seen[volume],
+                                                                                   second=modality)
         seen[volume] = modality
     return ""
 
@@ -179,13 +194,14 @@ def reference_modality(card: ModelCard, given: Sequence[str]) -> Optional[str]:
     return next((m for m in card.modality_names if m in given), None)
 
 
-def withhold_choices(card: ModelCard, given: Sequence[str]) -> List[Tuple[str, str]]:
+def withhold_choices(card: ModelCard, given: Sequence[str], _: Translate = untranslated) -> List[Tuple[str, str]]:
     """For "Segment again without...": each given modality (card order) with '' when the run can
-    go on without it, else why not (it is the last input of a sub-task)."""
+    go on without it, else why not (it is the last input of a sub-task), in the language of ``_``."""
     choices = []
     for modality in [m for m in card.modality_names if m in given]:
         left = uncovered_subtasks(card, [m for m in given if m != modality])
-        reason = f"the only input left for {', '.join(t for row in left for t in row[1])}" if left else ""
+        reason = _("the only input left for {targets}").format(
+            targets=", ".join(t for row in left for t in row[1])) if left else ""
         choices.append((modality, reason))
     return choices
 

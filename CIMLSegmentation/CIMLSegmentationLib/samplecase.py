@@ -8,18 +8,21 @@ cache folder), under the file names registered with Sample Data; Sample Data the
 files there and loads them as it loads any cached download ("File already exists in cache -
 reusing it", ``SampleDataLogic.downloadFile`` at every Slicer from 5.8 to 5.13).
 
+The worker runs as a ``job.BackgroundJob`` (``SampleCaseJob``), as a segmentation does: started
+with the same flags (no console window on Windows), polled from a timer so the GUI never waits on
+it, cancellable with its whole process tree, its progress handed on as events of the worker's
+JSON-lines shape. ``prepare_case`` waits for it, for scripts and the self-test.
+
 Plain Python, tested outside Slicer with the real worker; ``slicerglue.sampledata`` registers it
-with Sample Data and loads it.
+with Sample Data, shows the job's progress and loads the files.
 """
 
 import os
-import shutil
-import subprocess
-import tempfile
+import re
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
-from .process import error_message, worker_environment
+from .job import BackgroundJob, TimerFactory
 
 CATEGORY = "CIML Segmentation"  # Sample Data's category key, shown as is before Slicer 5.12
 SAMPLE_NAME = "CIMLBraTSSample"  # the button's text, and the name for SampleData.downloadSample()
@@ -30,7 +33,11 @@ CASE_ID = "BraTS-sample-000"
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 FILE_PREFIX = "CIMLSegmentation-"  # the remote cache folder is shared with every other sample
 LOAD_FILE_TYPE = "VolumeFile"
-GENERATE_TIMEOUT_S = 300
+CASES = 1
+GENERATE_TIMEOUT_S = 300  # prepare_case's limit: the worker takes seconds
+STAGE = "sample case"  # the stage of the progress events (progress.stage_title names it)
+# What `ciml sample-data` writes to stderr when a case is complete (ciml.cli.sample_data).
+WROTE_LINE = re.compile(r"^wrote (.+)$")
 # The module folder (the worker's PYTHONPATH) and the button's picture, found from this plain file
 # so that the glue, one folder deeper, need not count folders.
 MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,7 +69,20 @@ def missing_files(cache_dir) -> List[Path]:
 
 
 def generate_command(python: str, out_dir) -> List[str]:
-    return [python, "-m", "ciml", "sample-data", "--kind", KIND, "--cases", "1", "--out", str(out_dir)]
+    """The worker's command line that writes the case into ``out_dir``/<CASE_ID>/."""
+    return [python, "-m", "ciml", "sample-data", "--kind", KIND, "--cases", str(CASES), "--out", str(out_dir)]
+
+
+def progress_events(lines: List[str], written: int) -> List[Dict]:
+    """The progress events of the worker's new stderr ``lines``: one per 'wrote <case folder>'
+    line, the fraction of the cases written so far, counted on from ``written`` before them.
+    ``ciml sample-data`` reports no JSON lines; these have their shape (``progress.status_text``)."""
+    events = []
+    for line in lines:
+        if WROTE_LINE.match(line.strip()):
+            written += 1
+            events.append({"event": "progress", "stage": STAGE, "fraction": min(1.0, written / CASES)})
+    return events
 
 
 def source_arguments(cache_dir, thumbnail: str = "") -> Dict:
@@ -81,36 +101,77 @@ def source_arguments(cache_dir, thumbnail: str = "") -> Dict:
     }
 
 
-def prepare_case(cache_dir, python: str, module_dir) -> Dict[str, Path]:
-    """Make sure the sample's files are in ``cache_dir``: run the worker once when any is
-    missing, into a temporary folder beside them, then move its files into place (so a failed
-    or cancelled run never leaves a partial file under a registered name). Returns modality ->
-    file; raises SampleCaseError with the worker's message when it fails."""
-    cache_dir = Path(cache_dir)
-    if not missing_files(cache_dir):
-        return cached_files(cache_dir)
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="ciml-sample-", dir=str(cache_dir)))
-    except OSError as exc:
-        raise SampleCaseError(f"cannot write the sample case into {cache_dir}: {exc.strerror or exc}") from None
-    try:
+class SampleCaseJob(BackgroundJob):
+    """Make the sample's files in ``cache_dir`` in the background; ``files`` (modality -> file)
+    once done. The worker writes into a temporary folder beside the files, and only a complete
+    case is moved into place, so a failed or cancelled run never leaves a partial file under a
+    registered name. A cache that holds the files already ends the job at once, done, without a
+    worker.
+
+    Args:
+        cache_dir: Sample Data's cache folder (created if needed).
+        module_dir: the worker's PYTHONPATH (the module folder).
+        python: the worker's Python (``PythonSlicer`` in Slicer).
+        timer: the poll timer's factory (``job.TimerFactory``); none: call ``wait()``.
+        callbacks: on_progress, on_finished, on_log, on_tick, as for every ``BackgroundJob``.
+    """
+
+    TITLE = "CIML Segmentation sample case"
+    TEMP_PREFIX = "ciml-sample-"
+    POLL_MS = 200
+
+    def __init__(self, cache_dir, module_dir: str = MODULE_DIR, python: Optional[str] = None,
+                 timer: Optional[TimerFactory] = None, **callbacks):
+        super().__init__(str(module_dir), python, timer, **callbacks)
+        self.cache_dir = Path(cache_dir)
+        self.files: Dict[str, Path] = {}
+        self._written = 0
+
+    def start(self) -> "SampleCaseJob":
+        if self.status == "new" and not missing_files(self.cache_dir):
+            self.files = cached_files(self.cache_dir)
+            self._end("done", "")  # nothing to make: finished before start() returns
+            return self
+        return super().start()
+
+    def _temp_parent(self) -> str:
         try:
-            done = subprocess.run(generate_command(python, work), env=worker_environment(str(module_dir)),
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  timeout=GENERATE_TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise SampleCaseError(f"the worker could not make the sample case: {exc}") from None
-        if done.returncode != 0:
-            raise SampleCaseError("the worker could not make the sample case: "
-                                  + error_message(done.stderr, returncode=done.returncode))
-        made = {m: work / CASE_ID / f"{CASE_ID}_{m}.nii.gz" for m in MODALITIES}
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SampleCaseError(f"cannot write the sample case into {self.cache_dir}: "
+                                  f"{exc.strerror or exc}") from None
+        if not os.access(self.cache_dir, os.W_OK):
+            raise SampleCaseError(f"cannot write the sample case into {self.cache_dir}: permission denied")
+        return str(self.cache_dir)
+
+    def _prepare(self, folder: str) -> List[str]:
+        return generate_command(self.python, folder)
+
+    def _log_progress(self, lines: List[str]) -> List[Dict]:
+        events = progress_events(lines, self._written)
+        self._written += len(events)
+        return events
+
+    def _finish(self, folder: str) -> None:
+        made = {m: Path(folder) / CASE_ID / f"{CASE_ID}_{m}.nii.gz" for m in MODALITIES}
         absent = [str(path) for path in made.values() if not path.is_file()]
         if absent:
             raise SampleCaseError(f"the worker did not write {', '.join(absent)}")
-        files = cached_files(cache_dir)
+        files = cached_files(self.cache_dir)
         for modality, path in made.items():
             os.replace(path, files[modality])
-        return files
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        self.files = files
+
+
+def prepare_case(cache_dir, python: str, module_dir, timeout_s: float = GENERATE_TIMEOUT_S) -> Dict[str, Path]:
+    """Make sure the sample's files are in ``cache_dir``, waiting for ``SampleCaseJob`` (scripts,
+    the self-test; the Sample Data button runs the job in the background instead). Returns
+    modality -> file; raises SampleCaseError with the worker's message when it fails or takes
+    longer than ``timeout_s``."""
+    job = SampleCaseJob(cache_dir, module_dir, python).start().wait(timeout_s)
+    if job.running():
+        job.cancel()
+        raise SampleCaseError(f"the worker did not make the sample case within {timeout_s:g} s")
+    if job.status != "done":
+        raise SampleCaseError(job.error)
+    return job.files

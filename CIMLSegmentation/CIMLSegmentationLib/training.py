@@ -7,7 +7,8 @@ Plain Python (tested with pytest on real processes), importing only ``job`` and 
 A bundle the worker wrote is never deleted. The run folder lives beside the models folder (not
 in the system's temporary folder, which may be cleaned), and when a run fails or is cancelled
 after writing a bundle (the best validation so far), the folder is kept and the bundle, when
-complete, is registered too; ``outcome_text`` says where both are.
+complete, is registered too; ``outcome_text`` says where both are. Texts for the user are
+``_("...")`` with the translation function the glue passes (see ``progress``).
 """
 
 import datetime
@@ -17,6 +18,7 @@ from typing import List, Optional, Tuple
 
 from .job import BackgroundJob, TimerFactory
 from .models import ModelError, ModelInfo, read_model, register_bundle
+from .progress import Translate, untranslated
 
 RUNS_FOLDER = "training-runs"  # beside the models folder
 # What `ciml train` writes to stderr after each validation (ciml.training.trainer._validate).
@@ -45,13 +47,13 @@ def train_command(python: str, data_dir: str, run_dir: str, init: Optional[str] 
     return args + ["--progress", "json"]
 
 
-def train_disabled_reason(data_dir: str) -> str:
-    """Why Train cannot run now ('' when it can). While training runs the button is Cancel,
-    which the panel decides."""
+def train_disabled_reason(data_dir: str, _: Translate = untranslated) -> str:
+    """Why Train cannot run now ('' when it can), in the language of ``_`` (the translation
+    function). While training runs the button is Cancel, which the panel decides."""
     if not data_dir:
-        return "Choose a dataset folder."
+        return _("Choose a dataset folder.")
     if not Path(data_dir).is_dir():
-        return f"The dataset folder does not exist: {data_dir}"
+        return _("The dataset folder does not exist: {folder}").format(folder=data_dir)
     return ""
 
 
@@ -108,17 +110,18 @@ class TrainingJob(BackgroundJob):
                 self.kept_problem = str(exc)     # cannot be written: the run folder keeps it
         return True
 
-    def outcome_text(self) -> str:
+    def outcome_text(self, _: Translate = untranslated) -> str:
         if self.status == "done":
-            return f"Done: saved as '{self.model.path}'."
+            return _("Done: saved as '{path}'.").format(path=self.model.path)
         if self.status == "failed" and self.worker is not None and self.worker.succeeded():
-            text = f"Training finished but its bundle could not be saved: {self.error}"
+            text = _("Training finished but its bundle could not be saved: {error}").format(error=self.error)
         else:
-            text = super().outcome_text()
+            text = super().outcome_text(_)
         if self.model is not None:
-            text += f" The last bundle it saved is in the Model list as '{self.model.path}'."
+            text += " " + _("The last bundle it saved is in the Model list as '{path}'.").format(path=self.model.path)
         if self.kept:
-            text += f" The run folder is kept: {self.kept}"
-            text += f" (its bundle could not be added to the Model list: {self.kept_problem})" \
-                if self.kept_problem else ""
+            text += " " + _("The run folder is kept: {folder}").format(folder=self.kept)
+            if self.kept_problem:
+                text += " " + _("(its bundle could not be added to the Model list: {problem})").format(
+                    problem=self.kept_problem)
         return text

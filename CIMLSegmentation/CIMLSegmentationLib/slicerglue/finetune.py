@@ -88,7 +88,7 @@ class FineTuning:
 
     def updateButtons(self, model, inputsReady: bool) -> None:
         running = self.running()
-        reason = train_disabled_reason(self.ui.trainingDataPathLineEdit.currentPath)
+        reason = train_disabled_reason(self.ui.trainingDataPathLineEdit.currentPath, _)
         self.ui.trainButton.text = _("Cancel fine-tuning") if running else _("Fine-tune")
         self.ui.trainButton.enabled = running or not reason
         self.ui.trainButton.toolTip = reason or _("Fine-tune the base model on the dataset in the background.")
@@ -128,13 +128,13 @@ class FineTuning:
     def onProgress(self, event) -> None:
         elapsed = self.training.elapsed if self.training is not None else 0.0
         self.ui.trainingProgressBar.setValue(progress_percent(event))
-        self.ui.trainingStatusLabel.text = status_text(event) + " - " + elapsed_text(elapsed)
+        self.ui.trainingStatusLabel.text = status_text(event, _) + " - " + elapsed_text(elapsed, _)
 
     def onFinished(self, job) -> None:
         self.training = job
         self.ui.trainingProgressBar.setVisible(False)
-        self.ui.trainingStatusLabel.text = job.outcome_text()
-        self.panel.appendLog([job.outcome_text()], TRAINING_PREFIX)
+        self.ui.trainingStatusLabel.text = job.outcome_text(_)
+        self.panel.appendLog([job.outcome_text(_)], TRAINING_PREFIX)
         if job.model is not None:  # done (select it), or a failed or cancelled run's kept bundle
             current = self.panel.currentModel()
             self.panel.refreshModels(select=job.model.path if job.status == "done" else current.path if current else "")
@@ -155,7 +155,7 @@ class FineTuning:
         def runNext(job=None):
             if job is not None and job.status != "done":
                 self.comparing = []
-                self.ui.trainingStatusLabel.text = _("The comparison failed: {error}").format(error=job.outcome_text())
+                self.ui.trainingStatusLabel.text = _("The comparison failed: {error}").format(error=job.outcome_text(_))
                 self.panel.updateButtons()
                 return
             if len(self.comparing) == len(titles):

@@ -152,7 +152,7 @@ class Panel:
             selector.connect("currentNodeChanged(vtkMRMLNode*)",
                              lambda node, m=modality: self.onInputChanged(m, node))
             # The .ui sets this form to wrap rows: the role label sits above its selector.
-            layout.addRow(modality_label(model.card, modality) + ":", selector)
+            layout.addRow(modality_label(model.card, modality, _) + ":", selector)
             self.inputSelectors[modality] = selector
 
     def onInputChanged(self, modality, node) -> None:
@@ -175,7 +175,7 @@ class Panel:
         running = self.runs.running()
         assignment = {m: (s.currentNodeID or None) for m, s in self.inputSelectors.items()}
         reason = apply_disabled_reason(model is not None, assignment, card=model.card if model else None,
-                                       model_problem=_("No model: load a bundle folder."))
+                                       model_problem=_("No model: load a bundle folder."), _=_)
         self.ui.applyButton.text = _("Cancel") if running else _("Apply")
         self.ui.applyButton.enabled = running or not reason
         self.ui.applyButton.toolTip = (_("Stop the segmentation and remove its temporary files.") if running
@@ -215,10 +215,10 @@ class Panel:
 
     def onProgress(self, event) -> None:
         self.ui.progressBar.setValue(progress_percent(event))
-        self.ui.statusLabel.text = status_text(event)
+        self.ui.statusLabel.text = status_text(event, _)
 
     def onTick(self, job) -> None:
-        self.ui.elapsedLabel.text = elapsed_text(job.elapsed)
+        self.ui.elapsedLabel.text = elapsed_text(job.elapsed, _)
 
     def appendLog(self, lines, prefix: str = "") -> None:
         """The worker's messages, as they arrive; the .ui's maximumBlockCount bounds the box."""
@@ -227,7 +227,7 @@ class Panel:
 
     def onFinished(self, job) -> None:
         # Runs whatever module is shown, even after the scene closed: widgets and the record only.
-        end = self.runs.end(job, job.notes, job.outOfMemory, _("Done."), _(" {count} note(s) in the log."))
+        end = self.runs.end(job, job.notes, job.outOfMemory, _)
         self.onTick(job)
         self.ui.progressBar.setVisible(False)
         self.updateButtons()
@@ -283,7 +283,7 @@ class Panel:
         """'Segment again without...': one entry per modality the run had; greyed out, with why,
         where leaving it out would leave a sub-task without input."""
         self.withoutMenu.clear()
-        for modality, reason in withhold_choices(job.model.card, list(job.volumes)):
+        for modality, reason in withhold_choices(job.model.card, list(job.volumes), _):
             action = self.withoutMenu.addAction(f"{modality} ({reason})" if reason else modality)
             action.enabled = not reason
             action.connect("triggered()", lambda m=modality: self.onSegmentWithout(m))
