@@ -14,16 +14,21 @@ import pytest
 import SimpleITK as sitk
 
 from ciml.data.synthetic import case_ids, generate_case, write_case
+from ciml.research.targets import UNSEEN_SEED
 from ciml.resources import builtin_model
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
-# Measured on an unseen sample case (seed 7777) with the shipped model; deterministic on the CPU.
-# Its ET (0.402: 316 voxels called of 1256) is this model's weakest; on 6 other unseen cases
-# (docs/segment.md) ET is 0.77-0.91. A broken model or pipeline scores near 0.
-DICE_FLOOR = {"WT": 0.85, "TC": 0.75, "ET": 0.35}  # measured 0.902, 0.838, 0.402
+# The built-in model's documented Dice on unseen phantom cases (`ciml evaluate` on
+# `ciml sample-data --kind brats --cases 6 --seed 99`, its command in the file): the test segments
+# the first of them, and `ciml segment` must score what `ciml evaluate` recorded for it, within a
+# margin for floating-point differences between machines. A broken model or pipeline scores near 0.
+UNSEEN = json.loads((Path(__file__).resolve().parents[1] / "docs" / "results" / "builtin-phantom-unseen.json")
+                    .read_text(encoding="utf-8"))
+FIRST = next(c for c in UNSEEN["results"]["cases"] if c["case"] == case_ids("brats", 1)[0])
+DICE_FLOOR = {t: d - 0.02 for t, d in FIRST["dice"].items()}
 
 
-def _case(root: Path, size: str = "small", seed: int = 7777) -> Path:
+def _case(root: Path, size: str = "small", seed: int = UNSEEN_SEED) -> Path:
     folder = root / case_ids("brats", 1)[0]
     if not folder.exists():
         write_case(generate_case("brats", 0, seed=seed, size=size), root)
@@ -94,7 +99,9 @@ def test_report_is_complete(segmented):
         entry = report["targets"][t]
         assert entry["voxels"] > 0 and entry["volume_ml"] > 0
         assert set(entry["contributions"]) == set(MODALITIES)
-        assert sum(entry["contributions"].values()) == pytest.approx(1.0, abs=1e-3)
+        # withholding a target's primary changes it most (FLAIR for WT, T1ce for TC and ET)
+        primary = "flair" if t == "WT" else "t1ce"
+        assert max(entry["contributions"], key=entry["contributions"].get) == primary, (t, entry["contributions"])
     assert report["device"] == "cpu"
     # what each of the 24 gates (2 sub-tasks x 3 auxiliaries x 4 levels) passes, on the central window
     assert len(report["gates"]) == 24 and {g["level"] for g in report["gates"]} == {0, 1, 2, 3}
