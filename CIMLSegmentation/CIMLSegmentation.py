@@ -144,12 +144,14 @@ class CIMLSegmentationLogic(ScriptedLoadableModuleLogic):
                               gradCam=gradCam, **jobCallbacks(**callbacks)).start()
         return job.wait() if wait else job
 
-    def train(self, dataFolder, baseModel=None, steps=None, name=None, wait=False, **callbacks):
-        """Fine-tune on a dataset folder; returns the TrainingJob. On success its bundle is copied
-        into the models folder (``job.model``) as ``name`` (``training.fine_tuned_name``); a run
-        that fails after saving a bundle keeps it."""
+    def train(self, dataFolder, baseModel=None, steps=None, name=None, wait=False, minutes=None, **callbacks):
+        """Fine-tune on a dataset folder; returns the TrainingJob. ``minutes``: the time limit
+        (then the worker validates and keeps the best bundle); ``steps``: the step limit (None:
+        the card's ``training.max_steps``). On success its bundle is copied into the models folder
+        (``job.model``) as ``name`` (``training.fine_tuned_name``); a run that fails after saving
+        a bundle keeps it."""
         job = TrainingJob(MODULE_DIR, dataFolder, self.modelsFolder(), baseModel, steps, timer=pollTimer, name=name,
-                          **jobCallbacks(**callbacks)).start()
+                          max_minutes=minutes, **jobCallbacks(**callbacks)).start()
         return job.wait() if wait else job
 
     def addTrainingCase(self, model, volumes, segmentation, folder, case="", overwrite=False):

@@ -312,7 +312,7 @@ def test_every_parameter_node_field_is_bound_or_written_by_the_panel():
     widget in the .ui or assigned by the panel, and none is declared for nothing."""
     declared = set(re.findall(r"^    (\w+): ", (GLUE / "parameters.py").read_text(), re.M))
     assert declared == {"modelPath", "outputSegmentation", "device", "computeHeatMaps", "computeGradCam",
-                        "heatMapOpacity", "trainingSteps"}
+                        "heatMapOpacity", "trainingMinutes"}
     ui = (MODULE / "Resources" / "UI" / "CIMLSegmentation.ui").read_text()
     bound = set(re.findall(r'name="SlicerParameterName">\s*<string>(\w+)</string>', ui))
     written = set(re.findall(r"self\.parameters\.(\w+) = ", (GLUE / "widget.py").read_text()))

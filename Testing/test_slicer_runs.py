@@ -376,7 +376,8 @@ def tiny_training(tmp_path_factory):
 
 def test_ciml_train_without_matplotlib_succeeds_and_the_panel_job_registers_its_bundle(tiny_training, tmp_path,
                                                                                         monkeypatch):
-    """The real worker, as the panel runs it, in a Python where matplotlib cannot be imported."""
+    """The real worker, as the panel runs it (with the time limit the user sets: 0.01 min ends the
+    run after its first step, which validates), in a Python where matplotlib cannot be imported."""
     blocker = tmp_path / "blocker" / "matplotlib"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('matplotlib is blocked in this test')\n")
@@ -384,8 +385,9 @@ def test_ciml_train_without_matplotlib_succeeds_and_the_panel_job_registers_its_
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a shared test machine: torch's default threads fight
     log = []
     run = training.TrainingJob(str(MODULE_DIR), str(tiny_training / "data"), str(tmp_path / "models"),
-                               init=str(tiny_training / "untrained"), max_steps=2, python=sys.executable,
-                               on_log=log.extend).start()
+                               init=str(tiny_training / "untrained"), max_steps=50, max_minutes=0.01,
+                               python=sys.executable, on_log=log.extend).start()
+    assert run.worker.args[-4:] == ["--max-minutes", "0.01", "--progress", "json"]
     assert run.running(), run.error
     run.wait(timeout=300)
     assert run.status == "done", run.error + "\n" + run.log
@@ -394,7 +396,10 @@ def test_ciml_train_without_matplotlib_succeeds_and_the_panel_job_registers_its_
     assert sum("matplotlib" in line for line in log) == 1
     assert run.model is not None and run.model.trained and Path(run.model.path).parent == tmp_path / "models"
     metadata = json.loads((Path(run.model.path) / "metadata.json").read_text())
-    assert metadata["provenance"]["steps"] == 2
+    steps = metadata["provenance"]["steps"]
+    assert 1 <= steps < 50 and metadata["metrics"]["step"] == steps  # the step the limit validated
+    assert any(line.endswith(f"stopped at step {steps} of 50: the time limit of 0.01 min was reached")
+               for line in log)
     assert not Path(run.temp_dir).exists()  # done: the bundle was copied, the run folder removed
 
 

@@ -156,7 +156,7 @@ def test_ui_parses_and_has_the_sections():
                  "outputSegmentationSelector", "computeHeatMapsCheckBox", "deviceComboBox", "applyButton",
                  "progressBar", "statusLabel", "elapsedLabel", "relationsTableWidget", "heatMapComboBox",
                  "heatMapOpacitySlider", "trainingDataPathLineEdit", "trainingBaseModelComboBox",
-                 "trainingStepsSpinBox", "trainButton", "trainingProgressBar", "trainingStatusLabel"):
+                 "trainingMinutesSpinBox", "trainButton", "trainingProgressBar", "trainingStatusLabel"):
         assert name in names
     text = (MODULE / "Resources" / "UI" / "CIMLSegmentation.ui").read_text()
     params = set(re.findall(r'name="SlicerParameterName">\s*<string>(\w+)</string>', text))

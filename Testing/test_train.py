@@ -167,6 +167,44 @@ def test_config_file_sets_hyperparameters_and_the_command_line_wins(tmp_path, sh
     assert load_bundle(run / "bundle").card.training.seed == 7
 
 
+def test_the_time_limit_stops_validates_and_keeps_a_loadable_bundle(tmp_path, shapes_data, capsys):
+    """0.01 minutes is less than the run needs to start, so it stops after its first step; its
+    validations are far apart (1000 steps), so the bundle exists only because the limit
+    validated before stopping."""
+    run = tmp_path / "run"
+    card = tiny_shapes_card(tmp_path, validation_interval=1000)
+    _train(["--data", str(shapes_data), "--out", str(run), "--card", str(card), "--max-steps", "500",
+            "--max-minutes", "0.01"])
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    steps = [x["step"] for x in log if x["event"] == "step"]
+    stop = [x for x in log if x["event"] == "stop"]
+    assert 1 <= len(steps) < 500 and stop == [{"event": "stop", "step": steps[-1], "reason": "time limit",
+                                               "max_minutes": 0.01}]
+    assert [x["step"] for x in log if x["event"] == "validation"] == [steps[-1]]
+    bundle = load_bundle(run / "bundle")
+    assert bundle.metadata["provenance"]["steps"] == steps[-1] and bundle.metadata["metrics"]["step"] == steps[-1]
+    err = capsys.readouterr().err
+    assert f"stopped at step {steps[-1]} of 500: the time limit of 0.01 min was reached" in err
+    assert "stopped by the time limit of 0.01 min" in err
+
+
+def test_the_time_limit_without_validation_cases_keeps_the_latest_weights(tmp_path, shapes_data):
+    run = tmp_path / "run"
+    _train(["--data", str(shapes_data), "--out", str(run), "--card", str(tiny_shapes_card(tmp_path, validation_interval=1000)),
+            "--max-steps", "500", "--max-minutes", "0.01", "--val-fraction", "0"])
+    steps = [x["step"] for x in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if x["event"] == "step"]
+    assert len(steps) < 500 and load_bundle(run / "bundle").metadata["provenance"]["steps"] == steps[-1]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "-0.5", "abc", "nan", "inf"])
+def test_a_time_limit_that_is_not_a_positive_number_is_one_line(tmp_path, shapes_data, capsys, value):
+    assert main(["train", "--progress", "none", "--data", str(shapes_data), "--out", str(tmp_path / "run"),
+                 "--card", str(tiny_shapes_card(tmp_path)), "--max-minutes", value]) == 2
+    err = capsys.readouterr().err
+    assert err == f"ciml train: error: --max-minutes {value}: expected a number of minutes > 0\n"
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("args,message", [
     (["--max-steps", "2"], "--data is required"),
     (["--data", "/nonexistent", "--max-steps", "2"], "/nonexistent"),

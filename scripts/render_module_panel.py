@@ -209,7 +209,6 @@ def fill_fine_tuning(panel, run: dict) -> None:
     find(QtWidgets.QLineEdit, "trainingDataPathLineEdit").setText(folder)
     find(QtWidgets.QLabel, "trainingCasesListLabel").setText(cases_text(run["cases"]))
     find(QtWidgets.QComboBox, "trainingBaseModelComboBox").addItem(f"{run['base']} (built-in)")
-    find(QtWidgets.QSpinBox, "trainingStepsSpinBox").setValue(run["steps"])
     find(QtWidgets.QProgressBar, "trainingProgressBar").setVisible(False)
     name = fine_tuned_name(run["base"], datetime.date.fromisoformat(FINETUNE_DATE))
     find(QtWidgets.QLabel, "trainingStatusLabel").setText(f"Done: saved as '<models folder>/{name}'.")

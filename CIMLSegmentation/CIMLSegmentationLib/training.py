@@ -38,12 +38,25 @@ def validation_dice(line: str) -> Optional[Tuple[int, str]]:
 
 
 def train_command(python: str, data_dir: str, run_dir: str, init: Optional[str] = None,
-                  max_steps: Optional[int] = None):
+                  max_steps: Optional[int] = None, max_minutes: Optional[float] = None) -> List[str]:
+    """``python -m ciml train ...`` into ``run_dir``.
+
+    Args:
+        python: the worker's Python.
+        data_dir: the dataset folder.
+        run_dir: the run folder (``RUN/bundle`` is the result).
+        init: the bundle to fine-tune from.
+        max_steps: optimiser steps; None: the card's ``training.max_steps``.
+        max_minutes: the wall-clock limit (``--max-minutes``): then the worker stops after the
+            current step, validates and keeps the best bundle; None: no limit.
+    """
     args = [python, "-m", "ciml", "train", "--data", str(data_dir), "--out", str(run_dir)]
     if init:
         args += ["--init", str(init)]
     if max_steps:
         args += ["--max-steps", str(int(max_steps))]
+    if max_minutes:
+        args += ["--max-minutes", repr(float(max_minutes))]
     return args + ["--progress", "json"]
 
 
@@ -74,10 +87,11 @@ class TrainingJob(BackgroundJob):
 
     def __init__(self, module_dir: str, data_dir: str, models_dir: str, init: Optional[str] = None,
                  max_steps: Optional[int] = None, python: Optional[str] = None,
-                 timer: Optional[TimerFactory] = None, name: Optional[str] = None, **callbacks):
+                 timer: Optional[TimerFactory] = None, name: Optional[str] = None,
+                 max_minutes: Optional[float] = None, **callbacks):
         super().__init__(module_dir, python, timer, **callbacks)
         self.data_dir, self.models_dir = str(data_dir), str(models_dir)
-        self.init, self.max_steps = init, max_steps
+        self.init, self.max_steps, self.max_minutes = init, max_steps, max_minutes
         self.name = name  # the registered folder's name (``fine_tuned_name``); None: the card's
         self.model: Optional[ModelInfo] = None
         self.kept = ""  # the run folder kept because it holds a bundle
@@ -89,7 +103,8 @@ class TrainingJob(BackgroundJob):
         return str(runs)
 
     def _prepare(self, folder: str) -> List[str]:
-        return train_command(self.python, self.data_dir, str(Path(folder) / "run"), self.init, self.max_steps)
+        return train_command(self.python, self.data_dir, str(Path(folder) / "run"), self.init, self.max_steps,
+                             self.max_minutes)
 
     def _finish(self, folder: str) -> None:
         self._register(Path(folder) / "run" / "bundle")

@@ -5,7 +5,8 @@
    settings); the folder's cases are listed under it. The same case asks before replacing itself;
    a segment that matches no target is refused with its name. The scene does not change.
 2. "Fine-tune" starts from the base model on the dataset folder (the training-cases folder unless
-   the user chose another), for at most the given steps, shows the validation Dice as it comes,
+   the user chose another), for at most the given minutes (``ciml train --max-minutes``; the
+   card's ``training.max_steps`` caps the steps), shows the validation Dice as it comes,
    registers the new model as '<base>-finetuned-<date>' and selects it.
 3. "Compare" segments the current case with the base and the fine-tuned model (one after the
    other, in the background) and shows both segmentations and their Dice against the current one.
@@ -113,7 +114,7 @@ class FineTuning:
         folder = self.ui.trainingDataPathLineEdit.currentPath
         self.panel.appendLog([_("Fine-tuning on {folder}.").format(folder=folder)], TRAINING_PREFIX)
         # A run that cannot start has called onFinished, which shows why, before this returns.
-        self.training = self.logic.train(folder, basePath, self.ui.trainingStepsSpinBox.value, name=name,
+        self.training = self.logic.train(folder, basePath, minutes=self.ui.trainingMinutesSpinBox.value, name=name,
                                          onProgress=self.onProgress, onFinished=self.onFinished, onLog=self.onLog)
         self.panel.updateButtons()
 

@@ -130,6 +130,9 @@ def _train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     steps = p.add_mutually_exclusive_group()
     steps.add_argument("--max-steps", type=int, metavar="N", help="optimiser steps (card: training.max_steps)")
     steps.add_argument("--epochs", type=int, metavar="N", help="passes over the training cases")
+    p.add_argument("--max-minutes", metavar="M",
+                   help="wall-clock limit in minutes (> 0): then stop after the current step, validate and keep "
+                        "the best bundle (the latest weights when nothing was validated)")
     p.add_argument("--val-fraction", type=float, metavar="F", help="share of labelled cases for validation (0.2)")
     p.add_argument("--layout", help="dataset layout, when detection is not wanted (see docs/data-layouts.md)")
     p.add_argument("--unlabeled", metavar="DIR", help="unlabelled cases for semi-supervised training (DTC)")

@@ -15,12 +15,20 @@ from ciml.data import check_records, list_cases
 from ciml.data.datasets import split_records
 from ciml.errors import CIMLError, user_error
 from ciml.progress import Progress
-from ciml.training.run_config import effective_card, merged_settings, parse_rates, read_config, steps_for_epochs
+from ciml.training.run_config import (
+    effective_card,
+    max_minutes,
+    merged_settings,
+    parse_rates,
+    read_config,
+    steps_for_epochs,
+)
 from ciml.training.trainer import RunOptions, Trainer
 
 
 def run(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
+    max_minutes(args.max_minutes)  # a bad limit is refused before any case is read
     if args.resume:
         card, options, records = _resumed(args)
     else:
@@ -32,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         cause = user_error(exc) or exc
         progress.error(str(cause) or type(cause).__name__)
         raise
-    progress.message(f"done: {summary['steps']} steps in {summary['wall_time_s']} s; "
+    progress.message(f"done: {summary['steps']} steps in {summary['wall_time_s']} s"
+                     + (f", stopped by the time limit of {options.max_minutes:g} min" if summary["stopped"] else "") + "; "
                      f"best mean Dice {summary['best_mean_dice']} at step {summary['best_step']}; "
                      f"bundle {summary['bundle']}")
     return 0
@@ -42,7 +51,7 @@ def _fresh(args: argparse.Namespace):
     config = read_config(args.config) if args.config else {}
     settings = merged_settings(config, {
         "preset": args.preset, "card": args.card, "init": args.init, "arch": args.arch,
-        "max_steps": args.max_steps, "epochs": args.epochs, "val_fraction": args.val_fraction,
+        "max_steps": args.max_steps, "max_minutes": args.max_minutes, "epochs": args.epochs, "val_fraction": args.val_fraction,
         "device": args.device, "layout": args.layout, "unlabeled": args.unlabeled, "seed": args.seed,
         "freeze_encoders": args.freeze_encoders, "num_workers": args.num_workers, "cache": args.cache,
         "missing_rates": parse_rates(args.missing_rates) if args.missing_rates else None})
@@ -65,6 +74,7 @@ def _fresh(args: argparse.Namespace):
         max_steps = steps_for_epochs(int(settings["epochs"]), len(train), card.training.batch_size)
     options = RunOptions(
         out=args.out, arch=settings.get("arch") or "ciml", max_steps=max_steps,
+        max_minutes=max_minutes(settings.get("max_minutes")),
         device=settings.get("device") or "auto", init=settings.get("init"),
         freeze_encoders=bool(settings.get("freeze_encoders")), num_workers=int(settings.get("num_workers") or 0),
         cache=settings.get("cache") or "memory", command="ciml " + shlex.join(sys.argv[1:]),
@@ -78,5 +88,7 @@ def _resumed(args: argparse.Namespace):
         raise CIMLError(f"cannot resume: {path} not found (is {args.out} a run folder?)")
     saved = json.loads(path.read_text())
     options = RunOptions(**{**saved["run"], "device": args.device or saved["run"]["device"]})
+    if args.max_minutes is not None:  # a limit for this part of the run
+        options.max_minutes = max_minutes(args.max_minutes)
     options.max_steps = saved["max_steps"]
     return card_from_dict(stored_card(saved)), options, saved["records"]

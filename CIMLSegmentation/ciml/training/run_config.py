@@ -9,6 +9,7 @@ A config file holds any of::
     preset: brats            # or card: path/to/card.json   (the base card)
     arch: ciml
     max_steps: 2000          # or epochs: 50
+    max_minutes: 30          # a wall-clock limit: stop, validate, keep the best bundle
     val_fraction: 0.2
     device: auto
     layout: brats2020
@@ -24,6 +25,7 @@ A config file holds any of::
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,8 @@ from ciml.config import ModelCard, card_from_dict, load_card, preset
 from ciml.errors import CIMLError
 
 CARD_SECTIONS = ("training", "network", "inference")
-RUN_KEYS = ("preset", "card", "arch", "max_steps", "epochs", "val_fraction", "device", "layout", "unlabeled",
+RUN_KEYS = ("preset", "card", "arch", "max_steps", "max_minutes", "epochs", "val_fraction", "device", "layout",
+            "unlabeled",
             "freeze_encoders", "num_workers", "cache", "init", "seed", "missing_rates", *CARD_SECTIONS)
 
 
@@ -111,6 +114,20 @@ def effective_card(settings: dict[str, Any], base: ModelCard | None = None) -> M
 
 def _missing_card() -> str:
     raise CIMLError("say which model to train: --preset NAME, --card FILE, --init BUNDLE or 'preset:' in --config")
+
+
+def max_minutes(value: Any) -> float | None:
+    """The run's wall-clock limit in minutes (``--max-minutes``, or ``max_minutes`` in a config
+    file): a finite number > 0, or None for no limit."""
+    if value is None:
+        return None
+    try:
+        minutes = float(value)
+    except (TypeError, ValueError):
+        minutes = float("nan")
+    if not math.isfinite(minutes) or minutes <= 0 or isinstance(value, bool):
+        raise CIMLError(f"--max-minutes {value}: expected a number of minutes > 0")
+    return minutes
 
 
 def steps_for_epochs(epochs: int, train_cases: int, batch_size: int, world_size: int = 1) -> int:

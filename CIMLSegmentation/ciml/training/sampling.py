@@ -17,6 +17,9 @@ import torch
 from monai.data import DataLoader
 from torch.utils.data import Dataset, Sampler
 
+from ciml.config import ModelCard
+from ciml.data.missing import apply_presence, sample_present
+
 # Salts separating the random streams of one item: case choice, augmentation, alteration.
 _AUGMENT_STREAM, _ALTER_STREAM = 1, 2
 
@@ -86,3 +89,17 @@ def step_loader(cases: Dataset, seed: int, start_step: int, max_steps: int, batc
                       # its own generator: creating the iterator must not consume the global RNG
                       generator=torch.Generator().manual_seed(seed))
 
+
+def presence_dropper(card: ModelCard) -> Callable[[np.random.Generator, dict[str, Any]], dict[str, Any]]:
+    """PASSION: each training sample lacks modalities at the card's missing rates (the ``alter``
+    of :func:`step_loader`); a sample keeps at least one of the modalities it has."""
+
+    names, rates = card.modality_names, card.training.missing_rates
+
+    def alter(rng: np.random.Generator, item: dict[str, Any]) -> dict[str, Any]:
+        present = sample_present(rng, names, rates) & np.asarray(item["present"], dtype=bool)
+        if not present.any():
+            present = np.asarray(item["present"], dtype=bool)
+        return {**item, "image": apply_presence(item["image"], present), "present": present}
+
+    return alter

@@ -4,7 +4,8 @@ Everything a run needs lives in its folder:
 
     RUN/config.json            the effective card, run options and case lists (what --resume reads)
     RUN/log.jsonl              one JSON object per step and per validation (with the gates'
-                               diagnostics, ``{"event": "gates"}``)
+                               diagnostics, ``{"event": "gates"}``), and ``{"event": "stop"}``
+                               when the time limit (``--max-minutes``) ended the run
     RUN/checkpoints/last.pt    model, optimiser, scheduler, scaler, random state, history
     RUN/bundle/                the best validation Dice so far, as a model bundle
     RUN/training-curve.png     loss and validation Dice over steps, drawn only when matplotlib is
@@ -29,7 +30,6 @@ from ciml.bundle.metadata import FORMAT_VERSION
 from ciml.bundle.weights import load_bundle, save_bundle
 from ciml.config import ModelCard
 from ciml.data.datasets import build_dataset, train_transforms, validation_transforms
-from ciml.data.missing import apply_presence, sample_present
 from ciml.errors import CIMLError
 from ciml.evaluation.scoring import mean_dice, score_cases
 from ciml.inference.device import resolve_device
@@ -43,7 +43,7 @@ from ciml.training.checkpoint import load_checkpoint, restore_random_state, save
 from ciml.training.objective import Objective
 from ciml.training.plots import training_curve
 from ciml.training.run_config import steps_for_epochs
-from ciml.training.sampling import step_loader
+from ciml.training.sampling import presence_dropper, step_loader
 
 
 @dataclass
@@ -54,6 +54,9 @@ class RunOptions:
         out: the run folder.
         arch: network architecture (``ciml``, ``early-fusion``, ``maml``).
         max_steps: optimiser steps; ``None`` takes ``card.training.max_steps``.
+        max_minutes: a wall-clock limit of this run (``None``: none). Once it has passed, the run
+            stops after the current step, validates, and keeps the best bundle (the latest
+            weights when nothing was validated), so a bundle is always written.
         device: ``auto``, ``cpu`` or ``cuda``.
         init: a bundle to fine-tune from (its weights; the card must describe the same network).
         freeze_encoders: keep the modality encoders' weights fixed (fine-tuning).
@@ -66,6 +69,7 @@ class RunOptions:
     out: str
     arch: str = "ciml"
     max_steps: int | None = None
+    max_minutes: float | None = None
     device: str = "auto"
     init: str | None = None
     freeze_encoders: bool = False
@@ -116,6 +120,7 @@ class Trainer:
         self.device = distributed.device_for(self.world, self.device)
         self.progress = progress or Progress("none")
         self.state = RunState()
+        self.stopped: str | None = None  # why the run ended before max_steps, when the time limit ended it
         self._objective_state: dict = {}  # restored from a checkpoint on resume
 
     # -- set-up -----------------------------------------------------------------------------
@@ -151,7 +156,7 @@ class Trainer:
         t, o = self.card.training, self.options
         allow_missing = bool(t.missing_rates)
         cache_dir = str(self.out / "cache") if o.cache == "disk" else None
-        alter = _presence_dropper(self.card) if t.missing_rates else None
+        alter = presence_dropper(self.card) if t.missing_rates else None
         loaders = {}
         for role, labelled in (("train", True), ("unlabelled", False)):
             if self.records[role]:
@@ -178,8 +183,9 @@ class Trainer:
     # -- the run ----------------------------------------------------------------------------
 
     def run(self, resume: bool = False) -> dict[str, Any]:
-        """Train to ``max_steps`` (or early stop); returns a summary of the run."""
+        """Train to ``max_steps`` (or early stop, or the time limit); returns a summary of the run."""
         started = time.monotonic()
+        limit_s = self.options.max_minutes * 60 if self.options.max_minutes else None
         for note in self.card.notes():
             self.progress.message(f"note: {note}")
         network = self._network()
@@ -209,10 +215,16 @@ class Trainer:
             logs = self._step(model, network, objective, optimiser, scheduler, scaler, batch, unlabelled)
             self.state.step += 1
             self._log({"event": "step", "step": self.state.step, "lr": scheduler.get_last_lr()[0], **logs})
-            self.progress.update("training", self.state.step / self.max_steps, step=self.state.step,
-                                 loss=round(logs["loss"], 4))
-            if self.state.step % interval == 0 or self.state.step == self.max_steps:
+            elapsed = time.monotonic() - started
+            self.progress.update("training", max(self.state.step / self.max_steps, elapsed / limit_s if limit_s else 0),
+                                 step=self.state.step, loss=round(logs["loss"], 4))
+            # rank 0's clock decides, so that every rank stops after the same step
+            out_of_time = limit_s is not None and distributed.broadcast_flag(self.world, elapsed >= limit_s)
+            if self.state.step % interval == 0 or self.state.step == self.max_steps or out_of_time:
                 stop = self._validate_and_checkpoint(network, optimiser, scheduler, scaler, validation)
+            if out_of_time and not stop and self.state.step < self.max_steps:
+                self._stop_for_time(network)
+                stop = True
         summary = self._finish(network, started)
         distributed.leave(self.world)
         return summary
@@ -295,6 +307,18 @@ class Trainer:
             return True
         return False
 
+    def _stop_for_time(self, network) -> None:
+        """The time limit has passed (the step is validated): say so, and make sure a bundle exists."""
+        self.stopped = "time limit"
+        self._log({"event": "stop", "step": self.state.step, "reason": self.stopped,
+                   "max_minutes": self.options.max_minutes})
+        if not self.world.main:
+            return
+        if not (self.out / "bundle").is_dir():  # validated, but without a Dice better than none
+            self._save_bundle(network, {})
+        self.progress.message(f"stopped at step {self.state.step} of {self.max_steps}: the time limit of "
+                              f"{self.options.max_minutes:g} min was reached")
+
     def _log_gates(self, network, validation) -> None:
         """What each gate passes, on the window at the centre of the first validation case: into
         the log (``{"event": "gates", ...}``), with the collapsed ones named on the progress line."""
@@ -319,7 +343,7 @@ class Trainer:
 
     def _finish(self, network, started: float) -> dict[str, Any]:
         summary = {"steps": self.state.step, "best_mean_dice": self.state.best_dice if self.state.best_dice >= 0 else None,
-                   "best_step": self.state.best_step, "bundle": str(self.out / "bundle"),
+                   "best_step": self.state.best_step, "bundle": str(self.out / "bundle"), "stopped": self.stopped,
                    "wall_time_s": round(time.monotonic() - started, 1)}
         if self.world.main:
             if training_curve(self.state.history, self.out / "training-curve.png",
@@ -370,18 +394,3 @@ class _FeaturesForward(torch.nn.Module):
 
     def forward(self, images: torch.Tensor, present: torch.Tensor | None = None):
         return self.network.forward_features(images, present)
-
-
-def _presence_dropper(card: ModelCard):
-    """PASSION: each training sample lacks modalities at the card's missing rates."""
-
-
-    names, rates = card.modality_names, card.training.missing_rates
-
-    def alter(rng: np.random.Generator, item: dict[str, Any]) -> dict[str, Any]:
-        present = sample_present(rng, names, rates) & np.asarray(item["present"], dtype=bool)
-        if not present.any():
-            present = np.asarray(item["present"], dtype=bool)
-        return {**item, "image": apply_presence(item["image"], present), "present": present}
-
-    return alter
