@@ -31,6 +31,7 @@ from ciml.inference.device import resolve_device
 from ciml.inference.effects import predict_withheld
 from ciml.inference.gradcam import modality_shares
 from ciml.inference.relations import Relations, relations, strongest_effect
+from ciml.inference.runtime import RuntimeChoice, choose_runtime
 from ciml.inference.sliding_window import predict_logits, predict_with_cams
 from ciml.nn import CIMLNet
 from ciml.nn.gate_diagnostics import centred_window, gate_diagnostics
@@ -84,12 +85,15 @@ class Inference:
         gates: each gate's diagnostics on the window at the case's centre
             (:mod:`ciml.nn.gate_diagnostics`), for a CIML network.
         device: where the windows ran (the CPU after a CUDA out-of-memory fallback).
+        runtime: what ran the network for the logits and effects (Grad-CAM always runs in
+            PyTorch), with its note when ONNX Runtime was wanted but not used.
         warnings: sentences for report.json about the run (after the case's own).
     """
 
     logits: torch.Tensor
     maps: torch.Tensor | None
     device: torch.device
+    runtime: RuntimeChoice | None = None
     withheld: torch.Tensor | None = None
     gates: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -162,6 +166,7 @@ def segment(request: SegmentRequest, progress: Progress | None = None) -> dict[s
 
     stages.enter("loading model")
     bundle = load_bundle(request.model)
+    runtime = choose_runtime(bundle, resolve_device(request.device))  # exported once, then cached
     stages.enter("reading images")
     absent = [m for m in card.modality_names if m not in request.inputs]
     # Outputs go on the reference's grid; without the reference, on the first given modality's.
@@ -170,16 +175,17 @@ def segment(request: SegmentRequest, progress: Progress | None = None) -> dict[s
     case = load_case(grid_card, request.inputs, case_id=out.name, allow_missing=True)
     case.warnings += absent_warnings(card, absent)
     stages.enter("segmenting")
-    inference = _run(bundle, case, request, stages)
+    inference = _run(bundle, runtime, case, request, stages)
     stages.enter("writing")
     return _write(request, bundle, case, inference, stages)
 
 
-def _run(bundle: Bundle, case: Case, request: SegmentRequest, stages: _Stages) -> Inference:
+def _run(bundle: Bundle, runtime: RuntimeChoice, case: Case, request: SegmentRequest, stages: _Stages) -> Inference:
     """Inference on the asked device; CUDA out of memory falls back to the CPU unless forced.
 
     Args:
         bundle: the loaded bundle.
+        runtime: what runs the network on the asked device (:func:`~ciml.inference.runtime.choose_runtime`).
         case: the loaded case (its normalised modalities on the working grid, which are given).
         request: the asked device and maps.
         stages: progress, inside the ``segmenting`` stage.
@@ -191,19 +197,21 @@ def _run(bundle: Bundle, case: Case, request: SegmentRequest, stages: _Stages) -
         warnings.append(f"modality effects and heat maps need the ciml architecture; this model is "
                         f"{bundle.arch}: none computed")
     try:
-        return _infer(bundle, case, device, maps, stages, warnings)
+        return _infer(bundle, runtime, case, device, maps, stages, warnings)
     except torch.OutOfMemoryError:
         if request.device == "cuda":
             raise CIMLError("CUDA out of memory (--device cuda was forced); rerun with --device cpu") from None
         torch.cuda.empty_cache()
         warnings.append("CUDA ran out of memory; segmented on the CPU instead")
-        return _infer(bundle, case, torch.device("cpu"), maps, stages, warnings)
+        cpu = torch.device("cpu")
+        return _infer(bundle, choose_runtime(bundle, cpu), case, cpu, maps, stages, warnings)
 
 
-def _infer(bundle: Bundle, case: Case, device: torch.device, maps: str, stages: _Stages,
-           warnings: list[str]) -> Inference:
+def _infer(bundle: Bundle, runtime: RuntimeChoice, case: Case, device: torch.device, maps: str,
+           stages: _Stages, warnings: list[str]) -> Inference:
     """One attempt at :func:`_run`'s job on ``device``; ``warnings`` so far go into the result."""
     network = bundle.network.to(device).eval()
+    fast = runtime.network if runtime.name != "pytorch" else network  # Grad-CAM needs PyTorch's autograd
     tensor = torch.from_numpy(np.ascontiguousarray(case.image))
     present = None if all(case.present) else torch.tensor(case.present, dtype=torch.float32)
     passes = 2 if maps == "all" else 1
@@ -213,16 +221,17 @@ def _infer(bundle: Bundle, case: Case, device: torch.device, maps: str, stages: 
 
     withheld = cams = None
     if maps in ("effects", "all"):
-        logits, withheld = predict_withheld(network, tensor, bundle.card, device, progress(0), present)
+        logits, withheld = predict_withheld(fast, tensor, bundle.card, device, progress(0), present)
     if maps in ("gradcam", "all"):
         logits, cams = predict_with_cams(network, tensor, bundle.card, device, progress(passes - 1), present)
     if maps == "none":
-        logits = predict_logits(network, tensor, bundle.card, device, progress(0), present)
+        logits = predict_logits(fast, tensor, bundle.card, device, progress(0), present)
     gates = []
     if isinstance(network, CIMLNet):
         window = torch.from_numpy(centred_window(case.image, bundle.card.inference.roi_size))[None].to(device)
         gates = [d.to_dict() for d in gate_diagnostics(network, window)]
-    return Inference(logits=logits, maps=cams, withheld=withheld, gates=gates, device=device, warnings=warnings)
+    return Inference(logits=logits, maps=cams, withheld=withheld, gates=gates, device=device, runtime=runtime,
+                     warnings=warnings)
 
 
 def normalised_maps(cams: torch.Tensor) -> torch.Tensor:
@@ -335,6 +344,7 @@ def _report(request: SegmentRequest, bundle: Bundle, case: Case, inference: Infe
         "inputs": dict(request.inputs), "absent": [m for m, given in zip(card.modality_names, case.present)
                                                    if not given],
         "reference": case_reference(card, case), "device": str(inference.device),
+        "runtime": inference.runtime.to_dict() if inference.runtime is not None else {"name": "pytorch"},
         "maps": request.maps if inference.maps is not None or found is not None else "none",
         "contributions_from": "effects" if found is not None else "gradcam" if inference.maps is not None else None,
         "heat_maps": inference.maps is not None or found is not None, "outputs": outputs, "timings_s": timings,
