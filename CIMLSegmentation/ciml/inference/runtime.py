@@ -45,6 +45,13 @@ from ciml import __version__
 from ciml.bundle.weights import Bundle
 from ciml.nn import CIMLNet
 
+try:  # optional (the ``fast`` extra): without them the network runs in PyTorch
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+except ImportError:
+    onnx = ort = helper = numpy_helper = None
+
 # Largest difference allowed between the exported pieces and PyTorch on the probe window
 # (logits and messages).
 TOLERANCE = 1e-4
@@ -92,11 +99,9 @@ def choose_runtime(bundle: Bundle, device: torch.device) -> RuntimeChoice:
     if os.environ.get(RUNTIME_ENV, "").lower() == "torch" or device.type != "cpu" \
             or not isinstance(bundle.network, CIMLNet):
         return torch_choice
-    try:
-        import onnxruntime  # noqa: F401 - optional: only its presence is checked here
-    except ImportError:
+    if ort is None or onnx is None:
         return RuntimeChoice("pytorch", bundle.network, "ONNX Runtime is not installed: the network ran in "
-                             "PyTorch (slower on the CPU; pip install onnxruntime)")
+                             "PyTorch (slower on the CPU; pip install onnxruntime onnx)")
     try:
         network = OnnxNetwork.load(bundle)
     except Exception as exc:  # noqa: BLE001 - any failure of the optional runtime means PyTorch
@@ -108,10 +113,9 @@ def choose_runtime(bundle: Bundle, device: torch.device) -> RuntimeChoice:
 
 def export_key(bundle: Bundle) -> str:
     """The cache key of a bundle's export: its weights, its card and the versions that shape it."""
-    import onnxruntime
     parts = {"weights": bundle.metadata["weights"]["sha256"], "card": bundle.metadata.get("card"),
              "arch": bundle.arch, "export": EXPORT_VERSION, "ciml": __version__, "torch": torch.__version__,
-             "onnxruntime": onnxruntime.__version__}
+             "onnxruntime": ort.__version__}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -176,9 +180,6 @@ def staged_instance_norm(path: Path, spatial_dims: int) -> None:
         path: an exported ``.onnx`` file.
         spatial_dims: 2 or 3 (the axes after batch and channel).
     """
-    import onnx
-    from onnx import helper, numpy_helper
-
     model = onnx.load(str(path))
     graph = model.graph
     constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
@@ -271,7 +272,6 @@ class OnnxNetwork:
     """
 
     def __init__(self, network: CIMLNet, folder: Path, threads: int | None = None):
-        import onnxruntime as ort
         self.card, self._network = network.card, network
         self.levels = len(self.card.network.features)
         options = ort.SessionOptions()
