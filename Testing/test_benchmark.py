@@ -36,7 +36,7 @@ from ciml.research.yardstick import run_pipelines
 from ciml.resources import builtin_model
 
 TINY = {"network": {"features": [4, 8, 16]}, "inference": {"roi_size": [16, 16, 16], "window_voxels": 16**3}}
-KINDS = ("speed", "pipelines", "profile", "plans", "information")
+KINDS = ("speed", "pipelines", "profile", "plans", "information", "relations")
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def test_a_tiny_study_end_to_end_then_nothing_is_rerun(tmp_path):
     for method in ("ciml", "primary-only"):
         entry = results["methods"][method]
         assert entry["seeds"] == 2 and 0 <= entry["scores"]["dice"]["target"]["mean"] <= 1
-        evaluated = json.loads((run_folder(tmp_path, method, 0) / "eval.json").read_text())
+        evaluated = json.loads((run_folder(tmp_path, method, 0) / "eval.json").read_text())["results"]
         assert len(evaluated["cases"]) == 2
     assert set(results["methods"]["ciml"]["missing"]) == {"cue", "echo"}
     assert (run_folder(tmp_path, "ciml", 0) / "case" / "effect_cue.nii.gz").is_file()
