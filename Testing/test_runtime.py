@@ -41,7 +41,7 @@ def test_exported_runtime_equals_pytorch_on_the_builtin_model(phantom, tmp_path,
     from ciml.inference.runtime import choose_runtime, probe_difference
 
     monkeypatch.setenv("CIML_CACHE_DIR", str(tmp_path))
-    monkeypatch.delenv("CIML_RUNTIME", raising=False)
+    monkeypatch.setenv("CIML_RUNTIME", "onnxruntime")
     bundle = load_bundle(builtin_model())
     choice = choose_runtime(bundle, torch.device("cpu"))
     assert choice.name == "onnxruntime", choice.note
@@ -87,9 +87,10 @@ def _read(path: Path) -> np.ndarray:
 
 def test_segment_gives_the_same_outputs_with_the_runtime_without_it_and_when_it_is_missing(phantom, tmp_path):
     pytest.importorskip("onnxruntime")
-    fast = _segment(phantom, tmp_path / "fast", tmp_path / "cache")
-    eager = _segment(phantom, tmp_path / "eager", tmp_path / "cache", runtime="torch")
-    missing = _segment(phantom, tmp_path / "missing", tmp_path / "cache", without_onnxruntime=True)
+    fast = _segment(phantom, tmp_path / "fast", tmp_path / "cache", runtime="onnxruntime")
+    eager = _segment(phantom, tmp_path / "eager", tmp_path / "cache")  # the default
+    missing = _segment(phantom, tmp_path / "missing", tmp_path / "cache", runtime="onnxruntime",
+                       without_onnxruntime=True)
 
     assert fast["runtime"] == {"name": "onnxruntime"}
     assert eager["runtime"] == {"name": "pytorch"}

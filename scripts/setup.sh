@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="[fast]"  # ONNX Runtime: the fast CPU path of ciml segment
-[ "${1:-}" = "--test" ] && extras="[fast,test]"
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
 
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv

@@ -1,10 +1,10 @@
 """A CIML network's inference pieces run by ONNX Runtime on the CPU.
 
-PyTorch's eager CPU kernels are slow for this network's shapes: 3D convolutions with few
-channels, transposed convolutions and instance normalisation over large windows. ONNX Runtime
-runs the same graphs several times faster (measured in docs/segment.md, "Speed"). The sliding
-window and the withheld decoders (:mod:`ciml.inference.effects`) call the network in pieces, so
-the pieces are exported, not the whole forward:
+Opt-in (``CIML_RUNTIME=onnxruntime``): on a quiet 2-core CPU it was not faster than PyTorch
+for the built-in model and slower, with 2.3x the peak memory, for the ``brats`` preset at 1 mm
+(docs/segment.md, "Levers"), so PyTorch is the default; the path stays for CPUs where it pays.
+The sliding window and the withheld decoders (:mod:`ciml.inference.effects`) call the network in
+pieces, so the pieces are exported, not the whole forward:
 
 - one encoder graph per modality: ``(B, 1, *S) -> [(B, features[i], *S / 2**i)]``;
 - one gate graph per sub-task: its primary's and auxiliaries' features and the presence mask
@@ -22,8 +22,7 @@ The graphs are exported once per bundle and cached outside the bundle, under
 versions. Before a cached export is first used, its pieces chained on a probe window must equal
 PyTorch's within :data:`TOLERANCE` (logits and messages); otherwise, or without ONNX Runtime,
 inference runs in PyTorch and :class:`RuntimeChoice` carries a one-line note for report.json.
-Grad-CAM needs gradients and always runs in PyTorch. ``CIML_RUNTIME=torch`` turns the runtime
-off.
+Grad-CAM needs gradients and always runs in PyTorch.
 """
 
 from __future__ import annotations
@@ -88,20 +87,20 @@ def cache_folder() -> Path:
 
 
 def choose_runtime(bundle: Bundle, device: torch.device) -> RuntimeChoice:
-    """ONNX Runtime for a CIML bundle on the CPU where it is installed and its export checks out;
-    PyTorch otherwise.
+    """ONNX Runtime for a CIML bundle on the CPU when ``CIML_RUNTIME=onnxruntime`` asks for it, it
+    is installed and its export checks out; PyTorch otherwise.
 
     Args:
         bundle: the loaded bundle (its network in eval mode).
         device: where inference runs; on a GPU the network stays in PyTorch.
     """
     torch_choice = RuntimeChoice("pytorch", bundle.network)
-    if os.environ.get(RUNTIME_ENV, "").lower() == "torch" or device.type != "cpu" \
+    if os.environ.get(RUNTIME_ENV, "").lower() != "onnxruntime" or device.type != "cpu" \
             or not isinstance(bundle.network, CIMLNet):
         return torch_choice
     if ort is None or onnx is None:
         return RuntimeChoice("pytorch", bundle.network, "ONNX Runtime is not installed: the network ran in "
-                             "PyTorch (slower on the CPU; pip install onnxruntime onnx)")
+                             "PyTorch (pip install onnxruntime onnx)")
     try:
         network = OnnxNetwork.load(bundle)
     except Exception as exc:  # noqa: BLE001 - any failure of the optional runtime means PyTorch
