@@ -40,7 +40,7 @@ from CIMLSegmentationLib.job import done_line  # noqa: E402
 from CIMLSegmentationLib.models import read_model, summary  # noqa: E402
 from CIMLSegmentationLib.process import device_label, segmenting_line  # noqa: E402
 from CIMLSegmentationLib.progress import elapsed_text  # noqa: E402
-from CIMLSegmentationLib.report import first_map, map_keys, map_title, relations_table, report_warnings  # noqa: E402
+from CIMLSegmentationLib.report import fill_table, first_map, map_keys, map_title, relations_table, report_warnings  # noqa: E402
 from CIMLSegmentationLib.roles import modality_label, role_table, withhold_choices  # noqa: E402
 from CIMLSegmentationLib.training import fine_tuned_name, validation_dice  # noqa: E402
 from CIMLSegmentationLib.trainingcases import cases_text  # noqa: E402
@@ -153,16 +153,7 @@ def fill(panel, model, report: dict):
     # The relations table from the function Panel.showRelations fills it from.
     relations = find(QtWidgets.QTableWidget, "relationsTableWidget")
     content = relations_table(report, modalities, absent)
-    relations.setColumnCount(len(content.header))
-    relations.setHorizontalHeaderLabels(content.header)
-    relations.setRowCount(len(content.cells))
-    for r, row in enumerate(content.cells):
-        for c, cell in enumerate(row):
-            item = QtWidgets.QTableWidgetItem(cell.text)
-            item.setToolTip(cell.tooltip)
-            if cell.centred:
-                item.setTextAlignment(QtCore.Qt.AlignCenter)
-            relations.setItem(r, c, item)
+    fill_table(relations, content, QtWidgets.QTableWidgetItem, QtCore.Qt.AlignCenter)
     relations.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
     relations.horizontalHeader().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeToContents)
     relations.horizontalHeader().setSectionResizeMode(relations.columnCount() - 1, QtWidgets.QHeaderView.ResizeToContents)

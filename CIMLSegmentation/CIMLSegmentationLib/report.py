@@ -253,6 +253,28 @@ def relations_table(report: Dict, modalities: List[str], absent: Optional[Sequen
     return RelationsTable([target_header] + list(modalities) + [volume_header], cells, rows)
 
 
+def fill_table(table, content: RelationsTable, item_type, centre) -> None:
+    """Put ``content`` into a QTableWidget: Slicer's ``qt`` and PySide6 both, so the binding's
+    item class and centre alignment come in as arguments (this half never imports Qt).
+
+    Args:
+        table: the QTableWidget.
+        content: what :func:`relations_table` returns.
+        item_type: the binding's ``QTableWidgetItem``.
+        centre: the binding's ``Qt.AlignCenter``.
+    """
+    table.setColumnCount(len(content.header))
+    table.setHorizontalHeaderLabels(content.header)
+    table.setRowCount(len(content.cells))
+    for r, row in enumerate(content.cells):
+        for c, cell in enumerate(row):
+            item = item_type(cell.text)
+            item.setToolTip(cell.tooltip)
+            if cell.centred:
+                item.setTextAlignment(centre)
+            table.setItem(r, c, item)
+
+
 def first_map(keys: Sequence[str], rows: List[Tuple[str, List[object], float]], modalities: Sequence[str]) -> str:
     """The map the panel shows first: that of the modality with the largest share for the first
     target (its effect map, else its Grad-CAM map), else the first map; '' when there is none."""

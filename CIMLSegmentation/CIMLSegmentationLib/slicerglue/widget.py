@@ -25,7 +25,7 @@ from ..job import RunRecord
 from ..models import add_folder, folder_list, model_index, summary
 from ..process import device_index, device_label, segmenting_line
 from ..progress import elapsed_text, progress_percent, status_text
-from ..report import first_map, map_title, relations_table
+from ..report import fill_table, first_map, map_title, relations_table
 from ..roles import apply_disabled_reason, auto_select, inputs_to_guess, modality_label, role_table, withhold_choices
 from . import install, results
 from .finetune import FineTuning
@@ -254,16 +254,7 @@ class Panel:
         modalities = job.model.modalities
         relations = relations_table(job.report, modalities, job.absent, _("Target"), _("ml"))
         table = self.ui.relationsTableWidget
-        table.setColumnCount(len(relations.header))
-        table.setHorizontalHeaderLabels(relations.header)
-        table.setRowCount(len(relations.cells))
-        for r, row in enumerate(relations.cells):
-            for c, cell in enumerate(row):
-                item = qt.QTableWidgetItem(cell.text)
-                item.setToolTip(cell.tooltip)
-                if cell.centred:
-                    item.setTextAlignment(qt.Qt.AlignCenter)
-                table.setItem(r, c, item)
+        fill_table(table, relations, qt.QTableWidgetItem, qt.Qt.AlignCenter)
         table.resizeRowsToContents()  # a cell holds the share and, below it, the change without the modality
         combo = self.ui.heatMapComboBox
         wasBlocked = combo.blockSignals(True)
