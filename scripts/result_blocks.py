@@ -121,7 +121,7 @@ def claims(r: dict) -> str:
                  f"{pm(ab['shapes']['supervised-few'])} without",
                  "higher, beyond the spread",
                  f"**not shown** ({spread(ab['shapes']['dtc-few'], ab['shapes']['supervised-few'])}; 6 labels "
-                 "already saturate this task)", source(r, "study-ablations-300")])
+                 "already saturate the `shapes` phantom)", source(r, "study-ablations-300")])
     rows += speed_claims(r)
     return table(["claim", "measured", "target", "verdict", "result file, date"], rows)
 
