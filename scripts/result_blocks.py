@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from ciml.research.information import structure_summary
+from ciml.research.relations import relations_summary
+
 
 def pm(value: dict) -> str:
     """``{"mean": m, "sd": s}`` as ``m ± s``."""
@@ -223,15 +226,9 @@ def information(r: dict) -> str:
     if stem is None:
         return "No measurement under the current default.\n"
     res = r[stem]["results"]
-    rows = []
-    for name, e in res["structures"].items():
-        mean = lambda values: sum(values) / len(values)
-        teller = max(e["tellers"], key=lambda m: mean(e["changed_without"][m]))
-        others = [m for m in e["changed_without"] if m not in e["tellers"] and m != BRATS_PRIMARIES[e["target"]]]
-        other = max(((mean(e["changed_without"][m]), m) for m in others), default=(0.0, "–"))
-        rows.append([f"{name} ({e['target']}, shown by {'/'.join(e['tellers'])})", str(e["cases"]),
-                     f"{mean(e['right']):.3f}", f"{mean(e['right_without'][teller]):.3f}",
-                     f"{mean(e['changed_without'][teller]):.3f}", f"{other[0]:.3f} ({other[1]})"])
+    rows = [[f"{s['structure']} ({s['target']}, shown by {'/'.join(s['tellers'])})", str(s["cases"]),
+             f"{s['right']:.3f}", f"{s['right_without']:.3f}", f"{s['changed']:.3f}",
+             f"{s['other']:.3f} ({s['other_modality']})"] for s in structure_summary(res, BRATS_PRIMARIES)]
     return (table(["structure (target, shown by)", "cases", "right", "right without it", "changed without it",
                    "most changed without another auxiliary"], rows)
             + f"\n{res['cases']} unseen phantom cases (seed {res['seed']}), the built-in model; "
@@ -355,16 +352,10 @@ def relations(r: dict) -> str:
     if stem is None:
         return "No measurement under the current default.\n"
     res = r[stem]["results"]
-    modalities = list(dict.fromkeys(row["modality"] for row in res["rows"]))
-    rows = []
-    for target, rho in res["spearman"].items():
-        cells = []
-        for m in modalities:
-            rs = [x for x in res["rows"] if x["target"] == target and x["modality"] == m]
-            share = sum(x["share"] for x in rs) / len(rs)
-            lost = sum(x["dice"] - x["dice_without"] for x in rs) / len(rs)
-            cells.append(f"{100 * share:.1f} % / {lost:+.3f}")
-        rows.append([target, *cells, f"{rho:.2f}"])
+    summary = relations_summary(res)
+    modalities = list(next(iter(summary.values())))
+    rows = [[t, *(f"{100 * share:.1f} % / {lost:+.3f}" for share, lost in by.values()), f"{res['spearman'][t]:.2f}"]
+            for t, by in summary.items()]
     return (table(["target", *(f"{m}: share / Dice lost" for m in modalities), "Spearman"], rows)
             + f"\n{res['cases']} unseen cases (seed {res['seed']}), {_model_name(res['model'])} model; "
               f"`{r[stem]['command']}`; {source(r, stem)}.\n")

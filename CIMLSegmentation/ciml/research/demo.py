@@ -31,12 +31,7 @@ def run_demo(out: Path, model: Path, progress: Progress, size: str = "small",
     truth, _ = read_array(case_dir / f"{case_id}_seg.nii.gz", what="label")
     report = segment(SegmentRequest(model=str(model), inputs=inputs, out=str(out / "result")), progress)
     scores = scores_against(out / "result", truth, card)
-    without = {}
-    for m in card.modality_names:
-        given = {k: v for k, v in inputs.items() if k != m}
-        if any(s.primary in given or set(s.auxiliaries) & set(given) for s in card.subtasks):
-            segment(SegmentRequest(model=str(model), inputs=given, out=str(out / f"without-{m}"), maps="none"))
-            without[m] = scores_against(out / f"without-{m}", truth, card)["dice"]
+    without = scores_without_each(str(model), inputs, truth, card, out)
     label, grid = read_array(out / "result" / "segmentation.nii.gz", what="segmentation")
     images = {m: read_array(p)[0] for m, p in inputs.items()}
     effects = {m: read_array(out / "result" / f"effect_{m}.nii.gz")[0] for m in card.modality_names
@@ -45,6 +40,21 @@ def run_demo(out: Path, model: Path, progress: Progress, size: str = "small",
                             f"{card.name}: synthetic case {case_id} (seed {seed})")
     return {"report": report, "scores": scores, "without": without, "overview": picture, "case": case_dir,
             "result": out / "result"}
+
+
+def scores_without_each(model: str, inputs: dict[str, str], truth: np.ndarray, card, out: Path,
+                        device: str = "auto") -> dict[str, dict[str, float]]:
+    """Dice per target of real runs of ``ciml segment`` without each modality (written to
+    ``out/without-<modality>``), against the known label; a modality without which no sub-task
+    has an input is left out."""
+    without = {}
+    for m in card.modality_names:
+        given = {k: v for k, v in inputs.items() if k != m}
+        if any(s.primary in given or set(s.auxiliaries) & set(given) for s in card.subtasks):
+            segment(SegmentRequest(model=model, inputs=given, out=str(out / f"without-{m}"), maps="none",
+                                   device=device))
+            without[m] = scores_against(out / f"without-{m}", truth, card)["dice"]
+    return without
 
 
 def scores_against(folder: Path, truth: np.ndarray, card) -> dict[str, dict[str, float]]:

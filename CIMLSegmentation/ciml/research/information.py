@@ -111,21 +111,33 @@ def measure_information(model: str, cases: int = 8, seed: int = UNSEEN_SEED, var
     return {"model": model, "cases": cases, "seed": seed, "variation": variation, "structures": found}
 
 
-def information_table(result: dict[str, Any], primaries: dict[str, str]) -> str:
-    """The measurement as text: per structure, the share of its voxels right with every modality
-    and without the modality that shows it, and how much of it changes without that modality
-    against the most any other auxiliary changes (means over the cases that have it)."""
-    rows = [["structure", "target", "in target", "cases", "right", "teller", "right w/o teller",
-             "changed w/o teller", "most changed w/o another auxiliary"]]
+def structure_summary(result: dict[str, Any], primaries: dict[str, str]) -> list[dict[str, Any]]:
+    """Per structure, means over the cases that have it: the share of its voxels right with every
+    modality (``right``) and without the modality that shows it (``right_without``, the lowest
+    over its tellers), the share changed without it (``changed``, the highest), and the most any
+    other auxiliary changes (``other``, by ``other_modality``). The terminal table and the docs
+    both read this."""
+    rows = []
     for structure, e in result["structures"].items():
         tellers, target = e["tellers"], e["target"]
         others = [m for m in e["changed_without"] if m not in tellers and m != primaries[target]]
-        right_without = min(statistics.fmean(e["right_without"][m]) for m in tellers)
-        changed = max(statistics.fmean(e["changed_without"][m]) for m in tellers)
         other, by = max(((statistics.fmean(e["changed_without"][m]), m) for m in others), default=(0.0, "-"))
-        rows.append([structure, target, "yes" if e["truth"] else "no", str(e["cases"]),
-                     f"{statistics.fmean(e['right']):.3f}", "/".join(tellers), f"{right_without:.3f}",
-                     f"{changed:.3f}", f"{other:.3f} ({by})"])
+        rows.append({"structure": structure, "target": target, "truth": e["truth"], "cases": e["cases"],
+                     "tellers": tellers, "right": statistics.fmean(e["right"]),
+                     "right_without": min(statistics.fmean(e["right_without"][m]) for m in tellers),
+                     "changed": max(statistics.fmean(e["changed_without"][m]) for m in tellers),
+                     "other": other, "other_modality": by})
+    return rows
+
+
+def information_table(result: dict[str, Any], primaries: dict[str, str]) -> str:
+    """The measurement as text (:func:`structure_summary`)."""
+    rows = [["structure", "target", "in target", "cases", "right", "teller", "right w/o teller",
+             "changed w/o teller", "most changed w/o another auxiliary"]]
+    for s in structure_summary(result, primaries):
+        rows.append([s["structure"], s["target"], "yes" if s["truth"] else "no", str(s["cases"]),
+                     f"{s['right']:.3f}", "/".join(s["tellers"]), f"{s['right_without']:.3f}",
+                     f"{s['changed']:.3f}", f"{s['other']:.3f} ({s['other_modality']})"])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [f"what each modality tells: {result['model']}, {result['cases']} unseen brats cases "
              f"(seed {result['seed']}, {result['variation']})"]

@@ -17,10 +17,10 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from ciml.bundle import read_card
-from ciml.data.synthetic import generate_case, write_case
-from ciml.research.demo import scores_against
-from ciml.inference.segment import SegmentRequest, segment
 from ciml.data import read_array
+from ciml.data.synthetic import generate_case, write_case
+from ciml.inference.segment import SegmentRequest, segment
+from ciml.research.demo import scores_against, scores_without_each
 
 
 def measure_relations(model: str, cases: int, seed: int, device: str = "cpu") -> dict[str, Any]:
@@ -40,10 +40,7 @@ def measure_relations(model: str, cases: int, seed: int, device: str = "cpu") ->
             report = segment(SegmentRequest(model=model, inputs=inputs, out=str(out / "all"), maps="effects",
                                             device=device))
             dice = scores_against(out / "all", truth, card)["dice"]
-            for m in card.modality_names:
-                given = {k: v for k, v in inputs.items() if k != m}
-                segment(SegmentRequest(model=model, inputs=given, out=str(out / m), maps="none", device=device))
-                without = scores_against(out / m, truth, card)["dice"]
+            for m, without in scores_without_each(model, inputs, truth, card, out, device).items():
                 for t in card.target_names:
                     rows.append({"case": case_dir.name, "target": t, "dice": dice[t], "modality": m,
                                  "share": report["targets"][t]["contributions"][m], "dice_without": without[t]})
@@ -55,18 +52,25 @@ def measure_relations(model: str, cases: int, seed: int, device: str = "cpu") ->
     return {"model": model, "cases": cases, "seed": seed, "rows": rows, "spearman": spearman}
 
 
+def relations_summary(result: dict[str, Any]) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{target: {modality: (mean share, mean Dice lost without it)}}`` over the cases; the
+    terminal table and the docs both read this."""
+    summary: dict[str, dict[str, tuple[float, float]]] = {}
+    for t in result["spearman"]:
+        for m in dict.fromkeys(r["modality"] for r in result["rows"]):
+            rs = [r for r in result["rows"] if r["target"] == t and r["modality"] == m]
+            summary.setdefault(t, {})[m] = (float(np.mean([r["share"] for r in rs])),
+                                            float(np.mean([r["dice"] - r["dice_without"] for r in rs])))
+    return summary
+
+
 def relations_table(result: dict[str, Any]) -> str:
     """Per target: the mean share and mean Dice lost without each modality, and Spearman's rho."""
-    targets = list(result["spearman"])
-    modalities = list(dict.fromkeys(r["modality"] for r in result["rows"]))
+    summary = relations_summary(result)
+    modalities = list(next(iter(summary.values())))
     lines = ["target  " + "  ".join(f"{m:>22}" for m in modalities) + "  Spearman",
              "        " + "  ".join(f"{'share / Dice lost':>22}" for _ in modalities)]
-    for t in targets:
-        cells = []
-        for m in modalities:
-            rs = [r for r in result["rows"] if r["target"] == t and r["modality"] == m]
-            share = np.mean([r["share"] for r in rs])
-            lost = np.mean([r["dice"] - r["dice_without"] for r in rs])
-            cells.append(f"{100 * share:9.1f}% / {lost:+.3f}")
+    for t, by_modality in summary.items():
+        cells = [f"{100 * share:9.1f}% / {lost:+.3f}" for share, lost in by_modality.values()]
         lines.append(f"{t:<8}" + "  ".join(f"{c:>22}" for c in cells) + f"  {result['spearman'][t]:8.2f}")
     return "\n".join(lines) + "\n"
