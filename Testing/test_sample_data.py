@@ -240,12 +240,13 @@ def test_an_occupied_case_stops_the_whole_run_and_an_empty_one_does_not(tmp_path
 @pytest.mark.parametrize("args, message", [
     (["--kind", "shapes", "--cases", "0"], "number of cases must be a whole number >= 1"),
     (["--kind", "shapes", "--cases", "-3"], "number of cases must be a whole number >= 1"),
-    (["--kind", "knee", "--cases", "1"], "unknown sample-data kind 'knee' (known: brats, shapes)"),
+    (["--kind", "knee", "--cases", "1"], "unknown sample-data kind 'knee' (known: brats, glioma, shapes)"),
     (["--kind", "brats", "--cases", "1", "--size", "huge"], "size must be one of small, full"),
     (["--kind", "brats", "--cases", "1", "--seed", "-1"], "seed must be >= 0"),
     (["--kind", "shapes", "--cases", "1", "--variation", "shifted"],
-     "variation 'shifted' is only for kind brats (shapes has only 'standard')"),
+     "variation must be one of standard for kind shapes, got 'shifted'"),
     (["--kind", "brats", "--cases", "1", "--variation", "odd"], "variation must be one of standard, shifted"),
+    (["--kind", "glioma", "--cases", "1", "--variation", "shifted"], "variation must be one of standard, no-mass-effect"),
 ])
 def test_cli_rejects_bad_arguments(tmp_path, capsys, args, message):
     out = tmp_path / "out"

@@ -55,23 +55,25 @@ def _sample_data(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "sample-data", help="write synthetic sample cases in the BraTS folder layout",
         description="Write N synthetic cases as DIR/<case>/<case>_<modality>.nii.gz plus "
                     "<case>_seg.nii.gz. 'brats': a brain-tumour phantom (t1, t1ce, t2, flair; "
-                    "labels 0/1/2/4). 'shapes': the complementary-information demo task "
+                    "labels 0/1/2/4). 'glioma': realistic gliomas on the MNI152 brain, "
+                    "what the built-in model is trained on (needs nilearn). 'shapes': the complementary-information demo task "
                     "(shapes, cue, echo; label 0/1). Deterministic for a seed; never "
                     "overwrites a case. See docs/sample-data.md.")
     # Kinds, sizes and variations are checked by ciml.data.synthetic (one clear message, exit code 2),
     # not by argparse `choices`, so the API and the command line refuse them alike.
-    p.add_argument("--kind", required=True, metavar="{brats,shapes}", help="which task")
+    p.add_argument("--kind", required=True, metavar="{brats,glioma,shapes}", help="which task")
     p.add_argument("--cases", required=True, type=int, metavar="N", help="number of cases (>= 1)")
     p.add_argument("--out", required=True, metavar="DIR", help="dataset folder (created if needed)")
     p.add_argument("--seed", type=int, default=0, help="run seed (>= 0, default 0)")
     p.add_argument("--size", default="small", metavar="{small,full}",
-                   help="small: fast (brats 96x96x64 at ~2.5 mm, shapes 64^3 at 2 mm); "
-                        "full: brats 240x240x155 at ~1 mm, shapes 128^3 at 1 mm (default small; "
+                   help="small: fast (brats 96x96x64 at ~2.5 mm, glioma 96x96x62 at 2.5 mm, shapes 64^3 at 2 mm); "
+                        "full: brats and glioma 240x240x155 at ~1 mm, shapes 128^3 at 1 mm (default small; "
                         "a brats case's voxel size varies by a per-case zoom)")
-    p.add_argument("--variation", default="standard", metavar="{standard,shifted}",
-                   help="brats only: 'shifted' draws head size, orientation, voxel size, bias, noise "
-                        "and intensity scale outside the standard ranges, as another site "
-                        "(default standard)")
+    p.add_argument("--variation", default="standard", metavar="NAME",
+                   help="brats: 'shifted' draws head size, orientation, voxel size, bias, noise "
+                        "and intensity scale outside the standard ranges, as another site; glioma: "
+                        "one part of the generator taken away (no-mass-effect, no-hard-negatives, "
+                        "random-tumour-contrast, clean-scanner), to measure what it buys (default standard)")
     return p
 
 

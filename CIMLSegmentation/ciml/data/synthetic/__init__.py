@@ -5,6 +5,8 @@ Both write the BraTS 2020 layout (``DIR/<case>/<case>_<modality>.nii.gz`` and
 
 - ``brats``: t1, t1ce, t2, flair; labels 0/1/2/4 (:mod:`ciml.data.synthetic.brats`), in two
   variations: ``standard`` and ``shifted`` (head and scanner settings outside the standard ranges).
+- ``glioma``: realistic gliomas on the MNI152 anatomy, for training on real scans
+  (:mod:`ciml.data.synthetic.glioma`; needs nilearn).
 - ``shapes``: shapes (primary), cue (complementary), echo (redundant); label 0/1
   (:mod:`ciml.data.synthetic.shapes`).
 
@@ -24,19 +26,24 @@ import numbers
 from collections.abc import Callable
 from pathlib import Path
 
-from ciml.data.synthetic import brats, shapes
+from ciml.data.synthetic import brats, glioma, shapes
 from ciml.data.synthetic.brats import brats_case, variation_spec
 from ciml.data.synthetic.common import Grid, SyntheticCase, write_case
 from ciml.data.synthetic.shapes import cue_predictor_dice, primary_only_oracle_dice, shapes_case
 from ciml.errors import CIMLError
 
 # Kind -> (case generator, its modality names, its grid sizes).
-GENERATORS: dict[str, Callable[..., SyntheticCase]] = {"brats": brats_case, "shapes": shapes_case}
-MODALITIES: dict[str, tuple[str, ...]] = {"brats": brats.MODALITIES, "shapes": shapes.MODALITIES}
-SIZES: dict[str, dict[str, Grid]] = {"brats": brats.SIZES, "shapes": shapes.SIZES}
+GENERATORS: dict[str, Callable[..., SyntheticCase]] = {"brats": brats_case, "glioma": glioma.glioma_case,
+                                                       "shapes": shapes_case}
+MODALITIES: dict[str, tuple[str, ...]] = {"brats": brats.MODALITIES, "glioma": glioma.MODALITIES,
+                                          "shapes": shapes.MODALITIES}
+SIZES: dict[str, dict[str, Grid]] = {"brats": brats.SIZES, "glioma": glioma.SIZES, "shapes": shapes.SIZES}
 KINDS = tuple(GENERATORS)
 SIZE_NAMES = ("small", "full")
-VARIATION_NAMES = tuple(brats.VARIATIONS)  # only `brats` has variations; `shapes` is `standard`
+# Per kind, its variations (`shapes` has only `standard`).
+VARIATIONS: dict[str, tuple[str, ...]] = {"brats": tuple(brats.VARIATIONS), "glioma": tuple(glioma.VARIATIONS),
+                                          "shapes": ("standard",)}
+VARIATION_NAMES = tuple(dict.fromkeys(v for names in VARIATIONS.values() for v in names))
 
 
 def _check_kind(kind: str) -> None:
@@ -45,17 +52,18 @@ def _check_kind(kind: str) -> None:
 
 
 def _check_variation(kind: str, variation: str) -> None:
-    variation_spec(variation)  # refuses an unknown one
-    if kind != "brats" and variation != "standard":
-        raise CIMLError(f"variation {variation!r} is only for kind brats ({kind} has only 'standard')")
+    if variation not in VARIATIONS[kind]:
+        raise CIMLError(f"variation must be one of {', '.join(VARIATIONS[kind])} for kind {kind}, "
+                        f"got {variation!r}")
 
 
 def generate_case(kind: str, index: int, seed: int = 0, size: str = "small",
                   variation: str = "standard") -> SyntheticCase:
-    """Case ``index`` of task ``kind`` (``brats`` or ``shapes``), in memory.
+    """Case ``index`` of task ``kind`` (``brats``, ``glioma`` or ``shapes``), in memory.
 
-    ``variation`` (``brats`` only): ``standard`` or ``shifted`` (its spec
-    ``brats.SHIFTED_BRAIN_PHANTOM``: head and scanner settings outside the standard ranges).
+    ``variation``: one of :data:`VARIATIONS` of the kind. ``brats``: ``standard`` or ``shifted``
+    (``brats.SHIFTED_BRAIN_PHANTOM``: head and scanner settings outside the standard ranges);
+    ``glioma``: ``standard`` or one part of the generator taken away (``glioma.VARIATIONS``).
 
     Returns a :class:`SyntheticCase`: images (modality -> float32 ``(X, Y, Z)``), label
     (uint8 ``(X, Y, Z)``), spacing and origin in mm.
@@ -64,13 +72,15 @@ def generate_case(kind: str, index: int, seed: int = 0, size: str = "small",
     _check_variation(kind, variation)
     if kind == "brats":
         return brats_case(index, seed=seed, size=size, spec=variation_spec(variation))
+    if kind == "glioma":
+        return glioma.glioma_case(index, seed=seed, size=size, spec=glioma.VARIATIONS[variation])
     return GENERATORS[kind](index, seed=seed, size=size)
 
 
 def case_ids(kind: str, n_cases: int) -> list[str]:
     """The case ids (= folder names) of the first ``n_cases`` cases of ``kind``."""
     _check_kind(kind)
-    prefix = {"brats": brats.CASE_PREFIX, "shapes": shapes.CASE_PREFIX}[kind]
+    prefix = {"brats": brats.CASE_PREFIX, "glioma": glioma.CASE_PREFIX, "shapes": shapes.CASE_PREFIX}[kind]
     return [f"{prefix}-{index:03d}" for index in range(n_cases)]
 
 
@@ -83,13 +93,13 @@ def write_cases(kind: str, n_cases: int, out_dir: str | Path, seed: int = 0,
     empty, nothing is written and a :class:`~ciml.errors.CIMLError` names it.
 
     Args:
-        kind: ``brats`` or ``shapes``.
+        kind: ``brats``, ``glioma`` or ``shapes``.
         n_cases: number of cases (>= 1); cases ``0 .. n_cases - 1``.
         out_dir: the dataset folder (created if needed).
         seed: run seed (>= 0).
         size: ``small`` or ``full``.
         on_case: called with each case folder once written (progress reporting).
-        variation: ``standard`` or, for ``brats`` only, ``shifted``.
+        variation: ``standard`` or another of the kind's :data:`VARIATIONS`.
 
     Returns:
         The case folders, in order.
@@ -121,7 +131,7 @@ def write_cases(kind: str, n_cases: int, out_dir: str | Path, seed: int = 0,
 
 
 __all__ = [
-    "GENERATORS", "KINDS", "MODALITIES", "SIZES", "SIZE_NAMES", "VARIATION_NAMES", "Grid", "SyntheticCase",
+    "GENERATORS", "KINDS", "MODALITIES", "SIZES", "SIZE_NAMES", "VARIATIONS", "VARIATION_NAMES", "Grid", "SyntheticCase",
     "brats_case", "case_ids", "cue_predictor_dice", "generate_case", "primary_only_oracle_dice",
     "shapes_case", "write_case", "write_cases",
 ]
