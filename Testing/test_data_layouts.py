@@ -47,6 +47,25 @@ def test_regions_and_back_is_the_identity_on_brats_label_maps():
     assert np.array_equal(regions_to_label(regions, card), label)
 
 
+def test_small_pieces_of_tumour_are_dropped_by_volume_with_their_nested_labels():
+    from dataclasses import replace
+
+    card = tiny_card()
+    card = replace(card, inference=replace(card.inference, min_component_ml=0.05))
+    label = np.zeros((20, 20, 20), dtype=np.uint16)
+    label[2:8, 2:8, 2:8] = 2          # 216 voxels: kept
+    label[4:6, 4:6, 4:6] = 4          # nested inside it: kept with it
+    label[12:15, 12:15, 12:15] = 1    # 27 voxels: one piece with the diagonal neighbour below
+    label[15, 15, 15] = 4             # touches the piece above by a corner (26-connected)
+    label[18, 2, 18] = 4              # a lone speck
+    regions = label_to_regions(label, card)
+    kept = regions_to_label(regions, card, voxel_ml=0.001)  # 1 mm voxels: 0.05 ml = 50 voxels
+    assert np.array_equal(kept[:10], label[:10])  # the large piece and its core are untouched
+    assert not kept[10:].any()  # the 28-voxel piece and the speck are gone, ET and TC included
+    assert np.array_equal(regions_to_label(regions, card, voxel_ml=0.01)[10:15], label[10:15])  # 10x larger voxels: kept
+    assert np.array_equal(regions_to_label(regions, card), label)  # no voxel size: nothing dropped
+
+
 @pytest.mark.parametrize("name,mapping", [("brats2020", None), ("brats2023", BRATS_2020_TO_2023),
                                           ("msd", BRATS_2020_TO_MSD)])
 def test_dataset_conventions_to_regions_and_back_are_the_identity(name, mapping):

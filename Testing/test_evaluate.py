@@ -86,7 +86,19 @@ def test_a_passion_model_segments_with_a_modality_absent(passion_model, tmp_path
     assert all(0.0 <= c["dice"]["target"] <= 1.0 for c in report["cases"])
 
 
-@pytest.mark.parametrize("missing,message", [("flair", "not a modality"), ("shapes", "reference modality")])
+def test_without_the_reference_the_scores_stay_on_the_labels_grid(passion_model, tmp_path):
+    """The reference gives the output grid; without it the first given modality's grid serves,
+    as in `ciml segment`, and the label is read on that grid."""
+    out = tmp_path / "no-reference.json"
+    assert main(["evaluate", "--model", str(passion_model / "run" / "bundle"), "--data", str(passion_model / "data"),
+                 "--missing", "shapes", "--out", str(out), "--progress", "none"]) == 0
+    report = json.loads(out.read_text())["results"]
+    assert report["missing"] == ["shapes"] and len(report["cases"]) == 4
+    made = json.loads((passion_model / "run" / "bundle" / "metadata.json").read_text())["provenance"]
+    assert report["training"] == {k: made[k] for k in ("data", "steps", "init", "seed")}  # travels with the scores
+
+
+@pytest.mark.parametrize("missing,message", [("flair", "not a modality"), ("shapes,cue,echo", "leaves nothing")])
 def test_evaluate_refuses_bad_missing_names(passion_model, capsys, missing, message):
     assert main(["evaluate", "--model", str(passion_model / "run" / "bundle"), "--data", str(passion_model / "data"),
                  "--missing", missing, "--progress", "none"]) == 2

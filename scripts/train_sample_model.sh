@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Reproduces the built-in sample model (CIMLSegmentation/Resources/Models/brats-sample) on a CPU.
-# About 45 minutes on 2 cores (500 steps; 2568 s on 2026-11-26). Usage: bash scripts/train_sample_model.sh [WORK_DIR]
+# Reproduces the built-in sample model (CIMLSegmentation/Resources/Models/brats-sample) on a CPU,
+# from synthetic data only, in two stages:
+#   1. the BraTS-like phantom, from scratch (500 steps, about 45 minutes on 2 cores);
+#   2. realistic synthetic gliomas on the MNI152 brain (needs nilearn), fine-tuned from stage 1
+#      with modality dropout (scripts/builtin-model-glioma.yaml; 900 steps, about 35 minutes).
+# Usage: bash scripts/train_sample_model.sh [WORK_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-runs/sample-model}
 ciml=.venv/bin/ciml
 [ -d "$work/data" ] || $ciml sample-data --kind brats --cases 40 --seed 0 --size small --out "$work/data"
-$ciml train --data "$work/data" --card CIMLSegmentation/Resources/Models/brats-sample.card.json \
+[ -d "$work/run/bundle" ] || $ciml train --data "$work/data" --card CIMLSegmentation/Resources/Models/brats-sample.card.json \
   --out "$work/run" --device cpu --val-fraction 0.15
+[ -d "$work/glioma-data" ] || $ciml sample-data --kind glioma --cases 300 --seed 0 --out "$work/glioma-data"
+$ciml train --init "$work/run/bundle" --data "$work/glioma-data" --config scripts/builtin-model-glioma.yaml \
+  --max-steps 900 --val-fraction 0.05 --device cpu --out "$work/glioma-run"
 rm -rf CIMLSegmentation/Resources/Models/brats-sample
-cp -r "$work/run/bundle" CIMLSegmentation/Resources/Models/brats-sample
+cp -r "$work/glioma-run/bundle" CIMLSegmentation/Resources/Models/brats-sample
 $ciml info --model CIMLSegmentation/Resources/Models/brats-sample

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from ciml.bundle.weights import load_bundle
 from ciml.data import check_records, list_cases
@@ -24,13 +25,15 @@ def run(args: argparse.Namespace) -> int:
     for m in missing:
         if m not in card.modality_names:
             raise CIMLError(f"--missing {m}: not a modality of this model ({', '.join(card.modality_names)})")
-    if missing and card.reference in missing:
-        raise CIMLError(f"--missing {card.reference}: the reference modality gives the output grid and must be given")
+    if len(missing) == len(card.modality_names):
+        raise CIMLError("--missing: every modality withheld leaves nothing to segment")
     records = [r for r in list_cases(args.data, args.layout) if r.get("label")]
     if not records:
         raise CIMLError(f"{args.data}: no labelled cases to evaluate")
     check_records(records, card.modality_names, require_label=True)
     records = [{k: v for k, v in r.items() if k not in missing} for r in records]
+    if card.reference in missing:  # as `ciml segment`: the first given modality's grid instead
+        bundle = replace(bundle, card=replace(card, reference=next(m for m in card.modality_names if m not in missing)))
     report = evaluate(bundle, records, device, progress, allow_missing=bool(missing))
     report["missing"] = missing
     sys.stdout.write(table(report))

@@ -80,6 +80,8 @@ class Target:
             (targets may nest: BraTS WT includes 1, 2 and 4). Absent: ``[label]``.
         color: RGB in 0..1, used for the segment in Slicer.
         terminology: optional coded meaning, ``{"scheme": "SCT", "code": ..., "meaning": ...}``.
+        needs: modalities without which this target cannot be seen (BraTS ET: ``t1ce``, where
+            alone enhancement shows); a run without one of them warns that the target is a guess.
     """
 
     name: str = spec(name=True)
@@ -87,6 +89,7 @@ class Target:
     includes: tuple[int, ...] = spec((), low=1, min_len=1, derive=lambda t, card: (t["label"],))
     color: tuple[float, float, float] = spec((1.0, 0.0, 0.0), low=0.0, high=1.0)
     terminology: dict[str, str] | None = spec(None, keys=("scheme", "code", "meaning"))
+    needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,8 @@ class InferenceSpec:
         sw_batch_size: windows evaluated together.
         blend: MONAI blending mode, ``gaussian`` or ``constant``.
         threshold: probability above which a voxel belongs to a target.
+        min_component_ml: the label map drops every connected piece of tumour (all targets
+            together, 26-connected) smaller than this volume; 0 keeps everything.
         effect_floor: when measuring what each modality does (``ciml segment --maps
             effects``), a window whose sub-task predicts no voxel above this probability is
             taken as unchanged by withholding any modality, and its decoders are not run again.
@@ -181,6 +186,7 @@ class InferenceSpec:
     sw_batch_size: int = spec(1, low=1)
     blend: str = spec("gaussian", choices=BLENDS)
     threshold: float = spec(0.5, low=0.0, high=1.0)
+    min_component_ml: float = spec(0.0, low=0.0)
     effect_floor: float = spec(0.01, low=1e-6, high=0.5)
     crop: bool = True
     crop_margin: int = spec(0, low=0)

@@ -35,7 +35,8 @@ BRATS: dict[str, Any] = {
         {"name": "TC", "label": 1, "includes": [1, 4], "color": [0.9, 0.3, 0.2],
          "terminology": {"scheme": _CIML, "code": "BRATS-TC", "meaning": "Tumor core"}},
         {"name": "ET", "label": 4, "includes": [4], "color": [1.0, 0.9, 0.1],
-         "terminology": {"scheme": _CIML, "code": "BRATS-ET", "meaning": "Enhancing tumor"}},
+         "terminology": {"scheme": _CIML, "code": "BRATS-ET", "meaning": "Enhancing tumor"},
+         "needs": ["t1ce"]},  # enhancement shows on T1ce alone
     ],
     "subtasks": [
         {"name": "whole", "targets": ["WT"], "primary": "flair", "auxiliaries": ["t1", "t1ce", "t2"]},

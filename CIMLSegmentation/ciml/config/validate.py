@@ -29,6 +29,9 @@ def card_from_dict(data: Any) -> ModelCard:
         if m.window is not None and m.window[0] >= m.window[1]:
             raise CardError(f"modalities[{i}].window", f"expected [low, high] with low < high, got {list(m.window)}")
     _check_targets(card.targets)
+    for i, t in enumerate(card.targets):
+        for j, m in enumerate(t.needs):
+            _known(m, modalities, f"targets[{i}].needs[{j}]", "modality")
     for i, s in enumerate(card.subtasks):
         _check_subtask(s, f"subtasks[{i}]", modalities, targets)
     _unique(tuple(s.name for s in card.subtasks), "subtasks")

@@ -84,7 +84,8 @@ class Case:
         """The output label map on the reference grid, from region probabilities on :attr:`grid`.
 
         Probabilities are resampled (linear) before thresholding, so that a coarser working
-        spacing gives smooth boundaries; see :func:`~ciml.data.labels.regions_to_label`.
+        spacing gives smooth boundaries; pieces of tumour smaller than the card's
+        ``inference.min_component_ml`` are dropped. See :func:`~ciml.data.labels.regions_to_label`.
 
         Args:
             regions: ``(T, X, Y, Z)`` probabilities (or binary masks) on :attr:`grid`.
@@ -93,7 +94,8 @@ class Case:
         Returns:
             uint16 ``(X, Y, Z)`` on :attr:`reference`, ready for ``write_image(.., case.reference, ..)``.
         """
-        return regions_to_label(self.to_reference(np.asarray(regions, np.float32)), card, threshold)
+        voxel_ml = float(np.prod(self.reference.spacing)) / 1000.0
+        return regions_to_label(self.to_reference(np.asarray(regions, np.float32)), card, threshold, voxel_ml)
 
 
 def regrid(values: np.ndarray, source: Geometry, target: Geometry,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from ciml.config.card import ModelCard
 from ciml.data.errors import DataError
@@ -59,14 +60,30 @@ def label_to_regions(label: np.ndarray, card: ModelCard) -> np.ndarray:
     return np.stack([np.isin(label, t.includes) for t in card.targets]).astype(np.float32)
 
 
-def regions_to_label(regions: np.ndarray, card: ModelCard, threshold: float | None = None) -> np.ndarray:
+def drop_small_components(label: np.ndarray, min_voxels: float) -> np.ndarray:
+    """``label`` (``(X, Y, Z)``) with every 26-connected piece of non-zero voxels smaller than
+    ``min_voxels`` set to 0. scipy's labelling, not MONAI's RemoveSmallObjects: that one needs
+    scikit-image, which nothing else here does."""
+    if min_voxels <= 0 or not label.any():
+        return label
+    pieces, count = ndimage.label(label > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(pieces.ravel(), minlength=count + 1)
+    small = sizes < min_voxels
+    small[0] = False
+    return np.where(small[pieces], 0, label).astype(label.dtype)
+
+
+def regions_to_label(regions: np.ndarray, card: ModelCard, threshold: float | None = None,
+                     voxel_ml: float | None = None) -> np.ndarray:
     """A label map from region channels (binary masks or probabilities).
 
     Args:
         regions: ``(T, X, Y, Z)``, one channel per target in card order.
-        card: the model card (target ``label`` values and order).
+        card: the model card (target ``label`` values and order, ``inference.min_component_ml``).
         threshold: a voxel is in a region when its value exceeds this; defaults to
             ``card.inference.threshold``.
+        voxel_ml: one voxel's volume in ml; with it, pieces smaller than
+            ``card.inference.min_component_ml`` are dropped (:func:`drop_small_components`).
 
     Returns:
         uint16 label map ``(X, Y, Z)``; targets painted in card order, later ones winning.
@@ -79,6 +96,8 @@ def regions_to_label(regions: np.ndarray, card: ModelCard, threshold: float | No
     label = np.zeros(regions.shape[1:], dtype=np.uint16)
     for target, region in zip(card.targets, regions):
         label[region > threshold] = target.label
+    if voxel_ml:
+        label = drop_small_components(label, card.inference.min_component_ml / voxel_ml)
     return label
 
 

@@ -44,15 +44,18 @@ def evaluate(bundle: Bundle, records: list[dict[str, Any]], device, progress: Pr
         allow_missing: zero-fill (and tell the network about) modalities a record lacks.
 
     Returns:
-        ``{"model", "cases": [{"case", "dice", "hd95", "lesion_dice", "lesion_hd95": {target:
-        value}, "lesions": {target: counts}}], "mean": {metric: {target: value}}}``.
+        ``{"model", "training", "cases": [{"case", "dice", "hd95", "lesion_dice", "lesion_hd95":
+        {target: value}, "lesions": {target: counts}}], "mean": {metric: {target: value}}}``;
+        ``training``: how the bundle was made (its provenance: data, steps, the bundle it started from).
     """
     per_case = []
     for i, record in enumerate(records):
         per_case.append(score_record(bundle.network, bundle.card, record, device, allow_missing))
         progress.update("evaluating", (i + 1) / len(records), case=i + 1)
     means = mean_metrics([{k: c[k] for k in METRICS} for c in per_case])
-    return {"model": str(bundle.path), "cases": per_case, "mean": means}
+    provenance = bundle.metadata.get("provenance", {})
+    training = {k: provenance[k] for k in ("data", "steps", "init", "seed") if k in provenance}
+    return {"model": str(bundle.path), "training": training, "cases": per_case, "mean": means}
 
 
 def score_record(network: torch.nn.Module, card: ModelCard, record: dict[str, Any], device,

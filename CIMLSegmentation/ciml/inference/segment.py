@@ -118,13 +118,16 @@ def check_inputs(card: ModelCard, inputs: dict[str, str]) -> None:
 
 
 def absent_warnings(card: ModelCard, absent: list[str]) -> list[str]:
-    """The warning report.json gives a run without modalities the model was not trained to miss."""
+    """The warnings report.json gives a run without some modalities: targets that cannot be seen
+    without one (a target's ``needs``), and modalities the model was not trained to miss."""
+    warnings = [f"{t.name} needs {', '.join(m for m in t.needs if m in absent)}: without it {t.name} cannot be "
+                f"seen, and its region is the model's guess" for t in card.targets if set(t.needs) & set(absent)]
     trained = [m for m in absent if card.training.missing_rates.get(m, 0.0) > 0]
     untested = [m for m in absent if m not in trained]
-    if not untested:
-        return []
-    return [f"this model was not trained with {', '.join(untested)} missing (its card's "
-            "training.missing_rates): its accuracy without them is untested"]
+    if untested:
+        warnings.append(f"this model was not trained with {', '.join(untested)} missing (its card's "
+                        "training.missing_rates): its accuracy without them is untested")
+    return warnings
 
 
 class _Stages:
