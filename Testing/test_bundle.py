@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import TINY_SHAPE, multimodal_dict, tiny
 
 from ciml.bundle import FORMAT_VERSION, METADATA_FILE, WEIGHTS_FILE, read_card, sha256_of
-from ciml.bundle.metadata import stored_card
+from ciml.bundle.metadata import migrate_1_to_2, stored_card
 from ciml.bundle.weights import load_bundle, save_bundle
 from ciml.cli.main import main
 from ciml.config import card_from_dict, preset_dict
@@ -170,10 +171,24 @@ def test_multimodal_bundles_round_trip(tmp_path):
 
 # --- format versions ---------------------------------------------------------------------------
 
-def test_the_builtin_version_1_bundle_loads_as_its_version_2_copy(tmp_path):
-    """The built-in model is a format 1 bundle: read as is (never rewritten), its migrated card is
-    the card a format 2 bundle of the same weights writes back, with identical logits."""
-    builtin = builtin_model()
+def _version_1_bundle(folder: Path) -> Path:
+    """A format 1 bundle as ciml wrote them: the card of the built-in model as it shipped in
+    format 1 (Testing/data/bundle-v1-card.json, flat PASSION and DTC fields), with weights of
+    that network."""
+    card_v1 = json.loads((Path(__file__).parent / "data" / "bundle-v1-card.json").read_text())
+    card = card_from_dict(migrate_1_to_2(card_v1))
+    torch.manual_seed(3)
+    save_bundle(folder, build_network(card), card)
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    meta.update(format_version=1, card=card_v1)
+    (folder / METADATA_FILE).write_text(json.dumps(meta, indent=2))
+    return folder
+
+
+def test_a_version_1_bundle_loads_as_its_version_2_copy(tmp_path):
+    """A format 1 bundle is read as is (never rewritten); its migrated card is the card a format 2
+    bundle of the same weights writes back, with identical logits."""
+    builtin = _version_1_bundle(tmp_path / "v1")
     on_disk = (builtin / METADATA_FILE).read_bytes()
     assert json.loads(on_disk)["format_version"] == 1 < FORMAT_VERSION
     old = load_bundle(builtin)

@@ -14,13 +14,13 @@ import SimpleITK as sitk
 import torch
 from conftest import tiny
 
-from ciml.config import card_from_dict, preset_dict
+from ciml.config import card_from_dict, preset, preset_dict
 from ciml.data import read_array
 from ciml.data.foreground import body_mask
 from ciml.data.synthetic import case_ids, generate_case, write_case
 from ciml.inference.effects import WithheldPredictor
 from ciml.inference.relations import strongest_effect
-from ciml.inference.segment import SegmentRequest, segment
+from ciml.inference.segment import SegmentRequest, absent_warnings, segment
 from ciml.nn import CIMLNet
 from ciml.resources import builtin_model
 
@@ -105,12 +105,15 @@ def test_strongest_effect_keeps_the_sign_of_the_largest_change():
     assert strongest_effect(per_target).tolist() == [-0.5, -0.1]
 
 
-def test_a_plain_model_without_a_modality_is_segmented_with_a_warning(case, tmp_path):
+def test_a_model_without_a_modality_is_segmented_with_a_warning(case, tmp_path):
     report = segment(SegmentRequest(model=str(builtin_model()), out=str(tmp_path / "o"),
                                     inputs=_inputs(case, ("t1", "t2", "flair"))))
     assert report["absent"] == ["t1ce"]
     assert report["reference"] == "t1", "without the card's reference, the first given modality's grid"
-    assert any("not trained with t1ce missing" in w for w in report["warnings"])
+    assert any(w.startswith("ET needs t1ce") for w in report["warnings"])  # the card's targets[].needs
+    assert not any("not trained" in w for w in report["warnings"])  # it was trained with t1ce missing
+    plain = preset("brats")  # no missing rates: the run says its accuracy without t1ce is untested
+    assert any("not trained with t1ce missing" in w for w in absent_warnings(plain, ["t1ce"]))
     for entry in report["targets"].values():
         assert entry["effects"]["t1ce"] == "absent" and "t1ce" not in entry["contributions"]
     assert not (tmp_path / "o" / "effect_t1ce.nii.gz").exists()

@@ -6,6 +6,9 @@ Per case, in order: the MNI152 template's anatomy, moved and deformed
 each sequence's contrast, hard negatives, bias, slice thickness, noise and skull strip
 (:mod:`.appearance`). Every range is in :mod:`.spec`. Needs nilearn installed (its wheel
 ships the template); nothing is downloaded.
+
+Imports numpy, scipy, SimpleITK and ``ciml.data.synthetic.common``; never torch, and never
+nilearn itself (its files are located through the package metadata).
 """
 
 from __future__ import annotations
