@@ -234,7 +234,7 @@ def test_the_brain_fits_and_is_rotated(cases):
         def overlap(a, b):
             return 2 * (a & b).sum() / (a.sum() + b.sum())
         brain = case.extras["brain"]
-        rotated = overlap(brain, ellipsoid(brats._rotation(np.array(s["rotation_deg"]))))
+        rotated = overlap(brain, ellipsoid(brats.axis_rotation(np.array(s["rotation_deg"]))))
         assert rotated > 0.92 and rotated > overlap(brain, ellipsoid(np.eye(3))) + 0.03
 
 

@@ -47,6 +47,7 @@ from ciml.data.synthetic.brats_tumour import (
 from ciml.data.synthetic.common import (
     Grid,
     SyntheticCase,
+    axis_rotation,
     case_rng,
     check_case_arguments,
     rotated_offsets,
@@ -156,18 +157,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.float32(0.5) * (np.tanh(np.float32(0.5) * x) + np.float32(1.0))
 
 
-def _rotation(angles_deg: np.ndarray) -> np.ndarray:
-    """The ``(3, 3)`` rotation by ``angles_deg`` ``(3,)`` about x, then y, then z."""
-    matrix = np.eye(3)
-    for axis, angle in enumerate(np.radians(angles_deg)):
-        c, s = np.cos(angle), np.sin(angle)
-        i, j = [a for a in range(3) if a != axis]
-        turn = np.eye(3)
-        turn[i, i], turn[i, j], turn[j, i], turn[j, j] = c, -s, s, c
-        matrix = turn @ matrix
-    return matrix
-
-
 def _fitting_zoom(semi_axes: np.ndarray, rotation: np.ndarray, spec: BrainPhantomSpec) -> float:
     """The smallest voxel zoom at which the rotated brain fits every size's grid."""
     reach = np.sqrt(((rotation * semi_axes) ** 2).sum(axis=1)) / (1 - spec.outline_wobble)
@@ -180,7 +169,7 @@ def _draw_head(rng: np.random.Generator, spec: BrainPhantomSpec) -> Head:
     where needed so that the brain fits the grid (as an operator sets the field of view)."""
     semi_axes = np.asarray(spec.brain_semi_axes_mm) * rng.uniform(*spec.brain_scale, size=3)
     angles = rng.uniform(*spec.rotation_deg, size=3) * np.where(rng.uniform(size=3) < 0.5, -1, 1)
-    rotation = _rotation(angles)
+    rotation = axis_rotation(angles)
     zoom = max(rng.uniform(*spec.voxel_zoom), _fitting_zoom(semi_axes, rotation, spec))
     return Head(semi_axes, rotation, tuple(float(a) for a in angles), float(zoom))
 

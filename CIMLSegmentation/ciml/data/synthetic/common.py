@@ -131,6 +131,18 @@ def smooth_field(rng: np.random.Generator, grid: Grid, cell_mm: float,
     return field_ / np.float32(_BSPLINE_VARIANCE_PER_AXIS ** 1.5)
 
 
+def axis_rotation(angles_deg: np.ndarray) -> np.ndarray:
+    """The ``(3, 3)`` rotation by ``angles_deg`` ``(3,)`` about x, then y, then z."""
+    matrix = np.eye(3)
+    for axis, angle in enumerate(np.radians(angles_deg)):
+        c, s = np.cos(angle), np.sin(angle)
+        i, j = [a for a in range(3) if a != axis]
+        turn = np.eye(3)
+        turn[i, i], turn[i, j], turn[j, i], turn[j, j] = c, -s, s, c
+        matrix = turn @ matrix
+    return matrix
+
+
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """A uniformly random 3x3 rotation matrix (QR of a Gaussian matrix, sign-corrected)."""
     q, r = np.linalg.qr(rng.standard_normal((3, 3)))

@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ciml.data.synthetic.common import Grid, smooth_field
+from ciml.data.synthetic.common import Grid, axis_rotation, smooth_field
 from ciml.data.synthetic.glioma.spec import AnatomySpec
 from ciml.errors import CIMLError
 
@@ -71,18 +71,6 @@ def template() -> tuple[dict[str, np.ndarray], np.ndarray]:
     return {"brain": brain, "grey": grey, "white": white, "csf": csf}, -centre
 
 
-def _rotation(angles_deg: np.ndarray) -> np.ndarray:
-    """``(3, 3)``: rotation about x, then y, then z by ``angles_deg`` ``(3,)``."""
-    matrix = np.eye(3)
-    for axis, angle in enumerate(np.radians(angles_deg)):
-        c, s = np.cos(angle), np.sin(angle)
-        i, j = [a for a in range(3) if a != axis]
-        turn = np.eye(3)
-        turn[i, i], turn[i, j], turn[j, i], turn[j, j] = c, -s, s, c
-        matrix = turn @ matrix
-    return matrix
-
-
 def sample_maps(maps: dict[str, np.ndarray], points: list[np.ndarray], origin: np.ndarray,
                 spacing: float = 1.0) -> dict[str, np.ndarray]:
     """Linear interpolation of every map (``(X, Y, Z)``, voxel ``(0, 0, 0)`` at ``origin`` mm)
@@ -101,7 +89,7 @@ def deformed_anatomy(rng: np.random.Generator, grid: Grid, spec: AnatomySpec) ->
     shift = rng.uniform(*spec.shift_mm, size=3)
     flip = bool(rng.uniform() < spec.flip_share)
     elastic = float(rng.uniform(*spec.elastic_mm))
-    rotation = _rotation(angles)
+    rotation = axis_rotation(angles)
     axes = [np.broadcast_to(a, grid.shape) for a in grid.axes_mm()]
     moved = [a + np.float32(elastic) * smooth_field(rng, grid, spec.elastic_cell_mm, _FIELD_BOX_MM)
              - np.float32(s) for a, s in zip(axes, shift)]
