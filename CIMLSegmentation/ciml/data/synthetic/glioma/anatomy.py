@@ -71,6 +71,13 @@ def template() -> tuple[dict[str, np.ndarray], np.ndarray]:
     return {"brain": brain, "grey": grey, "white": white, "csf": csf}, -centre
 
 
+def partition(fractions: dict[str, np.ndarray], brain: np.ndarray) -> dict[str, np.ndarray]:
+    """Interpolated csf/grey/white fractions rescaled to sum to 1 inside ``brain``, 0 outside."""
+    total = sum(fractions.values())
+    safe = np.where(total > 0, total, 1.0)
+    return {name: np.where(brain, v / safe, 0.0).astype(np.float32) for name, v in fractions.items()}
+
+
 def sample_maps(maps: dict[str, np.ndarray], points: list[np.ndarray], origin: np.ndarray,
                 spacing: float = 1.0) -> dict[str, np.ndarray]:
     """Linear interpolation of every map (``(X, Y, Z)``, voxel ``(0, 0, 0)`` at ``origin`` mm)
@@ -99,11 +106,8 @@ def deformed_anatomy(rng: np.random.Generator, grid: Grid, spec: AnatomySpec) ->
     if flip:
         points[0] = -points[0]
     fractions = sample_maps(maps, points, origin)
-    brain = fractions["brain"] >= 0.5
-    total = fractions["csf"] + fractions["grey"] + fractions["white"]
-    safe = np.where(total > 0, total, 1.0)
-    tissue = {name: np.where(brain, fractions[name] / safe, 0.0).astype(np.float32)
-              for name in ("csf", "grey", "white")}
+    brain = fractions.pop("brain") >= 0.5
+    tissue = partition(fractions, brain)
     settings = {"scale": scale.tolist(), "rotation_deg": angles.tolist(), "shift_mm": shift.tolist(),
                 "mirrored": flip, "elastic_mm": elastic}
     return Anatomy(tissue, brain), settings

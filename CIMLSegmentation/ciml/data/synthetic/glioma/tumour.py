@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from ciml.data.synthetic.common import Grid, random_rotation, rotated_offsets, smooth_field
-from ciml.data.synthetic.glioma.anatomy import Anatomy
+from ciml.data.synthetic.glioma.anatomy import Anatomy, partition
 from ciml.data.synthetic.glioma.spec import TUMOUR_CLASSES, TUMOUR_LABEL, TumourSpec
 
 _FIELD_BOX_MM = (400.0, 400.0, 400.0)
@@ -52,7 +52,8 @@ def draw_focus(rng: np.random.Generator, grid: Grid, anatomy: Anatomy, spec: Tum
         candidates &= anatomy.tissue["white"] > 0.6
     if not candidates.any():
         candidates = anatomy.brain
-    index = np.argwhere(candidates)[rng.integers(len(np.argwhere(candidates)))]
+    places = np.argwhere(candidates)
+    index = places[rng.integers(len(places))]
     seed = np.array([float(a.ravel()[i]) for a, i in zip(grid.axes_mm(), index)])
     return Focus(seed, whole, core)
 
@@ -143,9 +144,7 @@ def grow(rng: np.random.Generator, grid: Grid, anatomy: Anatomy, spec: TumourSpe
     reach = float(rng.uniform(*spec.mass_effect_reach)) * foci[0].core_radius
     maps = push({**anatomy.tissue, "brain": anatomy.brain.astype(np.float32)}, grid, foci[0].seed, amplitude, reach)
     brain = maps.pop("brain") >= 0.5
-    total = sum(maps.values())
-    safe = np.where(total > 0, total, 1.0)
-    anatomy = Anatomy({k: np.where(brain, v / safe, 0.0).astype(np.float32) for k, v in maps.items()}, brain)
+    anatomy = Anatomy(partition(maps, brain), brain)
     for focus in foci:
         paint_focus(rng, grid, anatomy, focus, spec, classes)
     settings = {"foci": [{"seed_mm": f.seed.tolist(), "whole_radius_mm": f.whole_radius,
