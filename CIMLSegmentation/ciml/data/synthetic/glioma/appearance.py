@@ -54,8 +54,8 @@ def _normal_stats(image: np.ndarray, normal: np.ndarray) -> tuple[float, float]:
 def _blurred_classes(rng: np.random.Generator, classes: np.ndarray, spec: AppearanceSpec) -> dict[str, np.ndarray]:
     """Per tumour class, its mask blurred to a soft partial-volume weight, float32 ``(X, Y, Z)``."""
     sigma = float(rng.uniform(*spec.edge_blur_voxels))
-    return {c: ndimage.gaussian_filter((classes == CLASS_CODE[c]).astype(np.float32), sigma)
-            for c in TUMOUR_CLASSES if (classes == CLASS_CODE[c]).any()}
+    masks = {c: classes == CLASS_CODE[c] for c in TUMOUR_CLASSES}
+    return {c: ndimage.gaussian_filter(m.astype(np.float32), sigma) for c, m in masks.items() if m.any()}
 
 
 def clean_images(rng: np.random.Generator, grid: Grid, anatomy: Anatomy, classes: np.ndarray,
