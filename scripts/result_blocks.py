@@ -11,6 +11,7 @@ from typing import Callable
 from ciml.research.information import structure_summary
 from ciml.research.relations import relations_summary
 from result_blocks_common import machine, pm, source, spread, table
+from result_blocks_finetune import INIT, TARGET, finetune_real, methods_real, target_met
 from result_blocks_real import REAL, _missing_claims, generator, missing_real, real
 
 
@@ -20,6 +21,18 @@ def _method(results: dict, stem: str, method: str) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # blocks
+
+
+def _finetune_claims(r: dict) -> list[list[str]]:
+    """The claims row of fine-tuning the built-in model on real cases, once measured."""
+    if INIT not in r:
+        return []
+    res = r[INIT]["results"]
+    mean = res["mean_chosen"]["dice"]
+    return [[f"fine-tuned on {res['folds'][0]['train_cases']} real cases in {res['minutes']:g} minutes on 2 CPU cores",
+             f"{len(res['folds'])} folds, mean Dice on the held-out cases: " + ", ".join(f"{t} {mean[t]:.3f}" for t in TARGET),
+             ", ".join(f"{t} >= {v:.2f}" for t, v in TARGET.items()) + " (three folds)",
+             "**met**" if target_met(res) else "**not met**", source(r, INIT)]]
 
 
 def claims(r: dict) -> str:
@@ -35,6 +48,7 @@ def claims(r: dict) -> str:
                  ", ".join(f"{t} >= {v:.2f}" for t, v in bar.items()) + ", no case with TC 0",
                  "**met**" if met else "**not met**", source(r, "builtin-real-brats18")])
     rows += _missing_claims(r)
+    rows += _finetune_claims(r)
     s12, b5, bl = "study-shapes-1200", "study-brats-500", "study-brats-every-level-300"
     ciml_s, ef_s, maml_s = (_method(r, s12, m)["dice"] for m in ("ciml", "early-fusion", "maml"))
     po_s = _method(r, s12, "primary-only")["dice"]
@@ -214,6 +228,18 @@ def information(r: dict) -> str:
               f"`{r[stem]['command']}`; {source(r, stem)}.\n")
 
 
+def _finetune_headline(r: dict) -> list[str]:
+    if INIT not in r:
+        return []
+    res = r[INIT]["results"]
+    mean = res["mean_chosen"]["dice"]
+    return [f"- **Fine-tuned on your own cases** ({res['folds'][0]['train_cases']} real cases, {res['minutes']:g} minutes "
+            f"on a 2-core CPU, {len(res['folds'])} folds): mean Dice on the held-out real cases WT {mean['WT']:.3f}, "
+            f"TC {mean['TC']:.3f}, ET {mean['ET']:.3f} (target " + " / ".join(f"{v:.2f}" for v in TARGET.values())
+            + f": {'met' if target_met(res) else 'not met'}). "
+            "[Fine-tuning](docs/BENCHMARKS.md#fine-tuning-on-your-own-real-cases)"]
+
+
 def headline(r: dict) -> str:
     """The README's headline numbers: real scans first, then the phantoms, then speed."""
     real_mean = r["builtin-real-brats18"]["results"]["mean"]["dice"]
@@ -223,6 +249,7 @@ def headline(r: dict) -> str:
              f"trained on synthetic data only, scores mean Dice WT {real_mean['WT']:.3f}, TC {real_mean['TC']:.3f}, "
              f"ET {real_mean['ET']:.3f}; models trained on real scans reach about 0.90 / 0.85 / 0.80. "
              "[Per case](docs/BENCHMARKS.md#real-scans)",
+             *_finetune_headline(r),
              f"- **Phantoms**: on `shapes` (1200 steps, 3 seeds) CIML {pm(_method(r, s12, 'ciml')['dice'])}, early fusion "
              f"{pm(_method(r, s12, 'early-fusion')['dice'])}, MAML {pm(_method(r, s12, 'maml')['dice'])} "
              f"({spread(_method(r, s12, 'ciml')['dice'], _method(r, s12, 'early-fusion')['dice'])}); on `brats` "
@@ -322,7 +349,8 @@ def relations(r: dict) -> str:
 BLOCKS: dict[str, Callable[[dict], str]] = {
     "claims": claims, "accuracy": accuracy, "missing": missing, "information": information, "headline": headline,
     "speed": speed, "effects": effects, "relations": relations, "real": real, "generator": generator,
-    "missing-real": missing_real,
+    "missing-real": missing_real, "finetune-real": finetune_real,
+    "methods-real": methods_real,
 }
 
 

@@ -46,7 +46,8 @@ def train_command(python: str, data_dir: str, run_dir: str, init: Optional[str] 
         data_dir: the dataset folder.
         run_dir: the run folder (``RUN/bundle`` is the result).
         init: the bundle to fine-tune from.
-        max_steps: optimiser steps; None: the card's ``training.max_steps``.
+        max_steps: optimiser steps; None: the card's ``training.max_steps``, or, with
+            ``max_minutes``, the time limit alone.
         max_minutes: the wall-clock limit (``--max-minutes``): then the worker stops after the
             current step, validates and keeps the best bundle; None: no limit.
     """

@@ -5,8 +5,8 @@
    settings); the folder's cases are listed under it. The same case asks before replacing itself;
    a segment that matches no target is refused with its name. The scene does not change.
 2. "Fine-tune" starts from the base model on the dataset folder (the training-cases folder unless
-   the user chose another), for at most the given minutes (``ciml train --max-minutes``; the
-   card's ``training.max_steps`` caps the steps), shows the validation Dice as it comes,
+   the user chose another), for the given minutes (``ciml train --max-minutes``: the time alone
+   ends the run and its learning rate decays over it), shows the validation Dice as it comes,
    registers the new model as '<base>-finetuned-<date>' and selects it.
 3. "Compare" segments the current case with the base and the fine-tuned model (one after the
    other, in the background) and shows both segmentations and their Dice against the current one.

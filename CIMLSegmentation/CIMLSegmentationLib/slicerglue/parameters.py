@@ -36,7 +36,7 @@ class CIMLSegmentationParameterNode:
     computeHeatMaps: bool = True
     computeGradCam: bool = False
     heatMapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
-    trainingMinutes: Annotated[float, WithinRange(0.1, 10080.0)] = 10.0  # fine-tuning's time limit (a week at most)
+    trainingMinutes: Annotated[float, WithinRange(0.1, 10080.0)] = 30.0  # fine-tuning's time limit (a week at most)
 
 
 def inputVolume(parameters, modality: str) -> Optional[vtkMRMLScalarVolumeNode]:

@@ -134,8 +134,11 @@ def _train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     steps.add_argument("--epochs", type=int, metavar="N", help="passes over the training cases")
     p.add_argument("--max-minutes", metavar="M",
                    help="wall-clock limit in minutes (> 0): then stop after the current step, validate and keep "
-                        "the best bundle (the latest weights when nothing was validated)")
+                        "the best bundle (the latest weights when nothing was validated); without "
+                        "--max-steps or --epochs the time alone ends the run")
     p.add_argument("--val-fraction", type=float, metavar="F", help="share of labelled cases for validation (0.2)")
+    p.add_argument("--keep-bundles", action="store_true", default=None,
+                   help="also keep the weights at every validation step, in RUN/bundles/step-N")
     p.add_argument("--layout", help="dataset layout, when detection is not wanted (see docs/data-layouts.md)")
     p.add_argument("--unlabeled", metavar="DIR", help="unlabelled cases for semi-supervised training (DTC)")
     p.add_argument("--missing-rates", metavar="NAME=P,...", help="train for missing modalities (PASSION)")

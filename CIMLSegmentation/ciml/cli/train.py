@@ -53,7 +53,7 @@ def _fresh(args: argparse.Namespace):
         "preset": args.preset, "card": args.card, "init": args.init, "arch": args.arch,
         "max_steps": args.max_steps, "max_minutes": args.max_minutes, "epochs": args.epochs, "val_fraction": args.val_fraction,
         "device": args.device, "layout": args.layout, "unlabeled": args.unlabeled, "seed": args.seed,
-        "freeze_encoders": args.freeze_encoders, "num_workers": args.num_workers, "cache": args.cache,
+        "freeze_encoders": args.freeze_encoders, "keep_bundles": args.keep_bundles, "num_workers": args.num_workers, "cache": args.cache,
         "missing_rates": parse_rates(args.missing_rates) if args.missing_rates else None})
     data = args.data or config.get("data")
     if not data:
@@ -76,7 +76,8 @@ def _fresh(args: argparse.Namespace):
         out=args.out, arch=settings.get("arch") or "ciml", max_steps=max_steps,
         max_minutes=max_minutes(settings.get("max_minutes")),
         device=settings.get("device") or "auto", init=settings.get("init"),
-        freeze_encoders=bool(settings.get("freeze_encoders")), num_workers=int(settings.get("num_workers") or 0),
+        freeze_encoders=bool(settings.get("freeze_encoders")), keep_bundles=bool(settings.get("keep_bundles")),
+        num_workers=int(settings.get("num_workers") or 0),
         cache=settings.get("cache") or "memory", command="ciml " + shlex.join(sys.argv[1:]),
         data=f"{data} ({len(train)} training, {len(validation)} validation, {len(unlabelled)} unlabelled cases)")
     return card, options, {"train": train, "validation": validation, "unlabelled": unlabelled}

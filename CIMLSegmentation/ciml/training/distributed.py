@@ -85,3 +85,14 @@ def barrier(world: World) -> None:
 def leave(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class FeaturesForward(torch.nn.Module):
+    """Makes ``forward_features`` the forward DDP wraps (DDP only hooks ``forward``)."""
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor, present: torch.Tensor | None = None):
+        return self.network.forward_features(images, present)

@@ -15,6 +15,7 @@ A config file holds any of::
     layout: brats2020
     unlabeled: path/to/unlabelled/cases
     freeze_encoders: false
+    keep_bundles: false      # also keep the weights of every validation step: RUN/bundles/step-N
     num_workers: 2
     cache: memory
     training: {learning_rate: 0.0005, batch_size: 2, ...}   # any card section, merged
@@ -37,7 +38,7 @@ from ciml.errors import CIMLError
 CARD_SECTIONS = ("training", "network", "inference")
 RUN_KEYS = ("preset", "card", "arch", "max_steps", "max_minutes", "epochs", "val_fraction", "device", "layout",
             "unlabeled",
-            "freeze_encoders", "num_workers", "cache", "init", "seed", "missing_rates", *CARD_SECTIONS)
+            "freeze_encoders", "keep_bundles", "num_workers", "cache", "init", "seed", "missing_rates", *CARD_SECTIONS)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ Everything a run needs lives in its folder:
                                when the time limit (``--max-minutes``) ended the run
     RUN/checkpoints/last.pt    model, optimiser, scheduler, scaler, random state, history
     RUN/bundle/                the best validation Dice so far, as a model bundle
+    RUN/bundles/step-N/        the weights at every validation step, with ``--keep-bundles``
     RUN/training-curve.png     loss and validation Dice over steps, drawn only when matplotlib is
                                installed (without it, e.g. in Slicer's Python, the run still
                                succeeds and its log notes that the curve was skipped)
@@ -16,7 +17,6 @@ Everything a run needs lives in its folder:
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -43,6 +43,7 @@ from ciml.training.checkpoint import load_checkpoint, restore_random_state, save
 from ciml.training.objective import Objective
 from ciml.training.plots import training_curve
 from ciml.training.run_config import steps_for_epochs
+from ciml.training.schedule import UNTIL_TIME_LIMIT, cosine_with_warmup
 from ciml.training.sampling import presence_dropper, step_loader
 
 
@@ -53,10 +54,15 @@ class RunOptions:
     Args:
         out: the run folder.
         arch: network architecture (``ciml``, ``early-fusion``, ``maml``).
-        max_steps: optimiser steps; ``None`` takes ``card.training.max_steps``.
+        max_steps: optimiser steps; ``None`` takes ``card.training.max_steps``, or, with
+            ``max_minutes``, leaves the time limit alone to end the run.
         max_minutes: a wall-clock limit of this run (``None``: none). Once it has passed, the run
             stops after the current step, validates, and keeps the best bundle (the latest
-            weights when nothing was validated), so a bundle is always written.
+            weights when nothing was validated), so a bundle is always written. The learning
+            rate's cosine decay follows whichever of steps and minutes runs out first, so a run
+            cut by the clock still ends at a low rate.
+        keep_bundles: also keep the weights at every validation step (validation cases or not)
+            as bundles, in ``out/bundles/step-N`` (to score the run's course on other cases).
         device: ``auto``, ``cpu`` or ``cuda``.
         init: a bundle to fine-tune from (its weights; the card must describe the same network).
         freeze_encoders: keep the modality encoders' weights fixed (fine-tuning).
@@ -73,6 +79,7 @@ class RunOptions:
     device: str = "auto"
     init: str | None = None
     freeze_encoders: bool = False
+    keep_bundles: bool = False
     num_workers: int = 0
     cache: str = "memory"
     command: str = ""
@@ -90,15 +97,6 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def cosine_with_warmup(max_steps: int, warmup: int):
-    """Learning-rate factor per step: linear warm-up, then cosine decay to zero."""
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(max_steps - warmup, 1)))
-    return factor
-
-
 class Trainer:
     """Trains one network on case records; see the module docstring for the run folder.
 
@@ -114,7 +112,7 @@ class Trainer:
         self.card, self.options = card, options
         self.records = {"train": train, "validation": validation, "unlabelled": list(unlabelled or [])}
         self.out = Path(options.out)
-        self.max_steps = options.max_steps or card.training.max_steps
+        self.max_steps = options.max_steps or (UNTIL_TIME_LIMIT if options.max_minutes else card.training.max_steps)
         self.device = resolve_device(options.device)
         self.world = distributed.join(self.device)
         self.device = distributed.device_for(self.world, self.device)
@@ -122,6 +120,8 @@ class Trainer:
         self.state = RunState()
         self.stopped: str | None = None  # why the run ended before max_steps, when the time limit ended it
         self._objective_state: dict = {}  # restored from a checkpoint on resume
+        self._started = time.monotonic()  # reset when the run starts; the time limit counts from there
+        self._validated: dict[str, Any] = {}  # the last validation's scores
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -147,7 +147,8 @@ class Trainer:
         t = self.card.training
         params = [p for p in network.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, cosine_with_warmup(self.max_steps, t.warmup_steps))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimiser, cosine_with_warmup(self.max_steps, t.warmup_steps, self._time_used if self.options.max_minutes else None))
         scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda"
                                       and not torch.cuda.is_bf16_supported())
         return optimiser, scheduler, scaler
@@ -184,7 +185,7 @@ class Trainer:
 
     def run(self, resume: bool = False) -> dict[str, Any]:
         """Train to ``max_steps`` (or early stop, or the time limit); returns a summary of the run."""
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         limit_s = self.options.max_minutes * 60 if self.options.max_minutes else None
         for note in self.card.notes():
             self.progress.message(f"note: {note}")
@@ -195,7 +196,7 @@ class Trainer:
         elif self.world.main:
             self._start_folder()
         distributed.barrier(self.world)
-        model = _FeaturesForward(network)
+        model = distributed.FeaturesForward(network)
         if self.world.distributed:
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -275,6 +276,8 @@ class Trainer:
                 stop = self._validate(network, validation)
             else:  # nothing to rank by: the latest weights are the bundle
                 self._save_bundle(network, {})
+            if self.options.keep_bundles:
+                self._keep_bundle(network, self._validated if validation is not None else {})
             save_checkpoint(self.out / "checkpoints", self.state.step, {
                 "model": network.state_dict(), "optimiser": optimiser.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
@@ -291,7 +294,8 @@ class Trainer:
                                           "validation", self.state.step / self.max_steps, case=f"{i}/{count}"))
         network.train()
         score = mean_dice(means)
-        self._log({"event": "validation", "step": self.state.step, "mean_dice": score, **means})
+        self._log({"event": "validation", "step": self.state.step, "elapsed_s": round(self._elapsed(), 1),
+                   "mean_dice": score, **means})
         self.progress.message(f"step {self.state.step}: validation Dice "
                               + ", ".join(f"{t} {d:.3f}" for t, d in means["dice"].items()))
         self._log_gates(network, validation)
@@ -301,6 +305,7 @@ class Trainer:
                                         "validation_cases": count})
         else:
             self.state.stale_validations += 1
+        self._validated = {**means, "mean_dice": score, "step": self.state.step, "validation_cases": count}
         patience = self.card.training.patience
         if patience and self.state.stale_validations >= patience:
             self.progress.message(f"early stop: no better validation Dice in {patience} validations")
@@ -316,7 +321,8 @@ class Trainer:
             return
         if not (self.out / "bundle").is_dir():  # validated, but without a Dice better than none
             self._save_bundle(network, {})
-        self.progress.message(f"stopped at step {self.state.step} of {self.max_steps}: the time limit of "
+        of = f" of {self.max_steps}" if self.max_steps < UNTIL_TIME_LIMIT else ""
+        self.progress.message(f"stopped at step {self.state.step}{of}: the time limit of "
                               f"{self.options.max_minutes:g} min was reached")
 
     def _log_gates(self, network, validation) -> None:
@@ -332,14 +338,25 @@ class Trainer:
         self.progress.message(f"step {self.state.step}: {len(collapsed)} of {len(diagnostics)} gates collapsed"
                               + (f" ({', '.join(collapsed)})" if collapsed else ""))
 
-    def _save_bundle(self, network, metrics: dict[str, Any]) -> None:
+    def _keep_bundle(self, network, metrics: dict[str, Any]) -> None:
+        """``--keep-bundles``: this step's weights as ``bundles/step-N``, its time in the log."""
+        self._save_bundle(network, metrics, f"bundles/step-{self.state.step:06d}")
+        self._log({"event": "bundle_kept", "step": self.state.step, "elapsed_s": round(self._elapsed(), 1)})
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def _time_used(self) -> float:
+        return self._elapsed() / (self.options.max_minutes * 60)
+
+    def _save_bundle(self, network, metrics: dict[str, Any], folder: str = "bundle") -> None:
         provenance = {"command": self.options.command, "data": self.options.data, "arch": self.options.arch,
                       "steps": self.state.step, "seed": self.card.training.seed,
                       "train_cases": len(self.records["train"]),
                       "unlabelled_cases": len(self.records["unlabelled"]),
                       "validation_cases": len(self.records["validation"]),
                       "init": self.options.init, "trained": True}
-        save_bundle(self.out / "bundle", network, self.card, self.options.arch, provenance, metrics, overwrite=True)
+        save_bundle(self.out / folder, network, self.card, self.options.arch, provenance, metrics, overwrite=True)
 
     def _finish(self, network, started: float) -> dict[str, Any]:
         summary = {"steps": self.state.step, "best_mean_dice": self.state.best_dice if self.state.best_dice >= 0 else None,
@@ -384,13 +401,3 @@ class Trainer:
             with open(self.out / "log.jsonl", "a") as log:
                 log.write(json.dumps(entry) + "\n")
 
-
-class _FeaturesForward(torch.nn.Module):
-    """Makes ``forward_features`` the forward DDP wraps (DDP only hooks ``forward``)."""
-
-    def __init__(self, network: torch.nn.Module):
-        super().__init__()
-        self.network = network
-
-    def forward(self, images: torch.Tensor, present: torch.Tensor | None = None):
-        return self.network.forward_features(images, present)
