@@ -92,9 +92,10 @@ def test_commands_and_environment(tmp_path):
                     "--format", "nrrd", "--progress", "json", "--no-cam"]
     assert training.train_command("py", "/d", "/r", init="/m/b", max_steps=50) == [
         "py", "-m", "ciml", "train", "--data", "/d", "--out", "/r", "--init", "/m/b",
-        "--max-steps", "50", "--progress", "json"]
-    assert training.train_command("py", "/d", "/r", max_minutes=10) == [  # the panel's time limit; the card's steps
-        "py", "-m", "ciml", "train", "--data", "/d", "--out", "/r", "--max-minutes", "10.0", "--progress", "json"]
+        "--max-steps", "50", "--bundle", "last", "--progress", "json"]
+    assert training.train_command("py", "/d", "/r", max_minutes=10) == [  # the panel's time limit alone
+        "py", "-m", "ciml", "train", "--data", "/d", "--out", "/r", "--bundle", "last", "--max-minutes", "10.0",
+        "--progress", "json"]
     env = process.worker_environment("/mod", {"PYTHONPATH": "/a"})
     assert env["PYTHONPATH"] == os.pathsep.join(["/mod", "/a"]) and env["PYTHONUNBUFFERED"] == "1"
     (tmp_path / "PythonSlicer").write_text("")

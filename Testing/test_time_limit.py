@@ -11,6 +11,7 @@ import torch
 from test_train import _train, shapes_data, tiny_shapes_card  # noqa: F401 - the fixture is used by name
 
 from ciml.bundle.weights import load_bundle
+from ciml.cli.main import main
 from ciml.config import load_card
 from ciml.data import list_cases
 from ciml.training.schedule import UNTIL_TIME_LIMIT, cosine_with_warmup
@@ -73,3 +74,31 @@ def test_without_validation_cases_the_weights_of_every_interval_are_kept(tmp_pat
     assert sorted(p.name for p in (run / "bundles").iterdir()) == ["step-000002", "step-000004", "step-000005"]
     final, last = load_bundle(run / "bundle"), load_bundle(run / "bundles" / "step-000005")
     assert all(torch.equal(a, b) for a, b in zip(final.network.state_dict().values(), last.network.state_dict().values()))
+
+
+def test_the_bundle_is_the_best_validation_or_the_last_weights(tmp_path, shapes_data):  # noqa: F811
+    """With `--bundle last` RUN/bundle is the final step's weights whatever the validation said;
+    with the default it is the step of the best validation Dice."""
+    card = tiny_shapes_card(tmp_path, validation_interval=2)
+    best_steps = []
+    for choice in ("best", "last"):
+        run = tmp_path / choice
+        _train(["--data", str(shapes_data), "--out", str(run), "--card", str(card), "--max-steps", "6",
+                "--bundle", choice, "--keep-bundles"])
+        log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+        best = max((x for x in log if x["event"] == "validation"), key=lambda x: x["mean_dice"])["step"]
+        best_steps.append(best)
+        kept = load_bundle(run / "bundle")
+        expected = best if choice == "best" else 6
+        assert kept.metadata["metrics"]["step"] == expected
+        same = load_bundle(run / "bundles" / f"step-{expected:06d}")
+        assert all(torch.equal(a, b) for a, b in zip(kept.network.state_dict().values(), same.network.state_dict().values()))
+    assert best_steps[0] == best_steps[1] != 6  # the same seeded runs, whose best is not their last step
+
+
+def test_a_bundle_choice_that_is_not_best_or_last_is_one_line(tmp_path, shapes_data, capsys):  # noqa: F811
+    config = tmp_path / "run.yaml"
+    config.write_text("bundle: newest\n")
+    assert main(["train", "--progress", "none", "--data", str(shapes_data), "--out", str(tmp_path / "run"),
+                 "--card", str(tiny_shapes_card(tmp_path)), "--config", str(config)]) == 2
+    assert capsys.readouterr().err == "ciml train: error: bundle: expected one of best, last, got 'newest'\n"

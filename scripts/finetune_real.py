@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         done.append(json.loads(path.read_text()))
     results = {"model": args.model, "start": name, "arch": args.arch, "minutes": None if args.steps else args.minutes,
                "max_steps": args.steps, "cases": len(cases),
-               "folds": done, "mean_chosen": _mean_of([f["chosen"] for f in done])}
+               "folds": done, "mean_chosen": _mean_of([f["chosen"] for f in done]),
+               "mean_last": _mean_of([max(f["curve"], key=lambda p: p["step"]) for f in done])}
     record = envelope("finetune-real", results, device="cpu")
     record["command"] = shlex.join(["python", "scripts/finetune_real.py", *(argv if argv is not None else sys.argv[1:])])
     write_record(record, args.out)

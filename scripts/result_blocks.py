@@ -28,9 +28,9 @@ def _finetune_claims(r: dict) -> list[list[str]]:
     if INIT not in r:
         return []
     res = r[INIT]["results"]
-    mean = res["mean_chosen"]["dice"]
+    mean = res["mean_last"]["dice"]
     return [[f"fine-tuned on {res['folds'][0]['train_cases']} real cases in {res['minutes']:g} minutes on 2 CPU cores",
-             f"{len(res['folds'])} folds, mean Dice on the held-out cases: " + ", ".join(f"{t} {mean[t]:.3f}" for t in TARGET),
+             f"{len(res['folds'])} folds, the last weights (the module's recipe), mean Dice on the held-out cases: " + ", ".join(f"{t} {mean[t]:.3f}" for t in TARGET),
              ", ".join(f"{t} >= {v:.2f}" for t, v in TARGET.items()) + " (three folds)",
              "**met**" if target_met(res) else "**not met**", source(r, INIT)]]
 
@@ -232,7 +232,7 @@ def _finetune_headline(r: dict) -> list[str]:
     if INIT not in r:
         return []
     res = r[INIT]["results"]
-    mean = res["mean_chosen"]["dice"]
+    mean = res["mean_last"]["dice"]
     return [f"- **Fine-tuned on your own cases** ({res['folds'][0]['train_cases']} real cases, {res['minutes']:g} minutes "
             f"on a 2-core CPU, {len(res['folds'])} folds): mean Dice on the held-out real cases WT {mean['WT']:.3f}, "
             f"TC {mean['TC']:.3f}, ET {mean['ET']:.3f} (target " + " / ".join(f"{v:.2f}" for v in TARGET.values())

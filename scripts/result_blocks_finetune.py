@@ -45,7 +45,8 @@ def _mean_row(res: dict, start: str) -> list[str]:
 
 
 def target_met(res: dict) -> bool:
-    return len(res["folds"]) >= 3 and all(res["mean_chosen"]["dice"][t] >= v for t, v in TARGET.items())
+    """The module's recipe (the last weights, ``--bundle last``) against the target, three folds."""
+    return len(res["folds"]) >= 3 and all(res["mean_last"]["dice"][t] >= v for t, v in TARGET.items())
 
 
 def finetune_real(r: dict) -> str:
@@ -61,8 +62,8 @@ def finetune_real(r: dict) -> str:
     verdict = "**met**" if target_met(res) else "**not met**"
     text = (table(["start", "fold", "held-out cases", "Dice before (WT / TC / ET)", "steps run", "bundle kept (step)",
                    "Dice, bundle kept", "Dice, last weights", "HD95, bundle kept (mm)"], rows)
-            + f"\nTarget after {res['minutes']:g} minutes on {res['folds'][0]['train_cases']} cases: mean Dice of the bundle "
-              "kept on the held-out cases " + ", ".join(f"{t} >= {v:.2f}" for t, v in TARGET.items()) + f": {verdict}. "
+            + f"\nTarget after {res['minutes']:g} minutes on {res['folds'][0]['train_cases']} cases: mean Dice of the last "
+              "weights (the module's recipe) on the held-out cases " + ", ".join(f"{t} >= {v:.2f}" for t, v in TARGET.items()) + f": {verdict}. "
               f"`{r[INIT]['command']}` (the folder of the real cases passed by path; "
               f"each fold runs `{res['folds'][0]['command']}`); "
               f"{machine(r, INIT)}; {source(r, INIT)}")

@@ -6,7 +6,7 @@ Plain Python (tested with pytest on real processes), importing only ``job`` and 
 
 A bundle the worker wrote is never deleted. The run folder lives beside the models folder (not
 in the system's temporary folder, which may be cleaned), and when a run fails or is cancelled
-after writing a bundle (the best validation so far), the folder is kept and the bundle, when
+after writing a bundle (the latest validated weights: ``--bundle last``), the folder is kept and the bundle, when
 complete, is registered too; ``outcome_text`` says where both are. Texts for the user are
 ``_("...")`` with the translation function the glue passes (see ``progress``).
 """
@@ -49,13 +49,14 @@ def train_command(python: str, data_dir: str, run_dir: str, init: Optional[str] 
         max_steps: optimiser steps; None: the card's ``training.max_steps``, or, with
             ``max_minutes``, the time limit alone.
         max_minutes: the wall-clock limit (``--max-minutes``): then the worker stops after the
-            current step, validates and keeps the best bundle; None: no limit.
+            current step, validates and keeps the last weights; None: no limit.
     """
     args = [python, "-m", "ciml", "train", "--data", str(data_dir), "--out", str(run_dir)]
     if init:
         args += ["--init", str(init)]
     if max_steps:
         args += ["--max-steps", str(int(max_steps))]
+    args += ["--bundle", "last"]  # a few cases validate too few to choose by (docs/real-scans.md)
     if max_minutes:
         args += ["--max-minutes", repr(float(max_minutes))]
     return args + ["--progress", "json"]

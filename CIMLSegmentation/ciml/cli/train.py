@@ -25,6 +25,8 @@ from ciml.training.run_config import (
 )
 from ciml.training.trainer import RunOptions, Trainer
 
+BUNDLE_CHOICES = ("best", "last")  # what RUN/bundle holds (RunOptions.bundle)
+
 
 def run(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
@@ -53,7 +55,8 @@ def _fresh(args: argparse.Namespace):
         "preset": args.preset, "card": args.card, "init": args.init, "arch": args.arch,
         "max_steps": args.max_steps, "max_minutes": args.max_minutes, "epochs": args.epochs, "val_fraction": args.val_fraction,
         "device": args.device, "layout": args.layout, "unlabeled": args.unlabeled, "seed": args.seed,
-        "freeze_encoders": args.freeze_encoders, "keep_bundles": args.keep_bundles, "num_workers": args.num_workers, "cache": args.cache,
+        "freeze_encoders": args.freeze_encoders, "keep_bundles": args.keep_bundles, "bundle": args.bundle,
+        "num_workers": args.num_workers, "cache": args.cache,
         "missing_rates": parse_rates(args.missing_rates) if args.missing_rates else None})
     data = args.data or config.get("data")
     if not data:
@@ -69,6 +72,8 @@ def _fresh(args: argparse.Namespace):
     if settings.get("unlabeled"):
         unlabelled = [{k: v for k, v in r.items() if k != "label"} for r in list_cases(settings["unlabeled"])]
         check_records(unlabelled, card.modality_names)
+    if settings.get("bundle", "best") not in BUNDLE_CHOICES:
+        raise CIMLError(f"bundle: expected one of {', '.join(BUNDLE_CHOICES)}, got {settings['bundle']!r}")
     max_steps = settings.get("max_steps")
     if settings.get("epochs"):
         max_steps = steps_for_epochs(int(settings["epochs"]), len(train), card.training.batch_size)
@@ -77,6 +82,7 @@ def _fresh(args: argparse.Namespace):
         max_minutes=max_minutes(settings.get("max_minutes")),
         device=settings.get("device") or "auto", init=settings.get("init"),
         freeze_encoders=bool(settings.get("freeze_encoders")), keep_bundles=bool(settings.get("keep_bundles")),
+        bundle=settings.get("bundle") or BUNDLE_CHOICES[0],
         num_workers=int(settings.get("num_workers") or 0),
         cache=settings.get("cache") or "memory", command="ciml " + shlex.join(sys.argv[1:]),
         data=f"{data} ({len(train)} training, {len(validation)} validation, {len(unlabelled)} unlabelled cases)")

@@ -15,6 +15,7 @@ A config file holds any of::
     layout: brats2020
     unlabeled: path/to/unlabelled/cases
     freeze_encoders: false
+    bundle: best             # RUN/bundle: the best validation Dice, or last (the last weights)
     keep_bundles: false      # also keep the weights of every validation step: RUN/bundles/step-N
     num_workers: 2
     cache: memory
@@ -38,7 +39,7 @@ from ciml.errors import CIMLError
 CARD_SECTIONS = ("training", "network", "inference")
 RUN_KEYS = ("preset", "card", "arch", "max_steps", "max_minutes", "epochs", "val_fraction", "device", "layout",
             "unlabeled",
-            "freeze_encoders", "keep_bundles", "num_workers", "cache", "init", "seed", "missing_rates", *CARD_SECTIONS)
+            "freeze_encoders", "bundle", "keep_bundles", "num_workers", "cache", "init", "seed", "missing_rates", *CARD_SECTIONS)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -7,7 +7,8 @@ Everything a run needs lives in its folder:
                                diagnostics, ``{"event": "gates"}``), and ``{"event": "stop"}``
                                when the time limit (``--max-minutes``) ended the run
     RUN/checkpoints/last.pt    model, optimiser, scheduler, scaler, random state, history
-    RUN/bundle/                the best validation Dice so far, as a model bundle
+    RUN/bundle/                the best validation Dice so far (``--bundle last``: the latest
+                               validated weights), as a model bundle
     RUN/bundles/step-N/        the weights at every validation step, with ``--keep-bundles``
     RUN/training-curve.png     loss and validation Dice over steps, drawn only when matplotlib is
                                installed (without it, e.g. in Slicer's Python, the run still
@@ -61,6 +62,10 @@ class RunOptions:
             weights when nothing was validated), so a bundle is always written. The learning
             rate's cosine decay follows whichever of steps and minutes runs out first, so a run
             cut by the clock still ends at a low rate.
+        bundle: what ``out/bundle`` holds: ``best``, the weights of the best validation Dice, or
+            ``last``, the weights at the last validation step (the end of the run). With few
+            validation cases the best of them is chosen by noise: fine-tuning on 10 real cases
+            kept a worse bundle than its last weights (docs/real-scans.md).
         keep_bundles: also keep the weights at every validation step (validation cases or not)
             as bundles, in ``out/bundles/step-N`` (to score the run's course on other cases).
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -79,6 +84,7 @@ class RunOptions:
     device: str = "auto"
     init: str | None = None
     freeze_encoders: bool = False
+    bundle: str = "best"
     keep_bundles: bool = False
     num_workers: int = 0
     cache: str = "memory"
@@ -299,13 +305,14 @@ class Trainer:
         self.progress.message(f"step {self.state.step}: validation Dice "
                               + ", ".join(f"{t} {d:.3f}" for t, d in means["dice"].items()))
         self._log_gates(network, validation)
-        if score > self.state.best_dice:
+        self._validated = {**means, "mean_dice": score, "step": self.state.step, "validation_cases": count}
+        improved = score > self.state.best_dice
+        if improved:
             self.state.best_dice, self.state.best_step, self.state.stale_validations = score, self.state.step, 0
-            self._save_bundle(network, {**means, "mean_dice": score, "step": self.state.step,
-                                        "validation_cases": count})
         else:
             self.state.stale_validations += 1
-        self._validated = {**means, "mean_dice": score, "step": self.state.step, "validation_cases": count}
+        if improved or self.options.bundle == "last":
+            self._save_bundle(network, self._validated)
         patience = self.card.training.patience
         if patience and self.state.stale_validations >= patience:
             self.progress.message(f"early stop: no better validation Dice in {patience} validations")
