@@ -20,6 +20,7 @@ RESULTS = ROOT / "docs" / "results"
 STARTS = {"finetune-real-builtin": ("the built-in model", "tab:blue", "-"),
           "finetune-real-scratch": ("random weights", "tab:orange", "--")}
 TARGET = {"WT": 0.88, "TC": 0.78, "ET": 0.70}
+MARKERS = ("o", "s", "^")  # one per fold, the same for both starts
 
 
 def main() -> int:
@@ -28,11 +29,11 @@ def main() -> int:
         path = RESULTS / f"{stem}.json"
         if not path.is_file():
             continue
-        for i, fold in enumerate(json.loads(path.read_text())["results"]["folds"]):
+        for fold in json.loads(path.read_text())["results"]["folds"]:
             minutes = [p["minutes"] for p in fold["curve"]]
             for ax, target in zip(axes, TARGET):
-                ax.plot(minutes, [p["dice"][target] for p in fold["curve"]], style, color=colour, marker="o",
-                        markersize=3, label=label if i == 0 else None)
+                ax.plot(minutes, [p["dice"][target] for p in fold["curve"]], style, color=colour,
+                        marker=MARKERS[fold["fold"] % len(MARKERS)], markersize=4, label=f"{label}, fold {fold['fold']}")
     for ax, (target, bar) in zip(axes, TARGET.items()):
         ax.axhline(bar, color="grey", linewidth=0.8, linestyle=":", label="target")
         ax.set_title(f"{target}: Dice on the held-out fold")

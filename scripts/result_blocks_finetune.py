@@ -7,6 +7,7 @@ from __future__ import annotations
 from result_blocks_common import machine, source, table
 
 INIT, SCRATCH = "finetune-real-builtin", "finetune-real-scratch"
+ALL_CASES = "finetune-real-builtin-no-validation"  # --val-fraction 0: all 10 cases trained, the last weights kept
 TARGET = {"WT": 0.88, "TC": 0.78, "ET": 0.70}  # docs/performance-targets.md, "Fine-tuning on real scans"
 
 
@@ -57,6 +58,8 @@ def finetune_real(r: dict) -> str:
         return "No measurement yet.\n"
     res = r[INIT]["results"]
     rows = _fold_rows(res, "the built-in model") + [_mean_row(res, "the built-in model")]
+    if ALL_CASES in r:
+        rows += _fold_rows(r[ALL_CASES]["results"], "the built-in model, all 10 cases trained, no validation")
     if SCRATCH in r:
         rows += _fold_rows(r[SCRATCH]["results"], "random weights")
     verdict = "**met**" if target_met(res) else "**not met**"
@@ -67,6 +70,8 @@ def finetune_real(r: dict) -> str:
               f"`{r[INIT]['command']}` (the folder of the real cases passed by path; "
               f"each fold runs `{res['folds'][0]['command']}`); "
               f"{machine(r, INIT)}; {source(r, INIT)}")
+    if ALL_CASES in r:
+        text += f"; without validation: `{r[ALL_CASES]['command']}`, {source(r, ALL_CASES)}"
     if SCRATCH in r:
         text += f"; from random weights: `{r[SCRATCH]['command']}`, {source(r, SCRATCH)}"
     return text + ".\n"
