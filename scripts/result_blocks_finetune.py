@@ -41,7 +41,7 @@ def _mean_row(res: dict, start: str) -> list[str]:
     firsts = [p for f in folds for p in f["curve"] if p["step"] == 0]
     chosen = res["mean_chosen"]
     return [f"**{start}, mean**", f"{len(folds)} folds", "", _dice(_mean(firsts)) if firsts else "–", "", "",
-            _dice(chosen), _dice(_mean([_last(f) for f in folds])),
+            _dice(chosen), _dice(res["mean_last"]),
             " / ".join(f"{chosen['hd95'][t]:.1f}" for t in TARGET)]
 
 
