@@ -81,7 +81,8 @@ def run_fold(args: argparse.Namespace, k: int, held_out: list[str], all_cases: l
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     elapsed = {e["step"]: e["elapsed_s"] for e in log if e["event"] in ("validation", "bundle_kept")}
     curve = [] if args.scratch else [{"step": 0, "minutes": 0.0, **_means(evaluate(args.model, test, fold / "step-0.json"))}]
-    for bundle in sorted((run / "bundles").iterdir()):
+    kept = sorted((run / "bundles").iterdir(), key=lambda b: int(b.name.split("-")[1]))
+    for bundle in kept[-1:] if args.last_only else kept:
         step = int(bundle.name.split("-")[1])
         scores = evaluate(bundle, test, fold / f"{bundle.name}.json")
         curve.append({"step": step, "minutes": round(elapsed[step] / 60, 2), **_means(scores)})
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     budget.add_argument("--steps", type=int, help="a step budget per fold instead of minutes")
     parser.add_argument("--val-fraction", type=float, help="ciml train's own validation share (its default: 0.2)")
     parser.add_argument("--threads", type=int, help="torch threads per training run (OMP_NUM_THREADS)")
+    parser.add_argument("--last-only", action="store_true",
+                        help="score only the last kept bundle and the chosen one, not the whole curve")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--only", type=int, nargs="*", help="run these folds only (0-based)")
     parser.add_argument("--out", type=Path, required=True, help="result file of all folds run so far")
