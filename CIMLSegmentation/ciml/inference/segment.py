@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -255,22 +256,26 @@ def _write(request: SegmentRequest, bundle: Bundle, case: Case, inference: Infer
     out.mkdir(parents=True, exist_ok=True)
     probabilities = torch.sigmoid(inference.logits)
     label = case.label_map(probabilities.numpy(), card)
-    body = body_mask(case.image[card.modality_index(case_reference(card, case))])
-    found = None
-    if inference.withheld is not None:
-        found = relations(card, case, probabilities, torch.sigmoid(inference.withheld), label, body)
-    files = _map_files(request, card, inference, found, body)
     tmp = Path(tempfile.mkdtemp(prefix=".ciml-segment-", dir=out))
     try:
-        names = {"segmentation": f"segmentation.{request.fmt}"}
-        write_image(label, case.reference, tmp / names["segmentation"])
-        for k, (name, values) in enumerate(files.items()):
-            names[name] = f"{name}.{request.fmt}"  # maps are on the working grid
-            values = case.to_reference(values.astype(np.float32))
-            if case.reference_body is not None:
-                values = values * case.reference_body
-            write_image(values, case.reference, tmp / names[name])
-            stages.within((k + 1) / (len(files) + 1))
+        # each file is compressed and written in the background while the next map is computed
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            names = {"segmentation": f"segmentation.{request.fmt}"}
+            written = [writer.submit(write_image, label, case.reference, tmp / names["segmentation"])]
+            body = body_mask(case.image[card.modality_index(case_reference(card, case))])
+            found = None
+            if inference.withheld is not None:
+                found = relations(card, case, probabilities, torch.sigmoid(inference.withheld), label, body)
+            files = _map_files(request, card, inference, found, body)
+            for k, (name, values) in enumerate(files.items()):
+                names[name] = f"{name}.{request.fmt}"  # maps are on the working grid
+                values = case.to_reference(values.astype(np.float32))
+                if case.reference_body is not None:
+                    values = values * case.reference_body
+                written.append(writer.submit(write_image, values, case.reference, tmp / names[name]))
+                stages.within((k + 1) / (len(files) + 1))
+            for done in written:
+                done.result()  # a failed write fails the run, before anything is moved into place
         stages.leave()
         report = _report(request, bundle, case, inference, found, label, body, stages.timings, names)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
