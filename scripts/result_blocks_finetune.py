@@ -107,9 +107,11 @@ def methods_real(r: dict) -> str:
             paired.append(f"{mu:+.3f} ± {sd:.3f} ({wins}/{len(diffs)})")
         rows.append([name, f"{res['folds'][0].get('parameters') or 0:,}", str(res["max_steps"] or res["minutes"]),
                      str(len(cases)), *(f"{mean[t]:.3f}" for t in TARGET),
+                     " / ".join(f"{res['mean_last']['dice'][t]:.3f}" for t in TARGET),
                      *(["–"] * len(TARGET) if stem == "methods-real-ciml" else paired), source(r, stem)])
     first = r["methods-real-ciml"]
-    return (table(["method", "parameters", "steps", "held-out cases", *(f"Dice {t}" for t in TARGET),
+    return (table(["method", "parameters", "steps", "held-out cases", *(f"Dice {t}, bundle kept" for t in TARGET),
+                   "Dice, last weights (WT / TC / ET)",
                    *(f"CIML minus it, {t} (cases CIML wins)" for t in TARGET), "result file, date"], rows)
             + f"\n`{first['command']}`, and the same with `--arch early-fusion` and `--arch maml`: every method "
               "from random weights, the same folds, step budget and seed; the paired difference is per held-out "

@@ -11,11 +11,9 @@ pieces, so the pieces are exported, not the whole forward:
   ``(B, M)`` -> the gated skips and every auxiliary's message per gated level;
 - one decoder graph per sub-task: the skips -> the sub-task's logits.
 
-ONNX Runtime's InstanceNormalization sums a window's voxels in one float32 pass: on a real
-64 x 48 x 48 window the first encoder level drifted 8e-4 from float64 (PyTorch: 1e-5) and the
-probabilities up to 2.5e-4. Every InstanceNormalization node is therefore rewritten as the same
-function with its mean and variance reduced in two stages (the last spatial axis, then the
-others), which keeps the drift at PyTorch's (:func:`staged_instance_norm`).
+ONNX Runtime's InstanceNormalization sums a window in one float32 pass (on a real window the
+probabilities drifted 2.5e-4), so every such node is rewritten with its mean and variance
+reduced in two stages, which keeps the drift at PyTorch's (:func:`staged_instance_norm`).
 
 The graphs are exported once per bundle and cached outside the bundle, under
 :func:`cache_folder` keyed by a hash of the weights' SHA-256, the card and the exporter's
@@ -44,15 +42,11 @@ from ciml import __version__
 from ciml.bundle.weights import Bundle
 from ciml.nn import CIMLNet
 
-try:  # optional (the ``fast`` extra): without them the network runs in PyTorch
-    import onnx
-    import onnxruntime as ort
-    from onnx import helper, numpy_helper
-except ImportError:
-    onnx = ort = helper = numpy_helper = None
+# optional (the ``fast`` extra), imported by :func:`_import_onnx` only when the runtime is asked
+# for, not by every ``ciml segment`` process (docs/segment.md, "Levers")
+onnx = ort = helper = numpy_helper = None
 
-# Largest difference allowed between the exported pieces and PyTorch on the probe window
-# (logits and messages).
+# Largest difference allowed between the exported pieces and PyTorch on a probe window (logits, messages).
 TOLERANCE = 1e-4
 # Bumped whenever what is exported changes, so that older caches are not reused.
 EXPORT_VERSION = 2
@@ -98,7 +92,7 @@ def choose_runtime(bundle: Bundle, device: torch.device) -> RuntimeChoice:
     if os.environ.get(RUNTIME_ENV, "").lower() != "onnxruntime" or device.type != "cpu" \
             or not isinstance(bundle.network, CIMLNet):
         return torch_choice
-    if ort is None or onnx is None:
+    if not _import_onnx():
         return RuntimeChoice("pytorch", bundle.network, "ONNX Runtime is not installed: the network ran in "
                              "PyTorch (pip install onnxruntime onnx)")
     try:
@@ -108,6 +102,21 @@ def choose_runtime(bundle: Bundle, device: torch.device) -> RuntimeChoice:
         return RuntimeChoice("pytorch", bundle.network, f"the ONNX Runtime export was not used ({reason}): "
                              "the network ran in PyTorch")
     return RuntimeChoice("onnxruntime", network)
+
+
+def _import_onnx() -> bool:
+    """Import onnx and ONNX Runtime into this module's names; whether both are installed."""
+    global onnx, ort, helper, numpy_helper
+    if onnx is None or ort is None:
+        try:
+            import onnx as onnx_module
+            import onnxruntime
+            from onnx import helper as helper_module
+            from onnx import numpy_helper as numpy_helper_module
+        except ImportError:
+            return False
+        onnx, ort, helper, numpy_helper = onnx_module, onnxruntime, helper_module, numpy_helper_module
+    return True
 
 
 def export_key(bundle: Bundle) -> str:
@@ -291,8 +300,11 @@ class OnnxNetwork:
         """The bundle's pieces from the cache, exported and checked first when not there.
 
         Raises:
-            RuntimeError: the export failed or differs from PyTorch by more than :data:`TOLERANCE`.
+            RuntimeError: ONNX Runtime is missing, or the export failed or differs from PyTorch
+                by more than :data:`TOLERANCE`.
         """
+        if not _import_onnx():
+            raise RuntimeError("ONNX Runtime is not installed (pip install onnxruntime onnx)")
         folder = cache_folder() / export_key(bundle)
         checked = folder / "checked.json"
         if not checked.exists():
