@@ -1,8 +1,8 @@
 """A CIML network's inference pieces run by ONNX Runtime on the CPU.
 
-Opt-in (``CIML_RUNTIME=onnxruntime``): on a quiet 2-core CPU it was not faster than PyTorch
-for the built-in model and slower, with 2.3x the peak memory, for the ``brats`` preset at 1 mm
-(docs/segment.md, "Levers"), so PyTorch is the default; the path stays for CPUs where it pays.
+Opt-in (``CIML_RUNTIME=onnxruntime``): on a quiet 2-core CPU it was no faster than PyTorch for
+the built-in model and slower, with 2.3x the peak memory, for the ``brats`` preset at 1 mm, so
+PyTorch is the default (docs/segment.md, "Levers"); the path stays for CPUs where it pays.
 The sliding window and the withheld decoders (:mod:`ciml.inference.effects`) call the network in
 pieces, so the pieces are exported, not the whole forward:
 
@@ -48,8 +48,7 @@ onnx = ort = helper = numpy_helper = None
 
 # Largest difference allowed between the exported pieces and PyTorch on a probe window (logits, messages).
 TOLERANCE = 1e-4
-# Bumped whenever what is exported changes, so that older caches are not reused.
-EXPORT_VERSION = 2
+EXPORT_VERSION = 2  # bumped whenever what is exported changes, so that older caches are not reused
 RUNTIME_ENV = "CIML_RUNTIME"
 
 
