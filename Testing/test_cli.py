@@ -44,6 +44,19 @@ def test_unexpected_errors_are_one_line_without_traceback(tmp_path, capsys, monk
     assert "disk on fire" in err and "--debug" in err and "Traceback" not in err
 
 
+def test_a_whole_process_freezes_its_imports_and_a_call_in_process_does_not(tmp_path):
+    import gc
+
+    frozen = gc.get_freeze_count()
+    assert main(["init", "--preset", "shapes", "--out", str(tmp_path / "a")]) == 0
+    assert gc.get_freeze_count() == frozen  # a test process keeps collecting what it frees
+    code = ("import gc, sys; from ciml.cli.main import main; sys.argv = ['ciml', 'init', '--preset', 'shapes', "
+            f"'--out', {str(tmp_path / 'b')!r}]; main(); print(gc.get_freeze_count())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) > 10000  # torch's and the command's imports, frozen
+
+
 def test_usage_errors_exit_2():
     with pytest.raises(SystemExit) as err:
         main(["info"])

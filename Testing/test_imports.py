@@ -16,7 +16,7 @@ from ciml.resources import builtin_model
 
 PACKAGE = Path(__file__).resolve().parents[1] / "CIMLSegmentation" / "ciml"
 # Optional packages, imported where used (each such import carries a comment saying why).
-OPTIONAL = {"yaml", "matplotlib", "captum"}
+OPTIONAL = {"yaml", "matplotlib", "captum", "onnx", "onnxruntime"}
 RUNTIME = ("bundle", "config", "data", "nn", "losses", "inference", "training", "evaluation")
 
 BLOCKER = textwrap.dedent("""

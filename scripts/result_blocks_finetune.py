@@ -1,8 +1,11 @@
-"""The fine-tuning block of the docs: the built-in model fine-tuned on real cases, by fold, against
-the target, and beside the same network trained from scratch for the same minutes. Renders
-Markdown from the result files of ``scripts/finetune_real.py`` (``{stem: result file}``)."""
+"""The docs' blocks on training with real cases: the built-in model fine-tuned, by fold, against the
+target, beside the same network trained from scratch for the same minutes; and CIML against early
+fusion and MAML trained on the real cases. Renders Markdown from the result files of
+``scripts/finetune_real.py`` (``{stem: result file}``)."""
 
 from __future__ import annotations
+
+from scipy.stats import t as student_t
 
 from result_blocks_common import machine, source, table
 
@@ -85,12 +88,31 @@ def _pooled(res: dict) -> dict[str, dict[str, float]]:
     return {c["case"]: c["dice"] for fold in res["folds"] for c in fold["chosen"]["cases"]}
 
 
+def _paired(r: dict, stem: str, target: str) -> tuple[float, float, float, int, int]:
+    """CIML minus ``stem`` per held-out case: mean, 95 % interval (Student's t), wins, cases."""
+    ciml, other = _pooled(r["methods-real-ciml"]["results"]), _pooled(r[stem]["results"])
+    diffs = [ciml[c][target] - other[c][target] for c in other if c in ciml]
+    mu = sum(diffs) / len(diffs)
+    sd = (sum((d - mu) ** 2 for d in diffs) / max(len(diffs) - 1, 1)) ** 0.5
+    half = student_t.ppf(0.975, len(diffs) - 1) * sd / len(diffs) ** 0.5
+    return mu, mu - half, mu + half, sum(d > 0 for d in diffs), len(diffs)
+
+
+def _verdict(r: dict, stem: str) -> str:
+    """Whether CIML is ahead of ``stem`` beyond the interval on some target, and behind on none."""
+    intervals = [_paired(r, stem, t)[1:3] for t in TARGET]
+    if any(high < 0 for _, high in intervals):
+        return "behind on " + ", ".join(t for t, (_, high) in zip(TARGET, intervals) if high < 0)
+    if any(low > 0 for low, _ in intervals):
+        return "ahead on " + ", ".join(t for t, (low, _) in zip(TARGET, intervals) if low > 0)
+    return "no difference beyond the interval"
+
+
 def methods_real(r: dict) -> str:
     """CIML against early fusion and MAML trained from random weights on the real cases, the same
     step budget, seed and folds: mean Dice over the held-out cases, and the paired difference."""
     if "methods-real-ciml" not in r:
         return "No measurement yet.\n"
-    ciml = _pooled(r["methods-real-ciml"]["results"])
     rows = []
     for stem, name in METHODS.items():
         if stem not in r:
@@ -98,21 +120,44 @@ def methods_real(r: dict) -> str:
         res = r[stem]["results"]
         cases = _pooled(res)
         mean = {t: sum(c[t] for c in cases.values()) / len(cases) for t in TARGET}
-        paired = []
-        for t in TARGET:
-            diffs = [ciml[c][t] - cases[c][t] for c in cases if c in ciml]
-            mu = sum(diffs) / len(diffs)
-            sd = (sum((d - mu) ** 2 for d in diffs) / max(len(diffs) - 1, 1)) ** 0.5
-            wins = sum(d > 0 for d in diffs)
-            paired.append(f"{mu:+.3f} ± {sd:.3f} ({wins}/{len(diffs)})")
+        paired = [f"{mu:+.3f} [{low:+.3f}, {high:+.3f}] ({wins}/{n})"
+                  for mu, low, high, wins, n in (_paired(r, stem, t) for t in TARGET)]
         rows.append([name, f"{res['folds'][0].get('parameters') or 0:,}", str(res["max_steps"] or res["minutes"]),
                      str(len(cases)), *(f"{mean[t]:.3f}" for t in TARGET),
-                     " / ".join(f"{res['mean_last']['dice'][t]:.3f}" for t in TARGET),
                      *(["–"] * len(TARGET) if stem == "methods-real-ciml" else paired), source(r, stem)])
     first = r["methods-real-ciml"]
-    return (table(["method", "parameters", "steps", "held-out cases", *(f"Dice {t}, bundle kept" for t in TARGET),
-                   "Dice, last weights (WT / TC / ET)",
-                   *(f"CIML minus it, {t} (cases CIML wins)" for t in TARGET), "result file, date"], rows)
+    kept = {f["chosen_step"] == f["steps"] for stem in METHODS if stem in r for f in r[stem]["results"]["folds"]}
+    return (table(["method", "parameters", "steps", "held-out cases", *(f"Dice {t}" for t in TARGET),
+                   *(f"CIML minus it, {t}: mean [95 % CI] (cases CIML wins)" for t in TARGET),
+                   "result file, date"], rows)
             + f"\n`{first['command']}`, and the same with `--arch early-fusion` and `--arch maml`: every method "
-              "from random weights, the same folds, step budget and seed; the paired difference is per held-out "
-              f"case (mean ± SD over cases). {machine(r, 'methods-real-ciml')}.\n")
+              "from random weights, the same folds, step budget and seed, one thread each; the Dice is the bundle "
+              "`ciml train` kept" + (" (the last step's, in every fold)" if kept == {True} else "") + ", on every "
+              "case when it was held out; the paired difference is per case, with Student's t interval over the "
+              f"cases. {machine(r, 'methods-real-ciml')}.\n")
+
+
+def methods_claims(r: dict) -> list[list[str]]:
+    """The claims row of CIML against the baselines on real scans, once all three are measured."""
+    if not all(stem in r for stem in METHODS):
+        return []
+    steps = r["methods-real-ciml"]["results"]["max_steps"]
+    n = len(_pooled(r["methods-real-ciml"]["results"]))
+    verdicts = {METHODS[s].split(" (")[0]: _verdict(r, s) for s in METHODS if s != "methods-real-ciml"}
+    shown = all(v.startswith("ahead") for v in verdicts.values())
+    return [["CIML beats early fusion and MAML on real scans, same budget",
+             f"{n} real BraTS 2018 cases, 3 folds, {steps} steps from random weights: CIML "
+             + "; ".join(f"against {name}, {v}" for name, v in verdicts.items()),
+             "ahead beyond the 95 % interval of the paired difference",
+             "**met**" if shown else f"**not shown** at {steps} steps",
+             "; ".join(source(r, s) for s in METHODS)]]
+
+
+def methods_headline(r: dict) -> list[str]:
+    if not all(stem in r for stem in METHODS):
+        return []
+    steps = r["methods-real-ciml"]["results"]["max_steps"]
+    verdicts = {METHODS[s].split(" (")[0]: _verdict(r, s) for s in METHODS if s != "methods-real-ciml"}
+    return [f"- **CIML against early fusion and MAML on real scans** ({steps} steps from random weights, 3 folds "
+            "on a 2-core CPU): " + "; ".join(f"against {name}, {v}" for name, v in verdicts.items())
+            + ". [Methods on real scans](docs/BENCHMARKS.md#ciml-against-early-fusion-and-maml-on-real-scans)"]

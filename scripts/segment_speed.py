@@ -1,10 +1,14 @@
-"""Whole `ciml segment` processes with the network in ONNX Runtime and in PyTorch, interleaved.
+"""Whole `ciml segment` processes on one case, two ways, interleaved.
 
 Usage: .venv/bin/python scripts/segment_speed.py --case FOLDER [--repeats 3] [--model BUNDLE]
+           [--maps effects] [--against SOURCE] [--out FILE]
 
 FOLDER holds one case as BraTS names it (``<name>_t1.nii.gz``, ``_t1ce``, ``_t2``, ``_flair``).
-Prints each run's wall time and report.json stage times, then the medians and the ratio
-ONNX Runtime / PyTorch (below 1: faster). The export is made (and cached) before the timed runs.
+Without ``--against``: the network in ONNX Runtime against PyTorch (the export is made and cached
+before the timed runs). With ``--against SOURCE``: this source tree against another one (a
+``git worktree`` of an earlier commit), both in PyTorch, the same Python and packages. Prints each
+run's wall time and report.json stage times, then the medians and the ratio first / second
+(below 1: faster), and writes them to the result file with ``--out``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -19,38 +24,69 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "CIMLSegmentation"))
+
+from ciml.research.record import envelope, write_record  # noqa: E402
+
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 
 
-def run(model: str, case: Path, out: Path, runtime: str) -> tuple[float, dict]:
-    args = [sys.executable, "-m", "ciml", "segment", "--model", model, "--out", str(out), "--progress", "none"]
+def run(way: dict, model: str, case: Path, out: Path, maps: str) -> tuple[float, dict]:
+    args = [sys.executable, "-m", "ciml", "segment", "--model", model, "--out", str(out), "--maps", maps,
+            "--progress", "none"]
     for m in MODALITIES:
         args += ["--input", f"{m}={case / f'{case.name}_{m}.nii.gz'}"]
+    env = {**os.environ, "CIML_RUNTIME": way["runtime"], "PYTHONPATH": str(way["source"])}
     started = time.perf_counter()
-    subprocess.run(args, check=True, capture_output=True, env={**os.environ, "CIML_RUNTIME": runtime})
+    subprocess.run(args, check=True, capture_output=True, env=env, cwd=way["source"])
     report = json.loads((out / "report.json").read_text())
     return time.perf_counter() - started, report
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", type=Path, required=True)
-    parser.add_argument("--model", default=str(Path(__file__).resolve().parents[1]
-                                               / "CIMLSegmentation" / "Resources" / "Models" / "brats-sample"))
+    parser.add_argument("--model", default=str(ROOT / "CIMLSegmentation" / "Resources" / "Models" / "brats-sample"))
+    parser.add_argument("--maps", default="effects", help="ciml segment --maps (default: effects, its default)")
     parser.add_argument("--repeats", type=int, default=3)
-    options = parser.parse_args()
-    walls: dict[str, list[float]] = {"onnxruntime": [], "torch": []}
+    parser.add_argument("--against", type=Path, help="another source tree (its root) to compare with")
+    parser.add_argument("--out", type=Path, help="result file (default: print only)")
+    options = parser.parse_args(argv)
+    here = {"source": ROOT / "CIMLSegmentation"}
+    if options.against:
+        ways = {"this tree": {**here, "runtime": "torch"},
+                "against": {"source": options.against.resolve() / "CIMLSegmentation", "runtime": "torch"}}
+    else:
+        ways = {"onnxruntime": {**here, "runtime": "onnxruntime"}, "pytorch": {**here, "runtime": "torch"}}
+    names = list(ways)
+    walls: dict[str, list[float]] = {name: [] for name in names}
+    stages: dict[str, list[dict]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as folder:
-        run(options.model, options.case, Path(folder) / "warm", "")  # exports once, fills the caches
+        for name in names:  # exports once, fills the caches
+            run(ways[name], options.model, options.case, Path(folder) / "warm", options.maps)
         for repeat in range(options.repeats):
-            for runtime in ("torch", "onnxruntime") if repeat % 2 else ("onnxruntime", "torch"):
-                wall, report = run(options.model, options.case, Path(folder) / runtime,
-                                   "torch" if runtime == "torch" else "")
-                walls[runtime].append(wall)
-                print(f"{runtime:12s} {wall:6.1f} s  {report['runtime']}  {report['timings_s']}", flush=True)
-    ort, eager = statistics.median(walls["onnxruntime"]), statistics.median(walls["torch"])
-    print(f"median whole process: onnxruntime {ort:.1f} s, pytorch {eager:.1f} s, ratio {ort / eager:.2f}")
+            for name in names if repeat % 2 == 0 else names[::-1]:
+                wall, report = run(ways[name], options.model, options.case, Path(folder) / f"run-{repeat}-{name}",
+                                   options.maps)
+                walls[name].append(round(wall, 2))
+                stages[name].append(report["timings_s"])
+                print(f"{name:12s} {wall:6.1f} s  {report['runtime']['name']}  {report['timings_s']}", flush=True)
+    medians = {name: statistics.median(walls[name]) for name in names}
+    ratio = medians[names[0]] / medians[names[1]]
+    print(f"median whole process: {names[0]} {medians[names[0]]:.1f} s, {names[1]} {medians[names[1]]:.1f} s, "
+          f"ratio {ratio:.2f}")
+    if options.out:
+        results = {"case": options.case.name, "maps": options.maps, "repeats": options.repeats,
+                   "ways": {name: {"runtime": way["runtime"], "source": "this tree" if way["source"] == here["source"]
+                                   else str(options.against)} for name, way in ways.items()},
+                   "wall_s": walls, "median_s": medians, "stages_s": stages, "ratio": round(ratio, 3)}
+        record = envelope("benchmark.segment", results, device="cpu")
+        record["command"] = shlex.join(["python", "scripts/segment_speed.py",
+                                        *(argv if argv is not None else sys.argv[1:])])
+        write_record(record, options.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
