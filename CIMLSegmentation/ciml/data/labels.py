@@ -66,11 +66,18 @@ def drop_small_components(label: np.ndarray, min_voxels: float) -> np.ndarray:
     scikit-image, which nothing else here does."""
     if min_voxels <= 0 or not label.any():
         return label
-    pieces, count = ndimage.label(label > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    # every piece lies inside the box of the non-zero voxels, usually a small part of the volume
+    box = tuple(slice(int(i[0]), int(i[-1]) + 1)
+                for i in (np.flatnonzero(label.any(axis=tuple(a for a in range(label.ndim) if a != axis)))
+                          for axis in range(label.ndim)))
+    inside = label[box]
+    pieces, count = ndimage.label(inside > 0, structure=np.ones((3,) * label.ndim, dtype=bool))
     sizes = np.bincount(pieces.ravel(), minlength=count + 1)
     small = sizes < min_voxels
     small[0] = False
-    return np.where(small[pieces], 0, label).astype(label.dtype)
+    out = label.copy()
+    out[box] = np.where(small[pieces], 0, inside)
+    return out
 
 
 def regions_to_label(regions: np.ndarray, card: ModelCard, threshold: float | None = None,
