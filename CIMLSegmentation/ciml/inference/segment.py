@@ -258,8 +258,9 @@ def _write(request: SegmentRequest, bundle: Bundle, case: Case, inference: Infer
     label = case.label_map(probabilities.numpy(), card)
     tmp = Path(tempfile.mkdtemp(prefix=".ciml-segment-", dir=out))
     try:
-        # each file is compressed and written in the background while the next map is computed
-        with ThreadPoolExecutor(max_workers=1) as writer:
+        # the files are compressed and written in the background (two at a time: the 2-core CPU
+        # measured 0.95x one writer) while the next map is computed
+        with ThreadPoolExecutor(max_workers=2) as writer:
             names = {"segmentation": f"segmentation.{request.fmt}"}
             written = [writer.submit(write_image, label, case.reference, tmp / names["segmentation"])]
             body = body_mask(case.image[card.modality_index(case_reference(card, case))])
