@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ciml.data.case import regrid
-from ciml.data.geometry import Geometry, resample
+from ciml.data.case import regrid, sitk_regrid
+from ciml.data.geometry import Geometry
 from ciml.data.io import array_to_image, image_to_array
 from ciml.data.separable import linear_regrid, shares_direction
 
@@ -15,10 +15,6 @@ LPS_FLIPPED = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
 def _rotation(angle: float) -> tuple[float, ...]:
     c, s = np.cos(angle), np.sin(angle)
     return (c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0)
-
-
-def _sitk_linear(values: np.ndarray, source: Geometry, target: Geometry) -> np.ndarray:
-    return np.stack([image_to_array(resample(array_to_image(c, source), target, "linear")) for c in values])
 
 
 def _working_grid(reference: Geometry, shift_voxels: tuple[float, ...], size: tuple[int, ...]) -> Geometry:
@@ -34,7 +30,7 @@ def test_equals_sitk_onto_the_reference_grid(direction):
     reference = Geometry((10.0, -40.0, 3.0), (1.0, 1.2, 1.5), direction, (60, 50, 40))
     working = _working_grid(reference, (2.13, -1.37, 3.71), (20, 23, 14))
     values = np.random.default_rng(0).random((3, *working.size), dtype=np.float32)
-    expected = _sitk_linear(values, working, reference)
+    expected = sitk_regrid(values, working, reference)
     got = linear_regrid(values, working, reference)
     assert got.shape == expected.shape == (3, *reference.size)
     assert np.abs(got - expected).max() < 1e-5
@@ -47,7 +43,7 @@ def test_equals_sitk_downsampling_and_in_two_dimensions():
     fine = Geometry((0.0, 0.0), (0.7, 0.9), (1.0, 0.0, 0.0, 1.0), (41, 37))
     coarse = Geometry((1.3, -2.1), (2.0, 1.7), (1.0, 0.0, 0.0, 1.0), (15, 22))
     values = np.random.default_rng(1).normal(size=(2, *fine.size)).astype(np.float32)
-    assert np.abs(linear_regrid(values, fine, coarse) - _sitk_linear(values, fine, coarse)).max() < 1e-5
+    assert np.abs(linear_regrid(values, fine, coarse) - sitk_regrid(values, fine, coarse)).max() < 1e-5
 
 
 def test_grids_that_do_not_meet_give_zeros():
@@ -63,7 +59,7 @@ def test_regrid_takes_sitk_where_directions_differ():
     values = np.random.default_rng(2).random((2, *tilted.size), dtype=np.float32)
     with pytest.raises(ValueError, match="same direction"):
         linear_regrid(values, tilted, reference)
-    assert np.array_equal(regrid(values, tilted, reference), _sitk_linear(values, tilted, reference))
+    assert np.array_equal(regrid(values, tilted, reference), sitk_regrid(values, tilted, reference))
 
 
 def test_regrid_uses_it_for_linear_and_keeps_nearest_on_sitk():

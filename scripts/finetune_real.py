@@ -9,10 +9,11 @@ runs, on the other cases, with a wall-clock limit:
 (``--scratch``: the same network, trained from random weights, ``--card`` instead of
 ``--init``; with ``--arch early-fusion`` or ``maml`` the baselines of the same card, early fusion
 widened to CIML's parameter count; ``--steps`` gives every run the same step budget instead of
-the same minutes, so that runs may share the CPU, ``--threads`` each). ``ciml train`` holds out its own validation share of TRAIN to choose RUN/bundle;
-the held-out fold is never seen. Every kept bundle (one per validation step), the starting model (minute 0) and the
-chosen bundle are then scored on the held-out cases with ``ciml evaluate``, which gives Dice
-against minutes of training.
+the same minutes, so that runs may share the CPU, ``--threads`` each). ``ciml train`` holds out
+its own validation share of TRAIN to choose RUN/bundle; the held-out fold is never seen. Every
+kept bundle (one per validation step; ``--last-only``: the last), the starting model (minute 0)
+and the chosen bundle are then scored on the held-out cases with ``ciml evaluate``, which gives
+Dice against minutes of training.
 
 Each fold's scores go to WORK/<name>/fold-K.json as soon as it ends (an existing one is kept, so
 a stopped experiment continues), and all folds to --out. The cases are linked, never copied.
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CIMLSegmentation"))
 
 from ciml.bundle import read_card  # noqa: E402
+from ciml.choices import ARCHITECTURES  # noqa: E402
 from ciml.data import list_cases  # noqa: E402
 from ciml.research.record import envelope, write_record  # noqa: E402
 
@@ -81,9 +83,9 @@ def run_fold(args: argparse.Namespace, k: int, held_out: list[str], all_cases: l
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     elapsed = {e["step"]: e["elapsed_s"] for e in log if e["event"] in ("validation", "bundle_kept")}
     curve = [] if args.scratch else [{"step": 0, "minutes": 0.0, **_means(evaluate(args.model, test, fold / "step-0.json"))}]
-    kept = sorted((run / "bundles").iterdir(), key=lambda b: int(b.name.split("-")[1]))
+    kept = sorted((run / "bundles").iterdir(), key=_step_of)
     for bundle in kept[-1:] if args.last_only else kept:
-        step = int(bundle.name.split("-")[1])
+        step = _step_of(bundle)
         scores = evaluate(bundle, test, fold / f"{bundle.name}.json")
         curve.append({"step": step, "minutes": round(elapsed[step] / 60, 2), **_means(scores)})
     chosen = evaluate(run / "bundle", test, fold / "chosen.json")
@@ -93,6 +95,11 @@ def run_fold(args: argparse.Namespace, k: int, held_out: list[str], all_cases: l
                        .replace(str(work / "card.json"), "CARD"), "process_wall_s": wall_s,
             "steps": max(elapsed), "chosen_step": chosen["training"].get("steps"),
             "chosen": {**_means(chosen), "cases": chosen["cases"]}, "curve": curve}
+
+
+def _step_of(bundle: Path) -> int:
+    """The step of a kept bundle, ``RUN/bundles/step-N``."""
+    return int(bundle.name.split("-")[1])
 
 
 def _means(results: dict) -> dict:
@@ -105,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "finetune-real", help="runs and links")
     parser.add_argument("--model", default=BUILTIN, help="the bundle to fine-tune (the built-in model)")
     parser.add_argument("--scratch", action="store_true", help="train the model's network from random weights")
-    parser.add_argument("--arch", choices=("ciml", "early-fusion", "maml"), default="ciml",
+    parser.add_argument("--arch", choices=ARCHITECTURES, default=ARCHITECTURES[0],
                         help="architecture (not ciml: with --scratch)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, default=30.0, help="wall-clock limit per fold")

@@ -27,17 +27,12 @@ sys.path.insert(0, str(ROOT / "CIMLSegmentation"))
 
 from ciml.bundle import read_card  # noqa: E402
 from ciml.data import load_case  # noqa: E402
-from ciml.data.geometry import resample  # noqa: E402
-from ciml.data.io import array_to_image, image_to_array  # noqa: E402
+from ciml.data.case import sitk_regrid  # noqa: E402
 from ciml.data.separable import linear_regrid  # noqa: E402
 from ciml.data.synthetic import write_cases  # noqa: E402
 from ciml.research.record import envelope, write_record  # noqa: E402
 
 BUILTIN = ROOT / "CIMLSegmentation" / "Resources" / "Models" / "brats-sample"
-
-
-def sitk_regrid(values, source, target):
-    return np.stack([image_to_array(resample(array_to_image(c, source), target, "linear")) for c in values])
 
 
 def grids(case: Path | None):

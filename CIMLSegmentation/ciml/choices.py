@@ -11,4 +11,5 @@ ARCHITECTURES = ("ciml", "early-fusion", "maml")  # networks ciml.nn.build_netwo
 SAMPLE_SIZES = ("small", "full")  # synthetic case sizes (ciml.data.synthetic)
 CACHE_MODES = ("memory", "disk", "none")  # where loaded training cases are kept
 MAP_KINDS = ("effects", "gradcam", "all", "none")  # per-modality maps `ciml segment` writes
+BUNDLE_CHOICES = ("best", "last")  # what a training run's RUN/bundle holds; the first is the default
 DEMO_SEED = 2026  # `ciml demo`'s case; the built-in model was trained on seed 0, so it is unseen

@@ -13,6 +13,7 @@ import argparse
 from ciml import __version__
 from ciml.choices import (
     ARCHITECTURES,
+    BUNDLE_CHOICES,
     CACHE_MODES,
     DEMO_SEED,
     DEVICES,
@@ -137,7 +138,7 @@ def _train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "the best bundle (the latest weights when nothing was validated); without "
                         "--max-steps or --epochs the time alone ends the run")
     p.add_argument("--val-fraction", type=float, metavar="F", help="share of labelled cases for validation (0.2)")
-    p.add_argument("--bundle", choices=("best", "last"), default=None,
+    p.add_argument("--bundle", choices=BUNDLE_CHOICES, default=None,
                    help="RUN/bundle: the best validation Dice (best, the default) or the last weights (last)")
     p.add_argument("--keep-bundles", action="store_true", default=None,
                    help="also keep the weights at every validation step, in RUN/bundles/step-N")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ciml.bundle import read_card
 from ciml.bundle.metadata import stored_card
+from ciml.choices import BUNDLE_CHOICES
 from ciml.config import card_from_dict
 from ciml.data import check_records, list_cases
 from ciml.data.datasets import split_records
@@ -24,8 +25,6 @@ from ciml.training.run_config import (
     steps_for_epochs,
 )
 from ciml.training.trainer import RunOptions, Trainer
-
-BUNDLE_CHOICES = ("best", "last")  # what RUN/bundle holds (RunOptions.bundle)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +71,7 @@ def _fresh(args: argparse.Namespace):
     if settings.get("unlabeled"):
         unlabelled = [{k: v for k, v in r.items() if k != "label"} for r in list_cases(settings["unlabeled"])]
         check_records(unlabelled, card.modality_names)
-    if settings.get("bundle", "best") not in BUNDLE_CHOICES:
+    if settings.get("bundle", BUNDLE_CHOICES[0]) not in BUNDLE_CHOICES:
         raise CIMLError(f"bundle: expected one of {', '.join(BUNDLE_CHOICES)}, got {settings['bundle']!r}")
     max_steps = settings.get("max_steps")
     if settings.get("epochs"):

@@ -114,9 +114,13 @@ def regrid(values: np.ndarray, source: Geometry, target: Geometry,
         return regrid(values[None], source, target, interpolation)[0]
     if interpolation == "linear" and shares_direction(source, target):
         return linear_regrid(values, source, target).astype(values.dtype, copy=False)
-    channels = [image_to_array(resample(array_to_image(c, source), target, interpolation))
-                for c in values]
-    return np.stack(channels).astype(values.dtype, copy=False)
+    return sitk_regrid(values, source, target, interpolation).astype(values.dtype, copy=False)
+
+
+def sitk_regrid(values: np.ndarray, source: Geometry, target: Geometry,
+                interpolation: str = "linear") -> np.ndarray:
+    """:func:`regrid` of ``(C, *source.size)`` values by SimpleITK's ``Resample``, channel by channel."""
+    return np.stack([image_to_array(resample(array_to_image(c, source), target, interpolation)) for c in values])
 
 
 def load_case(card: ModelCard, images: Mapping[str, PathLike | None], label: PathLike | None = None,

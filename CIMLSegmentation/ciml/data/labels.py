@@ -67,9 +67,7 @@ def drop_small_components(label: np.ndarray, min_voxels: float) -> np.ndarray:
     if min_voxels <= 0 or not label.any():
         return label
     # every piece lies inside the box of the non-zero voxels, usually a small part of the volume
-    box = tuple(slice(int(i[0]), int(i[-1]) + 1)
-                for i in (np.flatnonzero(label.any(axis=tuple(a for a in range(label.ndim) if a != axis)))
-                          for axis in range(label.ndim)))
+    box = ndimage.find_objects((label > 0).astype(np.uint8))[0]
     inside = label[box]
     pieces, count = ndimage.label(inside > 0, structure=np.ones((3,) * label.ndim, dtype=bool))
     sizes = np.bincount(pieces.ravel(), minlength=count + 1)

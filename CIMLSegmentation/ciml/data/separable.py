@@ -5,7 +5,7 @@ source grid is an affine function of each index separately, so trilinear interpo
 1-D linear interpolations in a row. That is what SimpleITK's ``Resample`` with ``sitkLinear``
 computes, but it evaluates every output voxel's eight neighbours in turn: bringing the built-in
 model's 19 output channels from its 2.5 mm working grid back onto a 1 mm 240 x 240 x 155 grid took
-about 0.2 s a channel that way, most of the writing stage. The same values come out of
+about 0.16 s a channel that way, most of the writing stage. The same values come out of
 :func:`linear_regrid` in a fraction of that (``scripts/regrid_speed.py`` measures both).
 
 It follows ITK's ``LinearInterpolateImageFunction`` and ``ResampleImageFilter`` to the voxel:

@@ -137,7 +137,7 @@ class Trainer:
 
     def run(self, resume: bool = False) -> dict[str, Any]:
         """Train to ``max_steps`` (or early stop, or the time limit); returns a summary of the run."""
-        started = self._started = time.monotonic()
+        self._started = time.monotonic()
         limit_s = self.options.max_minutes * 60 if self.options.max_minutes else None
         for note in self.card.notes():
             self.progress.message(f"note: {note}")
@@ -168,7 +168,7 @@ class Trainer:
             logs = self._step(model, network, objective, optimiser, scheduler, scaler, batch, unlabelled)
             self.state.step += 1
             self._log({"event": "step", "step": self.state.step, "lr": scheduler.get_last_lr()[0], **logs})
-            elapsed = time.monotonic() - started
+            elapsed = self._elapsed()
             self.progress.update("training", max(self.state.step / self.max_steps, elapsed / limit_s if limit_s else 0),
                                  step=self.state.step, loss=round(logs["loss"], 4))
             # rank 0's clock decides, so that every rank stops after the same step
@@ -178,7 +178,7 @@ class Trainer:
             if out_of_time and not stop and self.state.step < self.max_steps:
                 self._stop_for_time(network)
                 stop = True
-        summary = self._finish(network, started)
+        summary = self._finish(network)
         distributed.leave(self.world)
         return summary
 
@@ -311,10 +311,10 @@ class Trainer:
                       "init": self.options.init, "trained": True}
         save_bundle(self.out / folder, network, self.card, self.options.arch, provenance, metrics, overwrite=True)
 
-    def _finish(self, network, started: float) -> dict[str, Any]:
+    def _finish(self, network) -> dict[str, Any]:
         summary = {"steps": self.state.step, "best_mean_dice": self.state.best_dice if self.state.best_dice >= 0 else None,
                    "best_step": self.state.best_step, "bundle": str(self.out / "bundle"), "stopped": self.stopped,
-                   "wall_time_s": round(time.monotonic() - started, 1)}
+                   "wall_time_s": round(self._elapsed(), 1)}
         if self.world.main:
             if training_curve(self.state.history, self.out / "training-curve.png",
                               f"{self.card.name} ({self.options.arch})") is None:
