@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         command = importlib.import_module(args._run)
         if argv is None:
             # a whole process: what torch and MONAI imported lives as long as it does, so keep
-            # full garbage collections from rescanning it (one cost 0.2 s while loading the model)
+            # full garbage collections from rescanning it (one showed as a pause in loading the model)
             gc.freeze()
         return int(command.run(args) or 0)
     except KeyboardInterrupt:
