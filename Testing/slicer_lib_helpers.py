@@ -8,6 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE_DIR = ROOT / "CIMLSegmentation"
+SAMPLE_BUNDLE = MODULE_DIR / "Resources" / "Models" / "brats-sample"  # the built-in model, as shipped
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 

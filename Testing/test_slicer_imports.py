@@ -43,7 +43,7 @@ def test_the_blocker_blocks():
 
 
 def test_plain_modules_read_the_builtin_bundle_without_torch_or_numpy():
-    bundle = slicer_lib_helpers.MODULE_DIR / "Resources" / "Models" / "brats-sample"
+    bundle = slicer_lib_helpers.SAMPLE_BUNDLE
     done = run_blocked(f"""
         import importlib
         for name in {PLAIN!r}:

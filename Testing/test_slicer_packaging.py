@@ -24,7 +24,7 @@ ROOT = slicer_lib_helpers.ROOT
 MODULE_DIR = slicer_lib_helpers.MODULE_DIR
 LIB = MODULE_DIR / "CIMLSegmentationLib"
 GLUE = LIB / "slicerglue"
-BUILTIN = MODULE_DIR / "Resources" / "Models" / "brats-sample"
+BUILTIN = slicer_lib_helpers.SAMPLE_BUNDLE
 # SampleDataLogic.registerCustomSampleDataSource's parameters, the same at Slicer 5.8.1 and 5.13
 # (Modules/Scripted/SampleData/SampleData.py).
 SAMPLE_DATA_PARAMETERS = {"category", "sampleName", "uris", "fileNames", "nodeNames", "customDownloader",

@@ -248,7 +248,7 @@ print('{{"event": "done"}}', flush=True)
 
 def _fake_python(tmp_path, write_bundle=True):
     path = tmp_path / ("python-ok" if write_bundle else "python-no-bundle")
-    bundle = slicer_lib_helpers.MODULE_DIR / "Resources" / "Models" / "brats-sample"
+    bundle = slicer_lib_helpers.SAMPLE_BUNDLE
     path.write_text(FAKE_TRAIN.format(python=sys.executable, write_bundle=write_bundle, bundle=str(bundle)))
     path.chmod(0o755)
     return str(path)

@@ -24,7 +24,7 @@ from slicer_lib_helpers import FakeTimer, alive
 from CIMLSegmentationLib import geometry, job, models, process, winjob
 
 MODULE_DIR = slicer_lib_helpers.MODULE_DIR
-SAMPLE_BUNDLE = MODULE_DIR / "Resources" / "Models" / "brats-sample"
+SAMPLE_BUNDLE = slicer_lib_helpers.SAMPLE_BUNDLE
 
 
 def _wait_dead(pids, limit_s=10.0):

@@ -16,7 +16,7 @@ from ciml.config import card_from_dict, preset_dict
 from CIMLSegmentationLib import training
 
 MODULE_DIR = slicer_lib_helpers.MODULE_DIR
-SAMPLE_BUNDLE = MODULE_DIR / "Resources" / "Models" / "brats-sample"
+SAMPLE_BUNDLE = slicer_lib_helpers.SAMPLE_BUNDLE
 
 
 # --- training never deletes a bundle it wrote -------------------------------------------------
