@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ciml.data.case import regrid, sitk_regrid
+from ciml.data.case import Case, regrid, sitk_regrid
 from ciml.data.geometry import Geometry
 from ciml.data.io import array_to_image, image_to_array
+from ciml.data.labels import regions_to_label
 from ciml.data.separable import linear_regrid, shares_direction
 
 LPS_FLIPPED = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
@@ -71,3 +72,39 @@ def test_regrid_uses_it_for_linear_and_keeps_nearest_on_sitk():
     nearest = sitk.Resample(array_to_image(labels, working), reference.blank(), sitk.Transform(),
                             sitk.sitkNearestNeighbor, 0.0, sitk.sitkUInt8)
     assert np.array_equal(regrid(labels, working, reference, "nearest"), image_to_array(nearest))
+
+
+def _blob(size: tuple[int, ...], centre: tuple[float, ...], radius: float) -> np.ndarray:
+    """A smooth bump, 1 at ``centre`` falling to about 0 a few radii away (float32)."""
+    grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in size], indexing="ij"))
+    distance = np.sqrt(((grid - np.reshape(centre, (-1, 1, 1, 1))) ** 2).sum(axis=0))
+    return np.exp(-(distance / radius) ** 2).astype(np.float32)
+
+
+def test_within_a_box_the_same_values_and_only_voxels_it_reaches_computed():
+    reference = Geometry((10.0, -40.0, 3.0), (1.0, 1.2, 1.5), LPS_FLIPPED, (60, 50, 40))
+    working = _working_grid(reference, (2.13, -1.37, 3.71), (20, 23, 14))
+    box = (slice(5, 11), slice(8, 15), slice(3, 9))
+    values = np.zeros((2, *working.size), np.float32)
+    values[(slice(None), *box)] = np.random.default_rng(3).random((2, 6, 7, 6), dtype=np.float32) + 0.1
+    assert np.array_equal(linear_regrid(values, working, reference, within=box),
+                          linear_regrid(values, working, reference))
+    # values outside the box are not read into voxels the box does not reach: they stay 0
+    ones = np.ones((1, *working.size), np.float32)
+    reached = linear_regrid(ones, working, reference, within=box)[0] > 0
+    everywhere = linear_regrid(ones, working, reference)[0] > 0
+    assert reached.sum() < 0.2 * everywhere.sum()
+    assert np.array_equal(reached, linear_regrid(values[:1], working, reference)[0] > 0)
+
+
+def test_label_map_resamples_only_near_the_threshold_with_the_same_labels(tiny_preset):
+    card = tiny_preset("brats")
+    reference = Geometry((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), LPS_FLIPPED, (70, 64, 50))
+    working = _working_grid(reference, (0.4, 0.7, 0.2), (28, 26, 20))
+    regions = np.stack([_blob(working.size, (12, 13, 9), r) for r in (6.0, 3.5, 2.0)])
+    case = Case("x", np.zeros((len(card.modalities), *working.size), np.float32), working, reference)
+    for threshold in (0.5, 0.2, 0.9):
+        expected = regions_to_label(regrid(regions, working, reference), card, threshold)
+        got = case.label_map(regions, card, threshold)
+        assert expected.any() and np.array_equal(got, expected)
+    assert not case.label_map(regions * 0.1, card).any()  # nothing above the threshold anywhere

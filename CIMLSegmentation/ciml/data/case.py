@@ -36,7 +36,11 @@ from ciml.data.labels import (
     regions_to_label,
 )
 from ciml.data.normalize import fill_value, normalize
-from ciml.data.separable import linear_regrid, shares_direction
+from ciml.data.separable import linear_regrid, nonzero_box, shares_direction
+
+# label_map resamples only where a probability comes within this of the threshold: far more than
+# float32 rounding in a convex combination of neighbours, far less than any probability of interest
+THRESHOLD_MARGIN = 1e-3
 
 RECORD_KEYS = ("case", "label", "label_convention", "channels")
 """Keys of a case record besides the modality names (see :mod:`ciml.data.layouts`)."""
@@ -72,14 +76,28 @@ class Case:
     warnings: list[str] = field(default_factory=list)
     reference_body: np.ndarray | None = None
 
-    def to_reference(self, values: np.ndarray, interpolation: str = "linear") -> np.ndarray:
+    def to_reference(self, values: np.ndarray, interpolation: str = "linear",
+                     within: tuple[slice, ...] | None = None) -> np.ndarray:
         """Bring values on the working grid back onto the reference grid.
 
         Args:
             values: ``(C, X, Y, Z)`` or ``(X, Y, Z)`` on :attr:`grid` (probabilities, heat maps,
                 or a label map with ``interpolation="nearest"``).
+            within: a box on :attr:`grid` outside which the values are 0 (see :func:`regrid`).
         """
-        return regrid(values, self.grid, self.reference, interpolation)
+        return regrid(values, self.grid, self.reference, interpolation, within)
+
+    def map_to_reference(self, values: np.ndarray) -> np.ndarray:
+        """A map that is 0 outside the body (an effect or heat map) onto the reference grid,
+        cut to :attr:`reference_body`; only the box of its non-zero voxels is resampled."""
+        values = np.asarray(values, np.float32)
+        box = nonzero_box(values != 0)
+        if box is None:
+            return np.zeros(tuple(self.reference.size), np.float32)
+        out = self.to_reference(values, within=box)
+        if self.reference_body is not None:
+            np.multiply(out, self.reference_body, out=out)
+        return out
 
     def label_map(self, regions: np.ndarray, card: ModelCard, threshold: float | None = None) -> np.ndarray:
         """The output label map on the reference grid, from region probabilities on :attr:`grid`.
@@ -96,24 +114,33 @@ class Case:
             uint16 ``(X, Y, Z)`` on :attr:`reference`, ready for ``write_image(.., case.reference, ..)``.
         """
         voxel_ml = float(np.prod(self.reference.spacing)) / 1000.0
-        return regions_to_label(self.to_reference(np.asarray(regions, np.float32)), card, threshold, voxel_ml)
+        threshold = card.inference.threshold if threshold is None else threshold
+        regions = np.asarray(regions, np.float32)
+        # A linear interpolation never exceeds its neighbours, so only target voxels next to a
+        # value near the threshold can cross it: the rest of the grid is left unresampled.
+        box = nonzero_box(regions.max(axis=0) > threshold - THRESHOLD_MARGIN)
+        if box is None:
+            return np.zeros(tuple(self.reference.size), np.uint16)
+        return regions_to_label(self.to_reference(regions, within=box), card, threshold, voxel_ml)
 
 
 def regrid(values: np.ndarray, source: Geometry, target: Geometry,
-           interpolation: str = "linear") -> np.ndarray:
+           interpolation: str = "linear", within: tuple[slice, ...] | None = None) -> np.ndarray:
     """Resample ``(C, X, Y, Z)`` or ``(X, Y, Z)`` values from one grid to another, by position.
 
     Linear interpolation between grids of one direction (the working grid and its reference)
-    goes one axis at a time (:mod:`ciml.data.separable`, the same values as SimpleITK's, faster);
-    the rest goes through SimpleITK.
+    goes one axis at a time (:mod:`ciml.data.separable`, the same values as SimpleITK's, faster),
+    and there only target voxels next to the ``within`` box of ``source`` are computed (the
+    others are 0: exact when the values outside the box are 0); the rest goes through SimpleITK,
+    over the whole grid.
     """
     values = np.asarray(values)
     if source.same_grid(target):
         return values
     if values.ndim == len(source.size):
-        return regrid(values[None], source, target, interpolation)[0]
+        return regrid(values[None], source, target, interpolation, within)[0]
     if interpolation == "linear" and shares_direction(source, target):
-        return linear_regrid(values, source, target).astype(values.dtype, copy=False)
+        return linear_regrid(values, source, target, within).astype(values.dtype, copy=False)
     return sitk_regrid(values, source, target, interpolation).astype(values.dtype, copy=False)
 
 

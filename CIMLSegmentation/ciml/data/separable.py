@@ -32,7 +32,8 @@ def shares_direction(source: Geometry, target: Geometry) -> bool:
             and np.allclose(source.direction, target.direction, rtol=0, atol=DIRECTION_EXACT_ATOL))
 
 
-def linear_regrid(values: np.ndarray, source: Geometry, target: Geometry) -> np.ndarray:
+def linear_regrid(values: np.ndarray, source: Geometry, target: Geometry,
+                  within: tuple[slice, ...] | None = None) -> np.ndarray:
     """Linear interpolation of ``(C, *source.size)`` values onto ``target``: ``(C, *target.size)``.
 
     Args:
@@ -40,6 +41,9 @@ def linear_regrid(values: np.ndarray, source: Geometry, target: Geometry) -> np.
         source: the values' grid.
         target: the output grid, with the same direction as ``source`` (see
             :func:`shares_direction`).
+        within: a box of ``source`` voxels (one slice per axis) holding everything of interest;
+            only target voxels with a neighbour in it are computed, the others stay 0 (exact
+            when the values outside the box are 0). ``None``: the whole grid.
     """
     if not shares_direction(source, target):
         raise ValueError("linear_regrid needs two grids with the same direction")
@@ -48,19 +52,39 @@ def linear_regrid(values: np.ndarray, source: Geometry, target: Geometry) -> np.
     start = direction.T @ (np.asarray(target.origin) - np.asarray(source.origin)) / np.asarray(source.spacing)
     steps = np.asarray(target.spacing) / np.asarray(source.spacing)
     index = [start[a] + steps[a] * np.arange(target.size[a]) for a in range(source.dimension)]
-    inside = [np.flatnonzero((i >= -0.5) & (i < n - 0.5)) for i, n in zip(index, source.size)]
+    within = within or tuple(slice(0, n) for n in source.size)
+    inside = [np.flatnonzero((i >= -0.5) & (i < n - 0.5) & _reaches(i, n, w))
+              for i, n, w in zip(index, source.size, within)]
     out = np.zeros((len(values), *target.size), np.float32)
     if any(len(i) == 0 for i in inside):
         return out
-    # only the box of target voxels inside the source grid is computed; the rest stays 0
+    # only the box of target voxels inside the source grid (and reached from `within`) is
+    # computed, from the source voxels it reads; the rest stays 0
     box = tuple(slice(i[0], i[-1] + 1) for i in inside)
     axes = [_axis_weights(i[b], n) for i, b, n in zip(index, box, source.size)]
+    read = tuple(slice(int(lower.min()), int(upper.max()) + 1) for lower, upper, *_ in axes)
+    axes = [(lower - r.start, upper - r.start, *weights) for (lower, upper, *weights), r in zip(axes, read)]
     for c, channel in enumerate(values):
-        x = torch.from_numpy(np.asarray(channel, np.float32))
+        x = torch.from_numpy(np.ascontiguousarray(np.asarray(channel, np.float32)[read]))
         for axis in reversed(range(source.dimension)):  # the innermost axis while the array is small
             x = _interpolate_axis(x, axis, *axes[axis])
         out[(c, *box)] = x.numpy()
     return out
+
+
+def nonzero_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The bounding box of ``mask``'s true voxels, one slice per axis; ``None`` when there are none."""
+    hits = [np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+            for axis in range(mask.ndim)]
+    return None if len(hits[0]) == 0 else tuple(slice(int(h[0]), int(h[-1]) + 1) for h in hits)
+
+
+def _reaches(index: np.ndarray, size: int, within: slice) -> np.ndarray:
+    """Along one axis: whether each target voxel's lower or upper neighbour lies in ``within``."""
+    start, stop, _ = within.indices(size)
+    lower = np.clip(np.floor(index), 0, size - 1)
+    upper = np.clip(np.floor(index) + 1, 0, size - 1)
+    return ((lower >= start) & (lower < stop)) | ((upper >= start) & (upper < stop))
 
 
 def _axis_weights(index: np.ndarray, size: int) -> tuple[torch.Tensor, ...]:

@@ -23,6 +23,7 @@ import torch
 
 from ciml.config import ModelCard
 from ciml.data import Case
+from ciml.data.separable import nonzero_box
 
 ABSENT = "absent"
 
@@ -70,8 +71,10 @@ def relations(card: ModelCard, case: Case, probabilities: torch.Tensor, withheld
         change = (probabilities - withheld[j]) * body_t
         maps[m] = change.numpy()
         label_without = case.label_map(withheld[j].numpy(), card)
+        # every target is made of non-zero labels: outside the box of both maps' tumour, nothing to count
+        box = nonzero_box((label > 0) | (label_without > 0)) or tuple(slice(0, 0) for _ in label.shape)
         for i, target in enumerate(card.targets):
-            with_m, without_m = np.isin(label, target.includes), np.isin(label_without, target.includes)
+            with_m, without_m = np.isin(label[box], target.includes), np.isin(label_without[box], target.includes)
             mass[target.name][m] = float(change[i].abs().sum())
             effects[target.name][m] = {
                 "volume_change_ml": round(float(without_m.sum() - with_m.sum()) * voxel_ml, 3),

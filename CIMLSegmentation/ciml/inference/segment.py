@@ -270,10 +270,8 @@ def _write(request: SegmentRequest, bundle: Bundle, case: Case, inference: Infer
             files = _map_files(request, card, inference, found, body)
             for k, (name, values) in enumerate(files.items()):
                 names[name] = f"{name}.{request.fmt}"  # maps are on the working grid
-                values = case.to_reference(values.astype(np.float32))
-                if case.reference_body is not None:
-                    values = values * case.reference_body
-                written.append(writer.submit(write_image, values, case.reference, tmp / names[name]))
+                written.append(writer.submit(write_image, case.map_to_reference(values), case.reference,
+                                             tmp / names[name]))
                 stages.within((k + 1) / (len(files) + 1))
             for done in written:
                 done.result()  # a failed write fails the run, before anything is moved into place
