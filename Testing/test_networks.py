@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 import torch
 from conftest import TINY_SHAPE, multimodal_dict, tiny
@@ -173,3 +175,24 @@ def test_wrong_channel_count_is_refused():
     card = card_from_dict(multimodal_dict(3))
     with pytest.raises(ValueError, match="expected 3 modality channels"):
         CIMLNet(card)(torch.zeros(1, 2, *TINY_SHAPE))
+
+
+def test_inference_forward_equals_forward_features_and_frees_the_encoders_features_first():
+    """forward gives forward_features' logits bit for bit, but no encoder output is alive when
+    the first sub-task's decoder starts (forward_features keeps them all to the end)."""
+    card = card_from_dict(tiny(preset_dict("brats"), gate_levels=[0, 1, 2]))
+    torch.manual_seed(0)
+    net = build_network(card).eval()
+    outputs, alive = [], []
+    for encoder in net.encoders.values():
+        encoder.register_forward_hook(lambda module, args, out: outputs.extend(weakref.ref(f) for f in out))
+    net.decoders[card.subtasks[0].name].up[0].register_forward_pre_hook(
+        lambda module, args: alive.append(sum(ref() is not None for ref in outputs)))
+    x = torch.randn(1, len(card.modalities), *TINY_SHAPE)
+    with torch.no_grad():
+        lean = net(x)
+        outputs.clear()
+        full = net.forward_features(x).logits
+    assert torch.equal(lean, full)
+    assert alive[0] == 0
+    assert alive[1] == len(net.encoders) * len(card.network.features)

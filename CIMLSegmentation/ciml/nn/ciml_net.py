@@ -73,7 +73,17 @@ class CIMLNet(nn.Module):
         return {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x).logits
+        """Logits only, (B, T, *S), every modality present: what inference needs. The same
+        values as :meth:`forward_features`, which keeps every gate's output and every modality's
+        features to the end; here no message outlives its skip, and the encoders' features go
+        once every sub-task's skips hold their messages (at 1 mm, each is 134 MB a channel-16
+        level of a 128^3 window)."""
+        self._check_channels(x)
+        features = self.encode(x)
+        skips = [self.gated_skips(s.name, features)[0] for s in self.card.subtasks]
+        del features
+        logits = [self.decode(s.name, skips.pop(0)) for s in self.card.subtasks]  # each skip freed once decoded
+        return torch.cat(logits, dim=1)[:, self._target_order]
 
     def output_heads(self) -> OutputHeads:
         """Every sigmoid head's 1x1 convolution with its targets' indices in the card
@@ -179,10 +189,13 @@ class CIMLNet(nn.Module):
         return self.decoders[subtask](skips)[0]
 
     def forward_features(self, x: torch.Tensor, present: torch.Tensor | None = None) -> NetOutput:
+        self._check_channels(x)
+        return self.fuse(self.encode(x), present)
+
+    def _check_channels(self, x: torch.Tensor) -> None:
         if x.shape[1] != len(self.card.modalities):
             raise ValueError(f"expected {len(self.card.modalities)} modality channels "
                              f"({', '.join(self.card.modality_names)}), got {x.shape[1]}")
-        return self.fuse(self.encode(x), present)
 
 
 def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
