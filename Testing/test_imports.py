@@ -117,3 +117,46 @@ def test_every_package_says_what_it_holds_and_may_import():
     for init in sorted(PACKAGE.rglob("__init__.py")):
         doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
         assert "import" in doc.lower(), f"{init.relative_to(PACKAGE)}: its docstring must say what it may import"
+
+
+def test_segment_process_imports_monai_without_the_packages_it_never_uses(tmp_path):
+    """A whole `ciml segment` process hides matplotlib, pandas, scikit-learn and scipy.signal while
+    MONAI imports (its start-up), and they import as usual afterwards."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        from ciml.startup import UNUSED_BY_SEGMENTING
+        sys.argv = ["ciml", "segment", "--model", {str(builtin_model())!r}, "--out", {str(tmp_path)!r},
+                    "--input", "t1ce=" + {str(tmp_path / "missing.nii.gz")!r}, "--progress", "none"]
+        from ciml.cli.main import main
+        code = main()
+        assert code != 0, code  # the missing file is refused after the imports
+        assert "monai" in sys.modules and "ciml.inference.segment" in sys.modules
+        print("loaded:", sorted(p for p in UNUSED_BY_SEGMENTING if p in sys.modules))
+        from monai.utils import optional_import
+        print("monai sees matplotlib:", optional_import("matplotlib.pyplot")[1])
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        plt.figure()
+        print("matplotlib after:", "matplotlib.pyplot" in sys.modules)
+    """)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "loaded: []" in done.stdout
+    assert "matplotlib after: True" in done.stdout
+
+
+def test_import_monai_without_leaves_an_imported_package_alone():
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import sys
+        import matplotlib.pyplot
+        from ciml.startup import import_monai_without
+        import_monai_without(("matplotlib", "matplotlib.pyplot", "scipy.signal"))
+        from monai.utils import optional_import
+        print("matplotlib:", optional_import("matplotlib.pyplot")[1])
+        print("scipy.signal hidden:", "scipy.signal" not in sys.modules)
+        import scipy.signal
+        print("scipy.signal after:", scipy.signal.get_window("hann", 4).shape)
+    """)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "matplotlib: True" in done.stdout
+    assert "scipy.signal hidden: True" in done.stdout and "scipy.signal after: (4,)" in done.stdout

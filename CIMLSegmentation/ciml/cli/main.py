@@ -16,6 +16,12 @@ import traceback
 
 from ciml.cli.parser import build_parser
 from ciml.errors import user_error
+from ciml.startup import import_monai_without
+
+# Whole processes that import MONAI without the optional packages they never use through it
+# (ciml.startup): the Slicer module's worker job, started once per case. Only whole processes:
+# in-process calls (tests, Slicer's own Python) keep MONAI as it would be imported elsewhere.
+LEAN_COMMANDS = ("segment",)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args._argv = list(sys.argv[1:] if argv is None else argv)  # result files record the command as typed
     try:
+        if argv is None and args.command in LEAN_COMMANDS:
+            import_monai_without()
         command = importlib.import_module(args._run)
         if argv is None:
             # a whole process: what torch and MONAI imported lives as long as it does, so keep
