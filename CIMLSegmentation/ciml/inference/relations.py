@@ -46,36 +46,47 @@ class Relations:
     maps: dict[str, np.ndarray]
 
 
-def relations(card: ModelCard, case: Case, probabilities: torch.Tensor, withheld: torch.Tensor,
-              label: np.ndarray, body: np.ndarray) -> Relations:
+def effect_maps(card: ModelCard, case: Case, probabilities: torch.Tensor, withheld: torch.Tensor,
+                body: np.ndarray) -> dict[str, np.ndarray]:
+    """Modality -> (T, *S) signed effect per target on the working grid (present modalities only).
+
+    Args:
+        card: the model card.
+        case: the loaded case (which modalities were given).
+        probabilities: (T, *S) with every given modality, on the working grid.
+        withheld: (M, T, *S) probabilities with each modality withheld, on the working grid.
+        body: (*S) boolean body mask on the working grid: the maps are zero outside it.
+    """
+    body_t = torch.from_numpy(body)
+    return {m: ((probabilities - withheld[j]) * body_t).numpy()
+            for j, m in enumerate(card.modality_names) if case.present[j]}
+
+
+def relations(card: ModelCard, case: Case, maps: dict[str, np.ndarray], withheld: torch.Tensor,
+              label: np.ndarray) -> Relations:
     """The relations of one case.
 
     Args:
         card: the model card.
         case: the loaded case (grids, which modalities were given).
-        probabilities: (T, *S) with every given modality, on the working grid.
+        maps: :func:`effect_maps`' output.
         withheld: (M, T, *S) probabilities with each modality withheld, on the working grid.
-        label: the written label map (reference grid) of ``probabilities``.
-        body: (*S) boolean body mask on the working grid.
+        label: the written label map (reference grid) with every given modality.
     """
     voxel_ml = float(np.prod(case.reference.spacing)) / 1000.0
-    body_t = torch.from_numpy(body)
     effects: dict[str, dict[str, object]] = {t: {} for t in card.target_names}
     mass: dict[str, dict[str, float]] = {t: {} for t in card.target_names}
-    maps = {}
     for j, m in enumerate(card.modality_names):
-        if not case.present[j]:
+        if m not in maps:
             for t in card.target_names:
                 effects[t][m] = ABSENT
             continue
-        change = (probabilities - withheld[j]) * body_t
-        maps[m] = change.numpy()
         label_without = case.label_map(withheld[j].numpy(), card)
         # every target is made of non-zero labels: outside the box of both maps' tumour, nothing to count
         box = nonzero_box((label > 0) | (label_without > 0)) or tuple(slice(0, 0) for _ in label.shape)
         for i, target in enumerate(card.targets):
             with_m, without_m = np.isin(label[box], target.includes), np.isin(label_without[box], target.includes)
-            mass[target.name][m] = float(change[i].abs().sum())
+            mass[target.name][m] = float(torch.from_numpy(maps[m][i]).abs().sum())
             effects[target.name][m] = {
                 "volume_change_ml": round(float(without_m.sum() - with_m.sum()) * voxel_ml, 3),
                 "dice_without": round(_dice(with_m, without_m), 4)}

@@ -31,7 +31,7 @@ from ciml.errors import CIMLError
 from ciml.inference.device import resolve_device
 from ciml.inference.effects import predict_withheld
 from ciml.inference.gradcam import modality_shares
-from ciml.inference.relations import Relations, relations, strongest_effect
+from ciml.inference.relations import Relations, effect_maps, relations, strongest_effect
 from ciml.inference.runtime import RuntimeChoice, choose_runtime
 from ciml.inference.sliding_window import predict_logits, predict_with_cams
 from ciml.nn import CIMLNet
@@ -264,15 +264,16 @@ def _write(request: SegmentRequest, bundle: Bundle, case: Case, inference: Infer
             names = {"segmentation": f"segmentation.{request.fmt}"}
             written = [writer.submit(write_image, label, case.reference, tmp / names["segmentation"])]
             body = body_mask(case.image[card.modality_index(case_reference(card, case))])
-            found = None
-            if inference.withheld is not None:
-                found = relations(card, case, probabilities, torch.sigmoid(inference.withheld), label, body)
-            files = _map_files(request, card, inference, found, body)
+            withheld = None if inference.withheld is None else torch.sigmoid(inference.withheld)
+            effects = None if withheld is None else effect_maps(card, case, probabilities, withheld, body)
+            files = _map_files(request, card, inference, effects, body)
             for k, (name, values) in enumerate(files.items()):
                 names[name] = f"{name}.{request.fmt}"  # maps are on the working grid
                 written.append(writer.submit(write_image, case.map_to_reference(values), case.reference,
                                              tmp / names[name]))
-                stages.within((k + 1) / (len(files) + 1))
+                stages.within((k + 1) / (len(files) + 2))
+            # while the last maps are written: the label maps without each modality
+            found = None if effects is None else relations(card, case, effects, withheld, label)
             for done in written:
                 done.result()  # a failed write fails the run, before anything is moved into place
         stages.leave()
@@ -292,13 +293,14 @@ def case_reference(card: ModelCard, case: Case) -> str:
     return next(m for m, given in zip(card.modality_names, case.present) if given)
 
 
-def _map_files(request: SegmentRequest, card: ModelCard, inference: Inference, found: Relations | None,
+def _map_files(request: SegmentRequest, card: ModelCard, inference: Inference, effects: dict[str, np.ndarray] | None,
                body: np.ndarray) -> dict[str, np.ndarray]:
-    """Output name -> map on the working grid: ``effect_<m>`` (signed, -1..1) and ``cam_<m>``
-    (0..1), one per given modality, and per target when asked; zero outside the body."""
+    """Output name -> map on the working grid: ``effect_<m>`` (signed, -1..1, from
+    :func:`~ciml.inference.relations.effect_maps`) and ``cam_<m>`` (0..1), one per given
+    modality, and per target when asked; zero outside the body."""
     files: dict[str, np.ndarray] = {}
-    if found is not None:
-        for m, per_target in found.maps.items():
+    if effects is not None:
+        for m, per_target in effects.items():
             files[f"effect_{m}"] = strongest_effect(per_target)
             if request.per_target:
                 files.update({f"effect_{t}_{m}": per_target[i] for i, t in enumerate(card.target_names)})
