@@ -84,7 +84,7 @@ class Inference:
         maps: (T, M, *S) signed, raw (un-normalised) Grad-CAM maps on the CPU, or ``None``.
         withheld: (M, T, *S) logits with each modality withheld, or ``None``.
         gates: each gate's diagnostics on the window at the case's centre
-            (:mod:`ciml.nn.gate_diagnostics`), for a CIML network.
+            (:func:`gate_report`), filled in while the outputs are written.
         device: where the windows ran (the CPU after a CUDA out-of-memory fallback).
         runtime: what ran the network for the logits and effects (Grad-CAM always runs in
             PyTorch), with its note when ONNX Runtime was wanted but not used.
@@ -230,12 +230,16 @@ def _infer(bundle: Bundle, runtime: RuntimeChoice, case: Case, device: torch.dev
         logits, cams = predict_with_cams(network, tensor, bundle.card, device, progress(passes - 1), present)
     if maps == "none":
         logits = predict_logits(fast, tensor, bundle.card, device, progress(0), present)
-    gates = []
-    if isinstance(network, CIMLNet):
-        window = torch.from_numpy(centred_window(case.image, bundle.card.inference.roi_size))[None].to(device)
-        gates = [d.to_dict() for d in gate_diagnostics(network, window)]
-    return Inference(logits=logits, maps=cams, withheld=withheld, gates=gates, device=device, runtime=runtime,
+    return Inference(logits=logits, maps=cams, withheld=withheld, device=device, runtime=runtime,
                      warnings=warnings)
+
+
+def gate_report(network: torch.nn.Module, case: Case, card: ModelCard, device: torch.device) -> list[dict[str, Any]]:
+    """Each gate's diagnostics on the window at the case's centre; none for other architectures."""
+    if not isinstance(network, CIMLNet):
+        return []
+    window = torch.from_numpy(centred_window(case.image, card.inference.roi_size))[None].to(device)
+    return [d.to_dict() for d in gate_diagnostics(network, window)]
 
 
 def normalised_maps(cams: torch.Tensor) -> torch.Tensor:
@@ -259,8 +263,10 @@ def _write(request: SegmentRequest, bundle: Bundle, case: Case, inference: Infer
     tmp = Path(tempfile.mkdtemp(prefix=".ciml-segment-", dir=out))
     try:
         # the files are compressed and written in the background (two at a time: the 2-core CPU
-        # measured 0.95x one writer) while the next map is computed
-        with ThreadPoolExecutor(max_workers=2) as writer:
+        # measured 0.95x one writer) while the next map is computed; the gate diagnostics run
+        # beside them, on CPU the writing stage leaves idle
+        with ThreadPoolExecutor(max_workers=3) as writer:
+            gates = writer.submit(gate_report, bundle.network, case, card, inference.device)
             names = {"segmentation": f"segmentation.{request.fmt}"}
             written = [writer.submit(write_image, label, case.reference, tmp / names["segmentation"])]
             body = body_mask(case.image[card.modality_index(case_reference(card, case))])
@@ -276,6 +282,7 @@ def _write(request: SegmentRequest, bundle: Bundle, case: Case, inference: Infer
             found = None if effects is None else relations(card, case, effects, withheld, label)
             for done in written:
                 done.result()  # a failed write fails the run, before anything is moved into place
+            inference = replace(inference, gates=gates.result())
         stages.leave()
         report = _report(request, bundle, case, inference, found, label, body, stages.timings, names)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
