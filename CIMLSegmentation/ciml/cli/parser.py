@@ -74,7 +74,7 @@ def _sample_data(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="brats: 'shifted' draws head size, orientation, voxel size, bias, noise "
                         "and intensity scale outside the standard ranges, as another site; glioma: "
                         "one part of the generator taken away (no-mass-effect, no-hard-negatives, "
-                        "random-tumour-contrast, clean-scanner), to measure what it buys (default standard)")
+                        "random-tumour-contrast, clean-scanner, mild-scanner), to measure what it buys (default standard)")
     return p
 
 

@@ -130,4 +130,7 @@ VARIATIONS: dict[str, GliomaSpec] = {
     "clean-scanner": GliomaSpec(appearance=AppearanceSpec(
         bias_log_sd=(0.0, 0.0), gamma_log_sd=0.0, thick_slice_share=0.0, snr=(40.0, 40.0),
         mask_change_share=0.0)),
+    # the scanner's bias, gamma and noise kept; no thick slices or skull-strip change (BraTS's
+    # scans are resampled to 1 mm and stripped by one tool)
+    "mild-scanner": GliomaSpec(appearance=AppearanceSpec(thick_slice_share=0.0, mask_change_share=0.0)),
 }
