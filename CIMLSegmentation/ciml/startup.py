@@ -1,9 +1,9 @@
 """Importing MONAI without the optional packages a command never uses.
 
 ``import monai`` imports every MONAI subpackage, and those import at once every optional
-package that is installed and that MONAI looks up when a module loads: matplotlib's pyplot,
-pandas, scikit-learn, scipy.signal. In ``ciml segment`` (the Slicer module's worker job, a whole
-process per case) that was a third of the start-up (see docs/segment.md, "Start-up"). A command
+package that is installed and that MONAI looks up when a module loads (matplotlib, pandas,
+scikit-learn, much of SciPy). In ``ciml segment`` (the Slicer module's worker job, a whole
+process per case) that was about a second of its start-up (docs/speed.md, "Start-up"). A command
 that needs none of them through MONAI hides them while MONAI imports: to MONAI they are then not
 installed (its ``optional_import`` hands back a placeholder that fails only if used), and they
 import as usual afterwards for the project's own code.
@@ -15,9 +15,11 @@ import importlib
 import sys
 
 # What MONAI imports when it loads and the segmenting path never calls through MONAI: plots and
-# notebooks (matplotlib), CSV datasets (pandas), the ultrasound confidence map (scipy.signal),
-# and scikit-learn, pulled in by nilearn's presence.
-UNUSED_BY_SEGMENTING = ("matplotlib", "pandas", "sklearn", "scipy.signal", "requests")
+# notebooks (matplotlib), CSV datasets (pandas), downloads (requests), image readers other than
+# SimpleITK (nibabel, PIL), scikit-learn (installed with nilearn), and the parts of SciPy its
+# transforms and metrics use (the project's own code uses scipy.ndimage only, which stays).
+UNUSED_BY_SEGMENTING = ("matplotlib", "pandas", "sklearn", "requests", "nibabel", "PIL",
+                        "scipy.signal", "scipy.spatial", "scipy.optimize", "scipy.sparse", "scipy.linalg")
 
 
 def import_monai_without(packages: tuple[str, ...] = UNUSED_BY_SEGMENTING) -> None:
