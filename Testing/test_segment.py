@@ -7,11 +7,20 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
+from conftest import tiny
+
+from ciml.config import card_from_dict, preset_dict
+from ciml.data.case import Case
+from ciml.data.geometry import Geometry
+from ciml.inference.segment import gate_report
+from ciml.nn import build_network
 
 from ciml.data.synthetic import case_ids, generate_case, write_case
 from ciml.research.targets import UNSEEN_SEED
@@ -174,3 +183,16 @@ def test_nrrd_output(segmented, tmp_path):
                    "--no-cam", "--progress", "none")
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["report.json", "segmentation.nrrd"]
+
+
+def test_the_reports_gates_are_measured_on_a_central_window_of_at_most_64_voxels_an_axis():
+    card = card_from_dict(tiny(preset_dict("brats"), features=[4, 8, 16, 32]))
+    net = build_network(card).eval()
+    seen = []
+    net.encoders[card.modality_names[0]].register_forward_hook(lambda m, args, out: seen.append(args[0].shape[2:]))
+    image = np.random.default_rng(0).normal(size=(len(card.modalities), 150, 40, 100)).astype(np.float32)
+    grid = Geometry((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), image.shape[1:])
+    case = Case("x", image, grid, grid)
+    for roi, expected in (([128, 128, 128], (64, 64, 64)), ([16, 96, 72], (16, 64, 64))):
+        report = gate_report(net, case, replace(card, inference=replace(card.inference, roi_size=roi)), torch.device("cpu"))
+        assert len(report) == len(net.gate_keys()) and tuple(seen[-1]) == expected

@@ -75,6 +75,12 @@ class SegmentRequest:
         return self.maps in ("gradcam", "all")
 
 
+# The report's gate diagnostics are per-voxel averages: a window of 64^3 measures them as well as
+# the brats preset's 128^3 window, which cost as much as segmenting the case (12 s of 26 s on 2
+# CPU cores; docs/speed.md). The built-in model's window is 64^3 already.
+GATE_WINDOW = 64
+
+
 @dataclass
 class Inference:
     """What the segmenting stage produced, on the case's working grid.
@@ -83,8 +89,8 @@ class Inference:
         logits: (T, *S) float32 logits on the CPU.
         maps: (T, M, *S) signed, raw (un-normalised) Grad-CAM maps on the CPU, or ``None``.
         withheld: (M, T, *S) logits with each modality withheld, or ``None``.
-        gates: each gate's diagnostics on the window at the case's centre
-            (:func:`gate_report`), filled in while the outputs are written.
+        gates: each gate's diagnostics on a window at the case's centre (:func:`gate_report`),
+            filled in while the outputs are written.
         device: where the windows ran (the CPU after a CUDA out-of-memory fallback).
         runtime: what ran the network for the logits and effects (Grad-CAM always runs in
             PyTorch), with its note when ONNX Runtime was wanted but not used.
@@ -235,10 +241,13 @@ def _infer(bundle: Bundle, runtime: RuntimeChoice, case: Case, device: torch.dev
 
 
 def gate_report(network: torch.nn.Module, case: Case, card: ModelCard, device: torch.device) -> list[dict[str, Any]]:
-    """Each gate's diagnostics on the window at the case's centre; none for other architectures."""
+    """Each gate's diagnostics on the window at the case's centre, at most :data:`GATE_WINDOW`
+    voxels along an axis; none for other architectures."""
     if not isinstance(network, CIMLNet):
         return []
-    window = torch.from_numpy(centred_window(case.image, card.inference.roi_size))[None].to(device)
+    multiple = 2 ** (len(card.network.features) - 1)
+    size = [max(multiple, min(r, GATE_WINDOW) // multiple * multiple) for r in card.inference.roi_size]
+    window = torch.from_numpy(centred_window(case.image, size))[None].to(device)
     return [d.to_dict() for d in gate_diagnostics(network, window)]
 
 
