@@ -10,9 +10,13 @@ from typing import Callable
 
 from ciml.research.information import structure_summary
 from ciml.research.relations import relations_summary
+from ciml.research.targets import MEMORY_TARGET_BYTES, PIPELINE_RATIOS
 from result_blocks_common import machine, pm, source, spread, table
 from result_blocks_finetune import INIT, TARGET, finetune_real, methods_claims, methods_headline, methods_real, target_met
 from result_blocks_real import REAL, _missing_claims, generator, missing_real, real
+
+
+MEMORY_BOUND = f"under {MEMORY_TARGET_BYTES / 1e9:g} GB"
 
 
 def _method(results: dict, stem: str, method: str) -> dict:
@@ -37,13 +41,14 @@ def _finetune_claims(r: dict) -> list[list[str]]:
 
 def _segment_real_claims(r: dict) -> list[list[str]]:
     """The claims row of the built-in model's whole process on a real case, with its default maps."""
-    stem = "segment-real-before-after"
+    stem = "segment-real-now"
     if stem not in r:
         return []
     res = r[stem]["results"]
     now = res["median_s"]["this tree"]
     return [["the built-in model on a real BraTS case (240 x 240 x 155, 1 mm), default maps, whole `ciml segment` process",
-             f"{now:.1f} s (median of {res['repeats']}; {res['median_s']['against']:.1f} s before the writing and start-up changes)",
+             f"{now:.2f} s (median of {res['repeats']}, interleaved; {res['median_s']['against']:.2f} s for the tree "
+             "before the resampling boxes, the lighter MONAI import and the overlapped writing stage)",
              "at most 5 s", "**met**" if now <= 5 else "**not met**", source(r, stem)]]
 
 
@@ -145,12 +150,12 @@ def speed_claims(r: dict) -> list[list[str]]:
         for key, what in (("ciml_brats/segresnet", "`ciml segment` with a `brats`-preset bundle against MONAI's BraTS "
                                                    "SegResNet pipeline, whole processes"),
                           ("ciml_builtin/segresnet", "the built-in model against the same pipeline")):
-            q = res["ratios"][key]
-            rows.append([what, f"{q['value']:.2f}x", f"at most {q['target']}x",
-                         "**met**" if q["met"] else "**not met**", source(r, stem)])
+            q, bound = res["ratios"][key], PIPELINE_RATIOS[key][2]  # today's bound, whatever the file says
+            rows.append([what, f"{q['value']:.2f}x", f"at most {bound:.1f}x",
+                         "**met**" if q["value"] <= bound else "**not met**", source(r, stem)])
         peak = res["processes"]["ciml_brats"]["rss_peak_bytes"]
-        rows.append(["peak memory of `ciml segment`, `brats` preset, CPU", _gb(peak), "under 4 GB",
-                     "**met**" if peak < 4e9 else "**not met**", source(r, stem)])
+        rows.append(["peak memory of `ciml segment`, `brats` preset, CPU", _gb(peak), MEMORY_BOUND,
+                     "**met**" if peak < MEMORY_TARGET_BYTES else "**not met**", source(r, stem)])
     for model, label in ((None, "`brats` preset"), ("built-in", "built-in model")):
         stem = newest(r, "benchmark.speed", model)
         if stem is None:
@@ -159,8 +164,8 @@ def speed_claims(r: dict) -> list[list[str]]:
         peaks = r[stem]["results"]["targets"]
         worst = max((v for k, v in peaks.items() if k.endswith("peak memory")), key=lambda v: v["value"], default=None)
         if worst is not None:
-            rows.append([f"peak memory with every effect or map, CPU ({label})", _gb(worst["value"]), "under 4 GB",
-                         "**met**" if worst["met"] else "**not met**", source(r, stem)])
+            rows.append([f"peak memory with every effect or map, CPU ({label})", _gb(worst["value"]), MEMORY_BOUND,
+                         "**met**" if worst["value"] < MEMORY_TARGET_BYTES else "**not met**", source(r, stem)])
         for key, what in (("ciml_effects/ciml", "every effect"), ("ciml_cams/ciml", "every Grad-CAM map"),
                           ("ciml/early_fusion", "CIML segmentation against early fusion of equal size")):
             if key in q and q[key]["value"] is not None:
@@ -320,7 +325,9 @@ def speed(r: dict) -> str:
         text += "\n" + table(["stages (median s, from report.json)", *names],
                               [[n, *(f"{s[k]:.1f}" for k in names)] for n, s in stages.items()])
     text += "\n" + table(["ratio of median times", "value", "verdict"],
-                          [[k, f"{v['value']:.2f}", _verdict(v)] for k, v in res["ratios"].items()])
+                          [[k, f"{v['value']:.2f}", _verdict({**v, "target": PIPELINE_RATIOS[k][2],
+                                                               "met": v["value"] <= PIPELINE_RATIOS[k][2]})]
+                           for k, v in res["ratios"].items()])
     return text + f"\n`{r[stem]['command']}`: {res['size']} case, {res['repeats']} interleaved repeats; {machine(r, stem)}; {source(r, stem)}.\n"
 
 
