@@ -65,13 +65,8 @@ class WithheldPredictor:
                 full[s.name] = net.decode(s.name, skips)
                 if float(full[s.name].max()) < floor:
                     continue  # nothing here for this sub-task: no modality changes it (see above)
-                # gate_keys lists each auxiliary's gates together, level after level.
-                for a, keys in groupby(net.gate_keys(s.name), key=lambda key: key[1]):
-                    if self._given(a):
-                        reduced = list(skips)
-                        for key in keys:
-                            reduced[key[2]] = skips[key[2]] - gates[key].message
-                        withheld[(s.name, a)] = net.decode(s.name, reduced)
+                withheld.update(self._without_auxiliaries(s.name, skips, gates))
+                del skips, gates  # every message of the sub-task: freed before the primary's turn
                 if self._given(s.primary):
                     without = dict(features)
                     without[s.primary] = self.absent_features(s.primary, windows)
@@ -81,6 +76,19 @@ class WithheldPredictor:
         return {"logits": self._assemble(full, {}), "withheld": torch.cat(
             [self._assemble(full, {k[0]: v for k, v in withheld.items() if k[1] == m})
              for m in card.modality_names], dim=1)}
+
+    def _without_auxiliaries(self, subtask: str, skips: list[torch.Tensor], gates: dict
+                             ) -> dict[tuple[str, str], torch.Tensor]:
+        """(sub-task, auxiliary) -> the sub-task's logits without that auxiliary's messages."""
+        out = {}
+        # gate_keys lists each auxiliary's gates together, level after level.
+        for a, keys in groupby(self.network.gate_keys(subtask), key=lambda key: key[1]):
+            if self._given(a):
+                reduced = list(skips)
+                for key in keys:
+                    reduced[key[2]] = skips[key[2]] - gates[key].message
+                out[(subtask, a)] = self.network.decode(subtask, reduced)
+        return out
 
     def _given(self, modality: str) -> bool:
         return self.present is None or bool(self.present[self.card.modality_index(modality)])
