@@ -27,7 +27,7 @@ import SimpleITK as sitk
 from ciml.config.card import Modality, ModelCard
 from ciml.data.errors import DataError
 from ciml.data.foreground import body_mask
-from ciml.data.geometry import Geometry, alignment_warnings, resample
+from ciml.data.geometry import Geometry, alignment_warnings, nonzero_box, resample
 from ciml.data.io import PathLike, array_to_image, check_image, image_suffix, image_to_array, read_image
 from ciml.data.labels import (
     as_label_values,
@@ -37,7 +37,7 @@ from ciml.data.labels import (
     regions_to_label,
 )
 from ciml.data.normalize import fill_value, normalize
-from ciml.data.separable import linear_regrid, nonzero_box, shares_direction
+from ciml.data.separable import linear_regrid, shares_direction
 
 READ_WORKERS = 4  # modalities read and prepared at once by load_case
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ciml.data.separable import nonzero_box
+from ciml.data.geometry import nonzero_box
 
 
 def body_mask(channel: np.ndarray) -> np.ndarray:

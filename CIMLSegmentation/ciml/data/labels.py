@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from ciml.config.card import ModelCard
 from ciml.data.errors import DataError
+from ciml.data.geometry import nonzero_box
 
 
 def known_label_values(card: ModelCard) -> tuple[int, ...]:
@@ -67,7 +68,7 @@ def drop_small_components(label: np.ndarray, min_voxels: float) -> np.ndarray:
     if min_voxels <= 0 or not label.any():
         return label
     # every piece lies inside the box of the non-zero voxels, usually a small part of the volume
-    box = ndimage.find_objects((label > 0).astype(np.uint8))[0]
+    box = nonzero_box(label > 0)
     inside = label[box]
     pieces, count = ndimage.label(inside > 0, structure=np.ones((3,) * label.ndim, dtype=bool))
     sizes = np.bincount(pieces.ravel(), minlength=count + 1)

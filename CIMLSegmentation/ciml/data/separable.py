@@ -72,13 +72,6 @@ def linear_regrid(values: np.ndarray, source: Geometry, target: Geometry,
     return out
 
 
-def nonzero_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """The bounding box of ``mask``'s true voxels, one slice per axis; ``None`` when there are none."""
-    hits = [np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-            for axis in range(mask.ndim)]
-    return None if len(hits[0]) == 0 else tuple(slice(int(h[0]), int(h[-1]) + 1) for h in hits)
-
-
 def _reaches(index: np.ndarray, size: int, within: slice) -> np.ndarray:
     """Along one axis: whether each target voxel's lower or upper neighbour lies in ``within``."""
     start, stop, _ = within.indices(size)

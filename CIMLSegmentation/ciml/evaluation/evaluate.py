@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from ciml.bundle.weights import Bundle
 from ciml.config import ModelCard
 from ciml.data.case import load_record, load_reference_regions
+from ciml.data.geometry import nonzero_box
 from ciml.data.labels import label_to_regions
 from ciml.evaluation.lesions import lesion_wise
 from ciml.evaluation.metrics import mean_metrics, region_metrics
@@ -88,7 +88,7 @@ def _around(*masks: np.ndarray, margin: int = 2) -> tuple[np.ndarray, ...]:
     anywhere = np.logical_or.reduce([m.any(axis=0) for m in masks])
     if not anywhere.any():
         return tuple(m[:, :1, :1, :1] for m in masks)
-    box = ndimage.find_objects(anywhere.astype(np.uint8))[0]
+    box = nonzero_box(anywhere)
     box = tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, anywhere.shape))
     return tuple(np.ascontiguousarray(m[(slice(None), *box)]) for m in masks)
 

@@ -35,6 +35,8 @@ import torch
 from monai.metrics import compute_hausdorff_distance
 from scipy import ndimage
 
+from ciml.data.geometry import nonzero_box
+
 LESION_DILATION = 3
 """Iterations of the 18-connected dilation that merges nearby lesions and widens the match
 (BraTS-GLI, -SSA and -PED: 3; BraTS-MEN and -MET use 1)."""
@@ -109,7 +111,7 @@ def _grown(box: tuple[slice, ...], margin: int, shape: Sequence[int]) -> tuple[s
 def _hd95(prediction: np.ndarray, label: np.ndarray, spacing: Sequence[float]) -> float:
     """MONAI's HD95 of two non-empty masks, on the box around both (with a margin, so that no
     surface lies on the box's edge)."""
-    box = ndimage.find_objects((prediction | label).astype(np.uint8))[0]
+    box = nonzero_box(prediction | label)
     box = _grown(box, 2, label.shape)
     pred = torch.from_numpy(np.ascontiguousarray(prediction[box]))[None, None]
     true = torch.from_numpy(np.ascontiguousarray(label[box]))[None, None]

@@ -23,27 +23,24 @@ import torch
 
 from ciml.config import ModelCard
 from ciml.data import Case
-from ciml.data.separable import nonzero_box
+from ciml.data.geometry import nonzero_box
 
 ABSENT = "absent"
 
 
 @dataclass
 class Relations:
-    """Everything the report and the maps need about what each modality does.
+    """Everything the report needs about what each modality does (the maps: :func:`effect_maps`).
 
     Attributes:
         effects: target -> modality -> ``{"volume_change_ml", "dice_without", "share"}``, or
             :data:`ABSENT` for a modality that was not given.
         contributions: target -> modality -> share (present modalities only; sums to 1 per
             target unless no modality changes anything, then all 0).
-        maps: modality -> (T, *S) signed effect per target on the working grid, zero outside
-            the body (present modalities only).
     """
 
     effects: dict[str, dict[str, object]]
     contributions: dict[str, dict[str, float]]
-    maps: dict[str, np.ndarray]
 
 
 def effect_maps(card: ModelCard, case: Case, probabilities: torch.Tensor, withheld: torch.Tensor,
@@ -94,7 +91,7 @@ def relations(card: ModelCard, case: Case, maps: dict[str, np.ndarray], withheld
     for t, shares in contributions.items():
         for m, share in shares.items():
             effects[t][m]["share"] = share
-    return Relations(effects=effects, contributions=contributions, maps=maps)
+    return Relations(effects=effects, contributions=contributions)
 
 
 def strongest_effect(per_target: np.ndarray) -> np.ndarray:
