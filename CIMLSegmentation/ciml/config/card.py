@@ -149,6 +149,11 @@ class NetworkSpec:
     modality_heads: bool = False
     level_set_head: bool = False
 
+    @property
+    def window_multiple(self) -> int:
+        """Every window's size is a multiple of this along each axis: each level halves it."""
+        return 2 ** (len(self.features) - 1)
+
     def resolved_gate_levels(self) -> tuple[int, ...]:
         """Gate levels as non-negative indices, shallowest first."""
         levels = len(self.features)

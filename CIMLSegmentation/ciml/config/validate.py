@@ -38,7 +38,7 @@ def card_from_dict(data: Any) -> ModelCard:
     _check_ownership(card.subtasks, targets)
     _known(card.reference, modalities, "reference", "modality")
     _check_network(card.network)
-    dims, multiple = card.network.spatial_dims, 2 ** (len(card.network.features) - 1)
+    dims, multiple = card.network.spatial_dims, card.network.window_multiple
     if card.spacing is not None:
         _rank(card.spacing, "spacing", dims)
     _check_inference(card.inference, dims, multiple)

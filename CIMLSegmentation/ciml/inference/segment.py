@@ -245,7 +245,7 @@ def gate_report(network: torch.nn.Module, case: Case, card: ModelCard, device: t
     voxels along an axis; none for other architectures."""
     if not isinstance(network, CIMLNet):
         return []
-    multiple = 2 ** (len(card.network.features) - 1)
+    multiple = card.network.window_multiple
     size = [max(multiple, min(r, GATE_WINDOW) // multiple * multiple) for r in card.inference.roi_size]
     window = torch.from_numpy(centred_window(case.image, size))[None].to(device)
     return [d.to_dict() for d in gate_diagnostics(network, window)]

@@ -121,7 +121,7 @@ def window_size(shape: Sequence[int], multiple: int, max_voxels: int, overlap: f
 def plan_windows(image: torch.Tensor, card: ModelCard) -> WindowPlan:
     """The card's windows for ``image`` (M, *S): its body box and the window size covering it."""
     inference = card.inference
-    multiple = 2 ** (len(card.network.features) - 1)
+    multiple = card.network.window_multiple
     full = tuple(slice(0, s) for s in image.shape[1:])
     box = full
     if inference.crop:

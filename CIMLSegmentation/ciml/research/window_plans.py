@@ -35,7 +35,7 @@ def plan_card(card: ModelCard, overrides: dict[str, Any], image: torch.Tensor) -
     multiple: the whole box as one window."""
     values = dict(overrides)
     if values.get("window_voxels") == "box":
-        multiple = 2 ** (len(card.network.features) - 1)
+        multiple = card.network.window_multiple
         tiles = replace(card, inference=replace(card.inference, **{**values, "window_voxels": 0}))
         box = plan_windows(image, tiles).shape
         values["window_voxels"] = math.prod(math.ceil(b / multiple) * multiple for b in box)
