@@ -32,7 +32,8 @@ from ciml.research.profile import format_profile, profile_network
 from ciml.research.record import envelope, source_commit, write_record
 from ciml.research.targets import CONFIGS, PIPELINE_RATIOS, PIPELINES, RATIOS, UNSEEN_SEED, WINDOW_PLANS, ratio_verdicts
 from ciml.resources import builtin_model
-from ciml.research.yardstick import run_pipelines
+from ciml.research.yardstick import pipeline_environments, run_pipelines
+from ciml.startup import HUGE_PAGES
 from ciml.resources import builtin_model
 
 TINY = {"network": {"features": [4, 8, 16]}, "inference": {"roi_size": [16, 16, 16], "window_voxels": 16**3}}
@@ -216,9 +217,17 @@ def test_pipelines_run_as_processes(tmp_path):
     assert list(result["processes"]) == list(PIPELINES) and set(result["ratios"]) == set(PIPELINE_RATIOS)
     for name, r in result["processes"].items():
         assert r["median_s"] > 0 and len(r["times_s"]) == 1 and r["rss_peak_bytes"] > 1e7, name
-    assert sorted((tmp_path / "work" / "run0" / "segresnet").glob("*_seg.nii.gz"))
+    for name in ("segresnet", "segresnet_huge_pages"):
+        assert sorted((tmp_path / "work" / "run0" / name).glob("*_seg.nii.gz")), name
     # the ciml processes' own report splits their time into stages
     assert result["processes"]["ciml_brats"]["stages_median_s"] and not result["processes"]["segresnet"]["stages_median_s"]
+
+
+def test_monai_pipeline_runs_without_and_with_huge_pages_whatever_the_caller_set():
+    envs = pipeline_environments({"PATH": "/bin", HUGE_PAGES: "1"})
+    assert envs["ciml_brats"][HUGE_PAGES] == "1" and envs["segresnet_huge_pages"][HUGE_PAGES] == "1"
+    assert HUGE_PAGES not in envs["segresnet"] and envs["segresnet"]["PATH"] == "/bin"
+    assert set(envs) == set(PIPELINES)
 
 
 def test_profile_covers_every_block_of_a_tiny_card():

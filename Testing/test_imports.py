@@ -5,6 +5,7 @@ shipped runtime never imports the research tools."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ciml.resources import builtin_model
+from ciml.startup import HUGE_PAGES
 
 PACKAGE = Path(__file__).resolve().parents[1] / "CIMLSegmentation" / "ciml"
 # Optional packages, imported where used (each such import carries a comment saying why).
@@ -160,3 +162,54 @@ def test_import_monai_without_leaves_an_imported_package_alone():
     assert done.returncode == 0, done.stderr
     assert "matplotlib: True" in done.stdout
     assert "scipy.signal hidden: True" in done.stdout and "scipy.signal after: (4,)" in done.stdout
+
+
+def _huge_pages_in_use() -> bool:
+    mode = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    return mode.exists() and "[never]" not in mode.read_text()
+
+
+@pytest.mark.parametrize("preset, expect", [(None, "1"), ("0", "0")])
+def test_segment_process_asks_for_huge_pages_before_torch_loads(tmp_path, preset, expect):
+    """PyTorch reads THP_MEM_ALLOC_ENABLE at its first allocation: a whole `ciml segment` process
+    sets it before torch is imported, and keeps a value the user set."""
+    env = {k: v for k, v in os.environ.items() if k != HUGE_PAGES}
+    if preset is not None:
+        env[HUGE_PAGES] = preset
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import os, sys
+
+        class Watch:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" and "torch" not in sys.modules:
+                    print("at torch import:", os.environ.get({HUGE_PAGES!r}))
+                return None
+
+        sys.meta_path.insert(0, Watch())
+        sys.argv = ["ciml", "segment", "--model", {str(builtin_model())!r}, "--out", {str(tmp_path)!r},
+                    "--input", "t1ce=" + {str(tmp_path / "missing.nii.gz")!r}, "--progress", "none"]
+        from ciml.cli.main import main
+        assert main() != 0  # the missing file is refused after the imports
+    """)], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == f"at torch import: {expect}"
+
+
+@pytest.mark.skipif(not _huge_pages_in_use(), reason="transparent huge pages are off on this system")
+def test_torch_puts_large_tensors_on_huge_pages_when_asked():
+    """The variable's name and effect, as PyTorch reads it: a 64 MiB tensor's memory shows as
+    anonymous huge pages with it and not without."""
+    script = textwrap.dedent("""
+        import re, torch
+        before = int(re.search(r"AnonHugePages:\\s+(\\d+)", open("/proc/self/smaps_rollup").read())[1])
+        x = torch.ones(16 * 1024 * 1024)
+        after = int(re.search(r"AnonHugePages:\\s+(\\d+)", open("/proc/self/smaps_rollup").read())[1])
+        print("huge KiB:", after - before)
+    """)
+    found = {}
+    for value in ("0", "1"):
+        env = {**os.environ, HUGE_PAGES: value}
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stderr
+        found[value] = int(done.stdout.split("huge KiB:")[1])
+    assert found["1"] >= 32 * 1024 and found["0"] < 32 * 1024, found

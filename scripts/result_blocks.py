@@ -310,6 +310,12 @@ def _verdict(ratio: dict) -> str:
     return f"{'**met**' if ratio['met'] else '**not met**'} (target {ratio['target']})"
 
 
+def _today(key: str, ratio: dict) -> dict:
+    """A pipelines ratio judged against today's bound, whatever the file says."""
+    bound = PIPELINE_RATIOS[key][2] if key in PIPELINE_RATIOS else None
+    return {**ratio, "target": bound, "met": None if bound is None else ratio["value"] <= bound}
+
+
 def speed(r: dict) -> str:
     """Whole processes against MONAI's BraTS SegResNet pipeline, from the newest pipelines run."""
     stem = newest(r, "benchmark.pipelines")
@@ -325,9 +331,7 @@ def speed(r: dict) -> str:
         text += "\n" + table(["stages (median s, from report.json)", *names],
                               [[n, *(f"{s[k]:.1f}" for k in names)] for n, s in stages.items()])
     text += "\n" + table(["ratio of median times", "value", "verdict"],
-                          [[k, f"{v['value']:.2f}", _verdict({**v, "target": PIPELINE_RATIOS[k][2],
-                                                               "met": v["value"] <= PIPELINE_RATIOS[k][2]})]
-                           for k, v in res["ratios"].items()])
+                          [[k, f"{v['value']:.2f}", _verdict(_today(k, v))] for k, v in res["ratios"].items()])
     return text + f"\n`{r[stem]['command']}`: {res['size']} case, {res['repeats']} interleaved repeats; {machine(r, stem)}; {source(r, stem)}.\n"
 
 

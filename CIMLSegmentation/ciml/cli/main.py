@@ -16,12 +16,15 @@ import traceback
 
 from ciml.cli.parser import build_parser
 from ciml.errors import user_error
-from ciml.startup import import_monai_without
+from ciml.startup import import_monai_without, use_huge_pages
 
 # Whole processes that import MONAI without the optional packages they never use through it
 # (ciml.startup): the Slicer module's worker job, started once per case. Only whole processes:
 # in-process calls (tests, Slicer's own Python) keep MONAI as it would be imported elsewhere.
 LEAN_COMMANDS = ("segment",)
+# Whole processes whose large tensors go on huge pages (ciml.startup): segmenting, and the
+# benchmarks that time it (their `ciml segment` children inherit the setting).
+HUGE_PAGE_COMMANDS = ("segment", "benchmark")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args._argv = list(sys.argv[1:] if argv is None else argv)  # result files record the command as typed
     try:
+        if argv is None and args.command in HUGE_PAGE_COMMANDS:
+            use_huge_pages()
         if argv is None and args.command in LEAN_COMMANDS:
             import_monai_without()
         command = importlib.import_module(args._run)

@@ -27,15 +27,20 @@ MEMORY_TARGET_BYTES = 3e9  # peak resident memory of each configuration on the C
 
 # `ciml benchmark pipelines`: whole processes on the same case, each a separate process, against
 # MONAI's BraTS bundle pipeline (the yardstick, ciml/research/yardstick.py).
-PIPELINES = ("ciml_brats", "ciml_builtin", "segresnet")
+# `segresnet` runs with PyTorch's default allocation, as its users run it; `segresnet_huge_pages`
+# with the huge pages `ciml segment` sets for itself (ciml/startup.py), to show what that
+# setting alone would give MONAI's pipeline.
+PIPELINES = ("ciml_brats", "ciml_builtin", "segresnet", "segresnet_huge_pages")
 PIPELINE_LABELS = {
     "ciml_brats": "ciml segment --maps none, `ciml init --preset brats` bundle",
     "ciml_builtin": "ciml segment --maps none, built-in model",
     "segresnet": "MONAI BraTS bundle pipeline (SegResNet, one 240x240x160 window)",
+    "segresnet_huge_pages": "the same, THP_MEM_ALLOC_ENABLE=1",
 }
 PIPELINE_RATIOS = {
     "ciml_brats/segresnet": ("ciml_brats", "segresnet", 1.0),
     "ciml_builtin/segresnet": ("ciml_builtin", "segresnet", 0.5),
+    "ciml_brats/segresnet_huge_pages": ("ciml_brats", "segresnet_huge_pages", None),
 }
 
 # `ciml benchmark plans` and `information`: sample cases the built-in model was not trained on

@@ -22,7 +22,8 @@ not depend on them):
 DIR`` runs it as a separate process. :func:`run_pipelines` (``ciml benchmark pipelines``)
 writes the synthetic case as four NIfTI files and times, as separate processes interleaved in
 each repeat, ``ciml segment --maps none`` with a ``ciml init --preset brats`` bundle, the same
-with the built-in model, and this pipeline; with the peak RSS of each process (``os.wait4``).
+with the built-in model, and this pipeline, without and with the huge pages ``ciml segment``
+uses (:mod:`ciml.startup`); with the peak RSS of each process (``os.wait4``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ciml.data.synthetic import generate_case
 from ciml.data.synthetic.common import write_case
 from ciml.research.tables import aligned, gb, ratio_lines
 from ciml.research.targets import PIPELINE_LABELS, PIPELINE_RATIOS, PIPELINES, ratio_verdicts
+from ciml.startup import HUGE_PAGES
 
 # The bundle's configs/inference.json (network_def and inferer).
 SEGRESNET = {"blocks_down": (1, 2, 2, 4), "blocks_up": (1, 1, 1), "init_filters": 16, "in_channels": 4,
@@ -141,10 +143,20 @@ def pipeline_commands(inputs: dict[str, Path], bundles: dict[str, Path], out: Pa
         commands[name] = [python, "-m", "ciml", "segment", "--model", str(bundles[name]), "--maps", "none",
                           "--progress", "json", "--out", str(out / name),
                           *[a for m, p in inputs.items() for a in ("--input", f"{m}={p}")]]
-    commands["segresnet"] = [python, "-m", "ciml.research.yardstick", "--seed", str(seed), "--out",
-                             str(out / "segresnet"), "--roi-size", *map(str, roi_size),
-                             "--inputs", *map(str, inputs.values())]
+    for name in ("segresnet", "segresnet_huge_pages"):
+        commands[name] = [python, "-m", "ciml.research.yardstick", "--seed", str(seed), "--out",
+                          str(out / name), "--roi-size", *map(str, roi_size),
+                          "--inputs", *map(str, inputs.values())]
     return commands
+
+
+def pipeline_environments(env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The environment of each of :data:`PIPELINES`: the ciml processes get ``env`` (and set huge
+    pages for themselves unless it says otherwise); MONAI's pipeline runs without them, as its
+    users run it, and with them."""
+    default = {k: v for k, v in env.items() if k != HUGE_PAGES}
+    return {"ciml_brats": env, "ciml_builtin": env, "segresnet": default,
+            "segresnet_huge_pages": {**default, HUGE_PAGES: "1"}}
 
 
 def run_pipelines(workdir: str | Path, card: ModelCard, builtin: str | Path, size: str = "full", repeats: int = 3,
@@ -169,11 +181,12 @@ def run_pipelines(workdir: str | Path, card: ModelCard, builtin: str | Path, siz
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     bundles = {"ciml_brats": _init_bundle(work / "brats-bundle", card, seed, env), "ciml_builtin": Path(builtin)}
+    envs = pipeline_environments(env)
     runs: dict[str, list[dict]] = {name: [] for name in PIPELINES}
     for r in range(repeats):
         commands = pipeline_commands(inputs, bundles, work / f"run{r}", seed=seed, roi_size=roi_size)
         for name in PIPELINES:
-            result = timed_process(commands[name], work / f"run{r}-{name}.log", env)
+            result = timed_process(commands[name], work / f"run{r}-{name}.log", envs[name])
             report = work / f"run{r}" / name / "report.json"
             if report.exists():  # where a ciml process spent its time, by stage
                 stages = json.loads(report.read_text())["timings_s"]
