@@ -23,7 +23,8 @@ from ciml.startup import import_monai_without, use_huge_pages
 # in-process calls (tests, Slicer's own Python) keep MONAI as it would be imported elsewhere.
 LEAN_COMMANDS = ("segment",)
 # Whole processes whose large tensors go on huge pages (ciml.startup): segmenting, and the
-# benchmarks that time it (their `ciml segment` children inherit the setting).
+# benchmarks that time it (their `ciml segment` children inherit the setting). Not training: no
+# faster there, and a third more peak memory (docs/speed.md).
 HUGE_PAGE_COMMANDS = ("segment", "benchmark")
 
 
