@@ -74,6 +74,8 @@ def run_fold(args: argparse.Namespace, k: int, held_out: list[str], all_cases: l
     budget = ["--max-steps", str(args.steps)] if args.steps else ["--max-minutes", str(args.minutes)]
     command = [*CIML, "train", *start, "--arch", args.arch, "--data", str(train), "--out", str(run), *budget,
                *(["--val-fraction", str(args.val_fraction)] if args.val_fraction is not None else []),
+               *(["--config", str(args.config)] if args.config else []),
+               *(["--freeze-encoders"] if args.freeze_encoders else []),
                "--keep-bundles", "--device", "cpu", "--progress", "none"]
     env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
     began = time.monotonic()
@@ -119,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     budget.add_argument("--steps", type=int, help="a step budget per fold instead of minutes")
     parser.add_argument("--val-fraction", type=float, help="ciml train's own validation share (its default: 0.2)")
     parser.add_argument("--threads", type=int, help="torch threads per training run (OMP_NUM_THREADS)")
+    parser.add_argument("--config", type=Path, help="a ciml train --config file (a variant of the recipe)")
+    parser.add_argument("--freeze-encoders", action="store_true", help="ciml train --freeze-encoders")
+    parser.add_argument("--variant", help="the variant's name: its runs go to WORK/<start>-<variant>")
     parser.add_argument("--last-only", action="store_true",
                         help="score only the last kept bundle and the chosen one, not the whole curve")
     parser.add_argument("--folds", type=int, default=3)
@@ -127,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.arch != "ciml" and not args.scratch:
         parser.error("--arch early-fusion and maml train from random weights: add --scratch")
-    name = ("scratch" if args.scratch else "init") + ("" if args.arch == "ciml" else f"-{args.arch}")
+    name = ("scratch" if args.scratch else "init") + ("" if args.arch == "ciml" else f"-{args.arch}") \
+        + (f"-{args.variant}" if args.variant else "")
     work = args.work / name
     work.mkdir(parents=True, exist_ok=True)
     if args.scratch and not (work / "card.json").is_file():
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             path.write_text(json.dumps(run_fold(args, k, held_out, cases, work), indent=2) + "\n")
         done.append(json.loads(path.read_text()))
-    results = {"model": args.model, "start": name, "arch": args.arch, "minutes": None if args.steps else args.minutes,
+    results = {"model": args.model, "start": name, "arch": args.arch, "variant": args.variant, "minutes": None if args.steps else args.minutes,
                "max_steps": args.steps, "cases": len(cases),
                "folds": done, "mean_chosen": _mean_of([f["chosen"] for f in done]),
                "mean_last": _mean_of([max(f["curve"], key=lambda p: p["step"]) for f in done])}
