@@ -164,9 +164,11 @@ def test_import_monai_without_leaves_an_imported_package_alone():
     assert "scipy.signal hidden: True" in done.stdout and "scipy.signal after: (4,)" in done.stdout
 
 
-def _huge_pages_in_use() -> bool:
+def _huge_pages_on_request() -> bool:
+    """Transparent huge pages given where a program asks (``madvise``): what PyTorch's switch does
+    (with ``always`` every large mapping gets them anyway, with ``never`` none does)."""
     mode = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    return mode.exists() and "[never]" not in mode.read_text()
+    return mode.exists() and "[madvise]" in mode.read_text()
 
 
 @pytest.mark.parametrize("preset, expect", [(None, "1"), ("0", "0")])
@@ -195,10 +197,10 @@ def test_segment_process_asks_for_huge_pages_before_torch_loads(tmp_path, preset
     assert done.stdout.splitlines()[0] == f"at torch import: {expect}"
 
 
-@pytest.mark.skipif(not _huge_pages_in_use(), reason="transparent huge pages are off on this system")
+@pytest.mark.skipif(not _huge_pages_on_request(), reason="transparent huge pages are not given on request here")
 def test_torch_puts_large_tensors_on_huge_pages_when_asked():
     """The variable's name and effect, as PyTorch reads it: a 64 MiB tensor's memory shows as
-    anonymous huge pages with it and not without."""
+    anonymous huge pages with it, and less (here none) without."""
     script = textwrap.dedent("""
         import re, torch
         before = int(re.search(r"AnonHugePages:\\s+(\\d+)", open("/proc/self/smaps_rollup").read())[1])
@@ -212,4 +214,4 @@ def test_torch_puts_large_tensors_on_huge_pages_when_asked():
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
         assert done.returncode == 0, done.stderr
         found[value] = int(done.stdout.split("huge KiB:")[1])
-    assert found["1"] >= 32 * 1024 and found["0"] < 32 * 1024, found
+    assert found["1"] >= 2 * 1024 and found["1"] > found["0"], found  # at least one 2 MiB page, and more
