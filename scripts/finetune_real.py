@@ -9,7 +9,8 @@ runs, on the other cases, with a wall-clock limit:
 (``--scratch``: the same network, trained from random weights, ``--card`` instead of
 ``--init``; with ``--arch early-fusion`` or ``maml`` the baselines of the same card, early fusion
 widened to CIML's parameter count; ``--steps`` gives every run the same step budget instead of
-the same minutes, so that runs may share the CPU, ``--threads`` each). ``ciml train`` holds out
+the same minutes, so that runs may share the CPU, ``--threads`` each; ``--processes N`` trains
+data-parallel in N processes with ``torchrun``, each with its own batch). ``ciml train`` holds out
 its own validation share of TRAIN to choose RUN/bundle; the held-out fold is never seen. Every
 kept bundle (one per validation step; ``--last-only``: the last), the starting model (minute 0)
 and the chosen bundle are then scored on the held-out cases with ``ciml evaluate``, which gives
@@ -72,7 +73,9 @@ def run_fold(args: argparse.Namespace, k: int, held_out: list[str], all_cases: l
     run = fold / "run"
     start = ["--card", str(work / "card.json")] if args.scratch else ["--init", args.model]
     budget = ["--max-steps", str(args.steps)] if args.steps else ["--max-minutes", str(args.minutes)]
-    command = [*CIML, "train", *start, "--arch", args.arch, "--data", str(train), "--out", str(run), *budget,
+    launcher = CIML if args.processes == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                 "--nproc_per_node", str(args.processes), "-m", "ciml"]
+    command = [*launcher, "train", *start, "--arch", args.arch, "--data", str(train), "--out", str(run), *budget,
                *(["--val-fraction", str(args.val_fraction)] if args.val_fraction is not None else []),
                *(["--config", str(args.config)] if args.config else []),
                *(["--freeze-encoders"] if args.freeze_encoders else []),
@@ -93,7 +96,8 @@ def run_fold(args: argparse.Namespace, k: int, held_out: list[str], all_cases: l
     chosen = evaluate(run / "bundle", test, fold / "chosen.json")
     parameters = json.loads((run / "bundle" / "metadata.json").read_text()).get("parameters")
     return {"fold": k, "held_out": held_out, "train_cases": len(all_cases) - len(held_out), "parameters": parameters,
-            "command": shlex.join(["ciml", *command[3:]]).replace(str(train), "TRAIN").replace(str(run), "RUN")
+            "command": shlex.join([*(["torchrun", *launcher[3:]] if args.processes > 1 else ["ciml"]),
+                                   *command[len(launcher):]]).replace(str(train), "TRAIN").replace(str(run), "RUN")
                        .replace(str(work / "card.json"), "CARD"), "process_wall_s": wall_s,
             "steps": max(elapsed), "chosen_step": chosen["training"].get("steps"),
             "chosen": {**_means(chosen), "cases": chosen["cases"]}, "curve": curve}
@@ -121,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     budget.add_argument("--steps", type=int, help="a step budget per fold instead of minutes")
     parser.add_argument("--val-fraction", type=float, help="ciml train's own validation share (its default: 0.2)")
     parser.add_argument("--threads", type=int, help="torch threads per training run (OMP_NUM_THREADS)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="data-parallel training processes (torchrun); each takes its own batch")
     parser.add_argument("--config", type=Path, help="a ciml train --config file (a variant of the recipe)")
     parser.add_argument("--freeze-encoders", action="store_true", help="ciml train --freeze-encoders")
     parser.add_argument("--variant", help="the variant's name: its runs go to WORK/<start>-<variant>")
