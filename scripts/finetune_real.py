@@ -73,8 +73,9 @@ def run_fold(args: argparse.Namespace, k: int, held_out: list[str], all_cases: l
     run = fold / "run"
     start = ["--card", str(work / "card.json")] if args.scratch else ["--init", args.model]
     budget = ["--max-steps", str(args.steps)] if args.steps else ["--max-minutes", str(args.minutes)]
-    launcher = CIML if args.processes == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                 "--nproc_per_node", str(args.processes), "-m", "ciml"]
+    spread = ["--standalone", "--nproc_per_node", str(args.processes), "-m", "ciml"]  # torchrun's arguments
+    launcher = CIML if args.processes == 1 else [sys.executable, "-m", "torch.distributed.run", *spread]
+    shown = ["ciml"] if args.processes == 1 else ["torchrun", *spread]  # the command as the docs give it
     command = [*launcher, "train", *start, "--arch", args.arch, "--data", str(train), "--out", str(run), *budget,
                *(["--val-fraction", str(args.val_fraction)] if args.val_fraction is not None else []),
                *(["--config", str(args.config)] if args.config else []),
@@ -96,8 +97,7 @@ def run_fold(args: argparse.Namespace, k: int, held_out: list[str], all_cases: l
     chosen = evaluate(run / "bundle", test, fold / "chosen.json")
     parameters = json.loads((run / "bundle" / "metadata.json").read_text()).get("parameters")
     return {"fold": k, "held_out": held_out, "train_cases": len(all_cases) - len(held_out), "parameters": parameters,
-            "command": shlex.join([*(["torchrun", *launcher[3:]] if args.processes > 1 else ["ciml"]),
-                                   *command[len(launcher):]]).replace(str(train), "TRAIN").replace(str(run), "RUN")
+            "command": shlex.join([*shown, *command[len(launcher):]]).replace(str(train), "TRAIN").replace(str(run), "RUN")
                        .replace(str(work / "card.json"), "CARD"), "process_wall_s": wall_s,
             "steps": max(elapsed), "chosen_step": chosen["training"].get("steps"),
             "chosen": {**_means(chosen), "cases": chosen["cases"]}, "curve": curve}
@@ -153,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             path.write_text(json.dumps(run_fold(args, k, held_out, cases, work), indent=2) + "\n")
         done.append(json.loads(path.read_text()))
-    results = {"model": args.model, "start": name, "arch": args.arch, "variant": args.variant, "minutes": None if args.steps else args.minutes,
-               "max_steps": args.steps, "cases": len(cases),
+    results = {"model": args.model, "start": name, "arch": args.arch, "variant": args.variant,
+               "minutes": None if args.steps else args.minutes, "max_steps": args.steps, "cases": len(cases),
                "folds": done, "mean_chosen": _mean_of([f["chosen"] for f in done]),
                "mean_last": _mean_of([max(f["curve"], key=lambda p: p["step"]) for f in done])}
     record = envelope("finetune-real", results, device="cpu")

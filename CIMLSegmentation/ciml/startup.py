@@ -7,13 +7,13 @@ window's tensors fault their pages in again, 4 KiB at a time: one window of
 the ``brats`` preset (152 x 96 x 128 voxels, 16 channels at full resolution) took about 2 million
 page faults. With ``THP_MEM_ALLOC_ENABLE=1`` PyTorch asks Linux for transparent huge pages
 (2 MiB) for tensors of 2 MiB and more (``madvise``): under 100 thousand faults, and the whole
-``brats`` process about a tenth faster (docs/speed.md). PyTorch reads the variable once, at its first
-allocation, so it is set before torch is imported; a value the user set is kept, and other
+``brats`` process about a tenth faster (docs/speed.md). PyTorch reads the variable once, at its
+first allocation, so it is set before torch is imported; a value the user set is kept, and other
 systems ignore it.
 
-MONAI's optional packages: ``import monai`` imports every MONAI subpackage, and those import at once every optional
-package that is installed and that MONAI looks up when a module loads (matplotlib, pandas,
-scikit-learn, much of SciPy). In ``ciml segment`` (the Slicer module's worker job, a whole
+MONAI's optional packages: ``import monai`` imports every MONAI subpackage, and those import at
+once every optional package that is installed and that MONAI looks up when a module loads
+(matplotlib, pandas, scikit-learn, much of SciPy). In ``ciml segment`` (the Slicer module's worker job, a whole
 process per case) that was about a second of its start-up (docs/speed.md, "Start-up"). A command
 that needs none of them through MONAI hides them while MONAI imports: to MONAI they are then not
 installed (its ``optional_import`` hands back a placeholder that fails only if used), and they
