@@ -1,6 +1,6 @@
 """Page faults and time of one window of a bundle's network, without and with huge pages.
 
-Usage: .venv/bin/python scripts/window_faults.py --model BUNDLE [--window 152 96 128] [--calls 3] [--rounds 2]
+Usage: .venv/bin/python scripts/window_faults.py --model BUNDLE [--window 152 96 128] [--calls 3] [--rounds 2] [--out FILE]
 
 PyTorch reads ``THP_MEM_ALLOC_ENABLE`` once, at its first allocation, so each setting runs in a
 process of its own (this script, with ``--child``), the two interleaved ``--rounds`` times. Each
@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CIMLSegmentation"))
 
-from ciml.startup import HUGE_PAGES  # noqa: E402  (imports no torch)
+from ciml.research.record import envelope, write_record  # noqa: E402
+from ciml.startup import HUGE_PAGES  # noqa: E402
 
 
 def child(model: str, window: list[int], calls: int) -> None:
@@ -51,6 +52,7 @@ def main() -> int:
     p.add_argument("--window", type=int, nargs="+", default=[152, 96, 128], help="the window's spatial size")
     p.add_argument("--calls", type=int, default=3, help="timed calls per process")
     p.add_argument("--rounds", type=int, default=2, help="interleaved pairs of processes")
+    p.add_argument("--out", help="result file (default: print only)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -58,13 +60,21 @@ def main() -> int:
         return 0
     command = [sys.executable, __file__, "--child", "--model", args.model, "--calls", str(args.calls),
                "--window", *map(str, args.window)]
+    calls: dict[str, list[dict]] = {"0": [], "1": []}
     for r in range(args.rounds):
         for value in ("0", "1"):
             done = subprocess.run(command, capture_output=True, text=True, check=True,
                                   env={**os.environ, HUGE_PAGES: value})
             rows = json.loads(done.stdout.splitlines()[-1])
+            calls[value] += rows
             print(f"round {r + 1} {HUGE_PAGES}={value}: " +
                   ", ".join(f"{x['seconds']:.2f} s / {x['faults']} faults" for x in rows))
+    if args.out:
+        results = {"model": args.model, "window": args.window, "rounds": args.rounds,
+                   "calls": {f"{HUGE_PAGES}={v}": rows for v, rows in calls.items()}}
+        record = envelope("benchmark.window-faults", results, device="cpu")
+        record["command"] = " ".join(["python", "scripts/window_faults.py", *sys.argv[1:]])
+        write_record(record, args.out)
     return 0
 
 
