@@ -28,11 +28,12 @@ from ciml.data.synthetic.glioma.spec import (
     TEXTBOOK_MEANS,
     TUMOUR_CLASSES,
     TUMOUR_Z,
+    VARIATIONS,
     AnatomySpec,
     AppearanceSpec,
     TumourSpec,
 )
-from ciml.data.synthetic.glioma.tumour import CLASS_CODE, Focus, grow, paint_focus, push
+from ciml.data.synthetic.glioma.tumour import CLASS_CODE, Focus, grow, labels_of, paint_focus, push
 from ciml.errors import CIMLError
 
 SMALL = SIZES["small"]
@@ -226,3 +227,20 @@ def test_tumour_spec_ranges_are_ordered():
         for name, value in vars(spec).items():
             if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
                 assert value[0] <= value[1], name
+
+
+def test_brats_volume_variations_grow_larger_tumours_with_thicker_rims():
+    """The same draws under BraTS-sized ranges give larger whole tumours, and the thick-rim
+    variation a larger enhancing share of the core, as the real cases show (docs/real-scans.md)."""
+    standard, volumes, rims = (VARIATIONS[v].tumour for v in ("standard", "brats-volumes", "brats-volumes-thick-rims"))
+    totals = {name: np.zeros(3) for name in ("standard", "volumes", "rims")}
+    for index in range(3):
+        anatomy, _ = deformed_anatomy(case_rng(4, index), SMALL, GLIOMA.anatomy)
+        for name, spec in (("standard", standard), ("volumes", volumes), ("rims", rims)):
+            spec = replace(spec, tumour_free_share=0.0, multifocal_share=0.0)
+            _, classes, _ = grow(case_rng(5, index), SMALL, anatomy, spec)
+            labels = labels_of(classes)
+            totals[name] += [(labels > 0).sum(), np.isin(labels, (1, 4)).sum(), (labels == 4).sum()]
+    assert totals["volumes"][0] > 1.3 * totals["standard"][0]
+    et_share = {name: t[2] / t[1] for name, t in totals.items()}
+    assert et_share["rims"] > 1.2 * et_share["volumes"]

@@ -133,4 +133,8 @@ VARIATIONS: dict[str, GliomaSpec] = {
     # the scanner's bias, gamma and noise kept; no thick slices or skull-strip change (BraTS's
     # scans are resampled to 1 mm and stripped by one tool)
     "mild-scanner": GliomaSpec(appearance=AppearanceSpec(thick_slice_share=0.0, mask_change_share=0.0)),
+    # tumours of BraTS's size: whole tumours around 100 ml (the standard draw's median is 50 ml)
+    "brats-volumes": GliomaSpec(tumour=TumourSpec(whole_volume_ml=(30.0, 300.0))),
+    # ... and enhancing rims as thick as BraTS's (enhancing about half the core, not a fifth)
+    "brats-volumes-thick-rims": GliomaSpec(tumour=TumourSpec(whole_volume_ml=(30.0, 300.0), rim_mm=(2.0, 5.0, 10.0))),
 }
