@@ -22,6 +22,7 @@ from ciml.data.synthetic.glioma.appearance import (
     clean_images,
     draw_tissue_means,
     draw_tumour_z,
+    edema_fade,
 )
 from ciml.data.synthetic.glioma.spec import (
     GLIOMA,
@@ -244,3 +245,24 @@ def test_brats_volume_variations_grow_larger_tumours_with_thicker_rims():
     assert totals["volumes"][0] > 1.3 * totals["standard"][0]
     et_share = {name: t[2] / t[1] for name, t in totals.items()}
     assert et_share["rims"] > 1.2 * et_share["volumes"]
+
+
+def test_edema_fades_towards_its_outer_edge_without_changing_other_draws():
+    classes = np.zeros(SMALL.shape, np.uint8)
+    centre = np.array(SMALL.shape) // 2
+    distance = np.sqrt(sum((np.indices(SMALL.shape)[a] - centre[a]) ** 2 for a in range(3))) * SMALL.spacing[0]
+    classes[distance < 30] = CLASS_CODE["edema"]
+    classes[distance < 10] = CLASS_CODE["solid"]
+    spec = VARIATIONS["brats-volumes-faded-edema"].appearance
+    rng = case_rng(0, 0)
+    share, drawn = edema_fade(rng, SMALL, classes, spec)
+    assert rng.uniform() == case_rng(0, 0).uniform()  # the case's own stream is untouched
+    reach, floor = drawn["edema_fade_mm"], drawn["edema_fade_floor"]
+    assert spec.edema_fade_mm[0] <= reach <= spec.edema_fade_mm[1]
+    edema = classes == CLASS_CODE["edema"]
+    edge = edema & ndimage.binary_dilation(classes == CLASS_CODE["healthy"])  # a face away from the brain
+    assert np.allclose(share[edge], floor, atol=1.01 * (1 - floor) * SMALL.spacing[0] / reach)  # one voxel in
+    assert (share[edema & (distance < 30 - reach - SMALL.spacing[0])] == 1).all()  # deep edema keeps its contrast
+    rings = [share[edema & (abs(distance - r) < 1.5)].mean() for r in (28, 24, 20)]
+    assert rings[0] < rings[1] <= rings[2] <= 1
+    assert edema_fade(case_rng(0, 0), SMALL, classes, VARIATIONS["brats-volumes"].appearance) == (None, {})

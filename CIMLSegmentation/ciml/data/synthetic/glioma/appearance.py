@@ -58,6 +58,24 @@ def _blurred_classes(rng: np.random.Generator, classes: np.ndarray, spec: Appear
     return {c: ndimage.gaussian_filter(m.astype(np.float32), sigma) for c, m in masks.items() if m.any()}
 
 
+def edema_fade(rng: np.random.Generator, grid: Grid, classes: np.ndarray, spec: AppearanceSpec
+               ) -> tuple[np.ndarray | None, dict]:
+    """The share of the edema's contrast each voxel keeps, float32 ``(X, Y, Z)`` (1 elsewhere):
+    from ``edema_fade_floor`` at the tumour's outer edge rising to 1 at ``edema_fade_mm`` inside
+    it, as real edema fades into the brain around it. ``None`` when the spec draws no fade.
+
+    Draws from a child of ``rng`` (its stream is not advanced), so every other draw of the case
+    is the same with or without the fade.
+    """
+    if spec.edema_fade_mm[1] <= 0 or not (classes == CLASS_CODE["edema"]).any():
+        return None, {}
+    child = rng.spawn(1)[0]
+    reach, floor = float(child.uniform(*spec.edema_fade_mm)), float(child.uniform(*spec.edema_fade_floor))
+    depth = ndimage.distance_transform_edt(classes != CLASS_CODE["healthy"], sampling=grid.spacing)
+    share = np.clip(floor + (1 - floor) * depth / reach, 0.0, 1.0).astype(np.float32)
+    return share, {"edema_fade_mm": reach, "edema_fade_floor": floor}
+
+
 def clean_images(rng: np.random.Generator, grid: Grid, anatomy: Anatomy, classes: np.ndarray,
                  spec: AppearanceSpec) -> tuple[dict[str, np.ndarray], dict]:
     """The sequences before the scanner: float32 ``(X, Y, Z)`` each. Returns them and the drawn
@@ -67,6 +85,7 @@ def clean_images(rng: np.random.Generator, grid: Grid, anatomy: Anatomy, classes
                 for t in TISSUES}
     weights = _blurred_classes(rng, classes, spec)
     tumour_weight = sum(weights.values()) if weights else np.zeros(grid.shape, np.float32)
+    fade, faded = edema_fade(rng, grid, classes, spec)
     normal = anatomy.brain & (classes == CLASS_CODE["healthy"])
     cortex_lift = rng.uniform() < spec.cortex_flair_share
     dura = rng.uniform() < spec.dura_share
@@ -86,9 +105,10 @@ def clean_images(rng: np.random.Generator, grid: Grid, anatomy: Anatomy, classes
         image = healthy * (1 - tumour_weight)
         for c, w in weights.items():
             texture = np.float32(rng.uniform(*spec.tumour_texture_z) * sd) * smooth_field(rng, grid, spec.texture_cell_mm, _FIELD_BOX_MM)
-            image = image + w * (np.float32(median + tumour_z[c][m] * sd) + texture)
+            z = np.float32(tumour_z[c][m]) * (fade if c == "edema" and fade is not None else np.float32(1))
+            image = image + w * (np.float32(median) + z * np.float32(sd) + texture)
         images[m] = np.clip(image, 0.0, None).astype(np.float32) * anatomy.brain
-    return images, {"tissue_means": means, "tumour_z": tumour_z, **lifts}
+    return images, {"tissue_means": means, "tumour_z": tumour_z, **lifts, **faded}
 
 
 def _thick_slices(rng: np.random.Generator, image: np.ndarray, grid: Grid, thin: bool,

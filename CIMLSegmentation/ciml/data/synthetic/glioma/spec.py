@@ -90,6 +90,8 @@ class AppearanceSpec:
     tumour_texture_z: tuple[float, float] = (0.10, 0.50)   # per voxel, in z of the normal brain
     texture_cell_mm: float = 5.0
     edge_blur_voxels: tuple[float, float] = (0.5, 1.0)     # soft tumour borders
+    edema_fade_mm: tuple[float, float] = (0.0, 0.0)        # edema fades to normal over this far from its edge ...
+    edema_fade_floor: tuple[float, float] = (0.2, 0.6)     # ... keeping this share of its contrast at the edge
     cortex_flair_share: float = 0.20      # cortex lifted in FLAIR to the faintest edema ...
     cortex_flair_z: tuple[float, float] = (0.60, 1.00)     # ... at this z
     dura_share: float = 0.50              # an enhancing shell at the brain's edge in T1ce (label 0)
@@ -137,4 +139,7 @@ VARIATIONS: dict[str, GliomaSpec] = {
     "brats-volumes": GliomaSpec(tumour=TumourSpec(whole_volume_ml=(30.0, 300.0))),
     # ... and enhancing rims as thick as BraTS's (enhancing about half the core, not a fifth)
     "brats-volumes-thick-rims": GliomaSpec(tumour=TumourSpec(whole_volume_ml=(30.0, 300.0), rim_mm=(2.0, 5.0, 10.0))),
+    # ... and edema that fades towards its outer edge, as the real cases' faint edema does
+    "brats-volumes-faded-edema": GliomaSpec(tumour=TumourSpec(whole_volume_ml=(30.0, 300.0)),
+                                            appearance=AppearanceSpec(edema_fade_mm=(4.0, 12.0))),
 }
