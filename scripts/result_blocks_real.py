@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from result_blocks_common import machine, source, table
 
-REAL, BEFORE, UNCLEANED = "builtin-real-brats18", "builtin-real-brats18-phantom-model", "builtin-real-brats18-no-cleanup"
+REAL, UNCLEANED = "builtin-real-brats18", "builtin-real-brats18-no-cleanup"
+BEFORE = "builtin-real-brats18-two-stages"  # the built-in model before its last stage (BraTS-sized gliomas)
+PHANTOM_MODEL = "builtin-real-brats18-phantom-model"  # the model trained on the phantom alone
+STAGE_TWO_UNCLEANED = "builtin-real-brats18-no-cleanup-two-stages"  # stage 2, every piece of tumour kept
 GENERATOR_VARIATIONS = {  # result file stem -> the training data of the variation
     "generator-standard": "glioma, standard",
     "generator-random-tumour-contrast": "glioma without the measured tumour contrast (every class at a random z)",
@@ -25,7 +28,7 @@ def _mean_row(res: dict) -> list[str]:
 
 def real(r: dict) -> str:
     """The built-in model on real BraTS 2018 cases: per case and mean, plain and lesion-wise, and
-    against the model it replaced (trained on the phantom)."""
+    against the model before its last stage."""
     res = r[REAL]["results"]
     targets = list(res["mean"]["dice"])
     row = lambda name, s: [name, *(f"{s['dice'][t]:.3f}" for t in targets), *(f"{s['hd95'][t]:.1f}" for t in targets),
@@ -56,8 +59,8 @@ def real(r: dict) -> str:
     rows.append(["**mean**", *pair(r[BEFORE]["results"]["mean"], res["mean"], "dice", ".3f"),
                  *pair(r[BEFORE]["results"]["mean"], res["mean"], "hd95", ".1f")])
     before_zero = sum(1 for c in r[BEFORE]["results"]["cases"] if c["dice"]["TC"] == 0)
-    return (after + "\nBefore → after: the model trained on the phantom, then the model trained on the "
-            "glioma generator (both synthetic only).\n\n"
+    return (after + "\nBefore → after: the built-in model before its last stage (the phantom, then the glioma "
+            "generator), then after it (gliomas of BraTS's size); synthetic data only in both.\n\n"
             + table(["case", *(f"Dice {t}" for t in targets), *(f"HD95 {t} (mm)" for t in targets)], rows)
             + f"\nCases with TC Dice 0: {before_zero} before, {zero_tc} after. Before: {source(r, BEFORE)}.\n")
 
@@ -69,9 +72,9 @@ def generator(r: dict) -> str:
         return "No measurement yet.\n"
     base = r["generator-standard"]["results"]["mean"]["dice"]
     rows = []
-    if BEFORE in r:
-        rows.append(["the phantom only (the model before)", "–", *_mean_row(r[BEFORE]["results"]), "–",
-                     source(r, BEFORE)])
+    if PHANTOM_MODEL in r:
+        rows.append(["the phantom only (stage 1)", "–", *_mean_row(r[PHANTOM_MODEL]["results"]), "–",
+                     source(r, PHANTOM_MODEL)])
     for stem, data in GENERATOR_VARIATIONS.items():
         if stem not in r:
             continue
@@ -79,10 +82,10 @@ def generator(r: dict) -> str:
         bought = " / ".join(f"{base[t] - res['mean']['dice'][t]:+.3f}" for t in base)
         rows.append([data, str(res.get("training", {}).get("steps", "–")), *_mean_row(res),
                      "–" if stem == "generator-standard" else bought, source(r, stem)])
-    if UNCLEANED in r:
-        res = r[UNCLEANED]["results"]
-        rows.append(["glioma, standard: the built-in model (285 cases)", str(res.get("training", {}).get("steps", "–")),
-                     *_mean_row(res), "–", source(r, UNCLEANED)])
+    if STAGE_TWO_UNCLEANED in r:
+        res = r[STAGE_TWO_UNCLEANED]["results"]
+        rows.append(["glioma, standard: the built-in model's second stage (285 cases)",
+                     str(res.get("training", {}).get("steps", "–")), *_mean_row(res), "–", source(r, STAGE_TWO_UNCLEANED)])
     missing = [data for stem, data in GENERATOR_VARIATIONS.items() if stem not in r]
     return (table(["fine-tuned on", "steps", "WT", "TC", "ET", "cases with TC 0", "the part bought (WT / TC / ET)",
                    "result file, date"], rows)
