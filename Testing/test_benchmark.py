@@ -29,7 +29,7 @@ from ciml.research.benchmark import (
 )
 from ciml.research.captum_loop import predict_with_captum
 from ciml.research.profile import format_profile, profile_network
-from ciml.research.record import envelope, source_commit, write_record
+from ciml.research.record import envelope, script_envelope, source_commit, write_record
 from ciml.research.targets import CONFIGS, PIPELINE_RATIOS, PIPELINES, RATIOS, UNSEEN_SEED, WINDOW_PLANS, ratio_verdicts
 from ciml.resources import builtin_model
 from ciml.research.yardstick import pipeline_environments, run_pipelines
@@ -152,6 +152,12 @@ def test_the_envelope_carries_the_commit_of_the_checkout():
     record = envelope("benchmark.plans", {"plans": {}}, ["benchmark", "plans", "--cases", "1"])
     assert record["commit"] == head and isinstance(record["dirty"], bool)
     assert record["command"] == "ciml benchmark plans --cases 1" and record["results"] == {"plans": {}}
+
+
+def test_a_script_run_records_the_script_as_its_command():
+    record = script_envelope("size-gap", {"mean": {}}, "size_gap.py", ["--model", "a bundle", "--data", "DIR"])
+    assert record["command"] == "python scripts/size_gap.py --model 'a bundle' --data DIR"
+    assert record["kind"] == "size-gap" and record["results"] == {"mean": {}}
 
 
 def test_the_commit_is_unknown_outside_a_checkout_and_dirty_after_a_change(tmp_path):

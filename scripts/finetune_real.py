@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "CIMLSegmentation"))
 from ciml.bundle import read_card  # noqa: E402
 from ciml.choices import ARCHITECTURES  # noqa: E402
 from ciml.data import list_cases  # noqa: E402
-from ciml.research.record import envelope, write_record  # noqa: E402
+from ciml.research.record import script_envelope, write_record  # noqa: E402
 
 BUILTIN = "CIMLSegmentation/Resources/Models/brats-sample"
 CIML = [sys.executable, "-m", "ciml"]
@@ -157,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                "minutes": None if args.steps else args.minutes, "max_steps": args.steps, "cases": len(cases),
                "folds": done, "mean_chosen": _mean_of([f["chosen"] for f in done]),
                "mean_last": _mean_of([max(f["curve"], key=lambda p: p["step"]) for f in done])}
-    record = envelope("finetune-real", results, device="cpu")
-    record["command"] = shlex.join(["python", "scripts/finetune_real.py", *(argv if argv is not None else sys.argv[1:])])
+    record = script_envelope("finetune-real", results, "finetune_real.py", argv)
     write_record(record, args.out)
     return 0
 

@@ -10,7 +10,6 @@ REAL_DIR: a folder of BraTS cases (`*_seg.nii.gz` in each case folder, labels 1/
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ciml.errors import CIMLError
-from ciml.research.record import envelope, write_record
+from ciml.research.record import script_envelope, write_record
 
 REGIONS = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
 
@@ -60,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             "mean": {r: float(np.mean([row[r] for row in rows])) for r in REGIONS},
             "min": {r: float(np.min([row[r] for row in rows])) for r in REGIONS}}
         print(spacing, {r: round(v, 3) for r, v in results["spacings"][str(spacing)]["mean"].items()})
-    record = envelope("grid-ceiling", results)
-    record["command"] = shlex.join(["python", "scripts/grid_ceiling.py", *(sys.argv[1:] if argv is None else argv)])
+    record = script_envelope("grid-ceiling", results, "grid_ceiling.py", argv)
     try:
         write_record(record, args.out)
     except CIMLError as error:

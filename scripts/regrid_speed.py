@@ -30,7 +30,7 @@ from ciml.data import load_case  # noqa: E402
 from ciml.data.case import sitk_regrid  # noqa: E402
 from ciml.data.separable import linear_regrid  # noqa: E402
 from ciml.data.synthetic import write_cases  # noqa: E402
-from ciml.research.record import envelope, write_record  # noqa: E402
+from ciml.research.record import script_envelope, write_record  # noqa: E402
 
 BUILTIN = ROOT / "CIMLSegmentation" / "Resources" / "Models" / "brats-sample"
 
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
           f"one axis at a time {medians['separable']:.2f} s, ratio {results['ratio']:.3f}, "
           f"largest difference {difference:.2g}")
     if options.out:
-        record = envelope("benchmark.regrid", results, device="cpu")
-        record["command"] = " ".join(["python", "scripts/regrid_speed.py", *(argv if argv is not None else sys.argv[1:])])
+        record = script_envelope("benchmark.regrid", results, "regrid_speed.py", argv)
         write_record(record, options.out)
     return 0
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CIMLSegmentation"))
 
-from ciml.research.record import envelope, write_record  # noqa: E402
+from ciml.research.record import script_envelope, write_record  # noqa: E402
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 
@@ -84,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "source": "this tree" if way["source"] == here["source"] else str(options.against)}
                             for name, way in ways.items()},
                    "wall_s": walls, "median_s": medians, "stages_s": stages, "ratio": round(ratio, 3)}
-        record = envelope("benchmark.segment", results, device="cpu")
-        record["command"] = shlex.join(["python", "scripts/segment_speed.py",
-                                        *(argv if argv is not None else sys.argv[1:])])
+        record = script_envelope("benchmark.segment", results, "segment_speed.py", argv)
         write_record(record, options.out)
     return 0
 

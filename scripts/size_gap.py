@@ -14,7 +14,6 @@ those of generated cases. Prints a summary and writes everything to the result f
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from ciml.data.labels import label_to_regions  # noqa: E402
 from ciml.data.normalize import normalize  # noqa: E402
 from ciml.errors import CIMLError  # noqa: E402
 from ciml.inference.sliding_window import predict_logits  # noqa: E402
-from ciml.research.record import envelope, write_record  # noqa: E402
+from ciml.research.record import refuse_existing, script_envelope, write_record  # noqa: E402
 
 LABELS = {"edema": 2, "core": 1, "enhancing": 4}
 FOUND_BY = {"edema": "WT", "core": "TC", "enhancing": "ET"}  # the target whose map finds each label
@@ -87,7 +86,12 @@ def main() -> int:
     parser.add_argument("--synthetic-cases", type=int, default=120)
     parser.add_argument("--out")
     args = parser.parse_args()
-    bundle = load_bundle(args.model, "cpu")
+    try:
+        refuse_existing(args.out)  # before minutes of segmenting, not after
+        bundle = load_bundle(args.model, "cpu")
+    except CIMLError as error:
+        print(f"size_gap: {error}", file=sys.stderr)
+        return 2
     records = [r for r in list_cases(args.data, None) if r.get("label")]
     z_parts: dict[str, list[np.ndarray]] = {}
     cases = [case_gap(bundle, r, z_parts) for r in records]
@@ -114,13 +118,7 @@ def main() -> int:
         if key in result:
             print(f"{key} (10/25/50/75/90th percentiles): {result[key]}")
     if args.out:
-        record = envelope("size-gap", result)
-        record["command"] = shlex.join(["python", "scripts/size_gap.py", *sys.argv[1:]])
-        try:
-            write_record(record, args.out)
-        except CIMLError as error:
-            print(f"size_gap: {error}", file=sys.stderr)
-            return 2
+        write_record(script_envelope("size-gap", result, "size_gap.py"), args.out)
     return 0
 
 

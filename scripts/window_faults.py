@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CIMLSegmentation"))
 
-from ciml.research.record import envelope, write_record  # noqa: E402
+from ciml.research.record import script_envelope, write_record  # noqa: E402
 from ciml.startup import HUGE_PAGES  # noqa: E402
 
 
@@ -72,8 +72,7 @@ def main() -> int:
     if args.out:
         results = {"model": args.model, "window": args.window, "rounds": args.rounds,
                    "calls": {f"{HUGE_PAGES}={v}": rows for v, rows in calls.items()}}
-        record = envelope("benchmark.window-faults", results, device="cpu")
-        record["command"] = " ".join(["python", "scripts/window_faults.py", *sys.argv[1:]])
+        record = script_envelope("benchmark.window-faults", results, "window_faults.py")
         write_record(record, args.out)
     return 0
 

@@ -112,6 +112,15 @@ def envelope(kind: str, results: dict[str, Any], argv: Sequence[str] | None = No
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "results": results}
 
 
+
+def script_envelope(kind: str, results: dict[str, Any], script: str, argv: Sequence[str] | None = None,
+                    device: str = "cpu") -> dict[str, Any]:
+    """:func:`envelope` for a run of one of the repository's scripts: its command is
+    ``python scripts/<script> ARGS`` (``argv``, default ``sys.argv[1:]``) rather than a ``ciml`` one."""
+    record = envelope(kind, results, device=device)
+    record["command"] = shlex.join(["python", f"scripts/{script}", *(sys.argv[1:] if argv is None else argv)])
+    return record
+
 def refuse_existing(out: str | Path | None) -> None:
     """One clear message, before any work, when ``--out`` names a file that exists."""
     if out is not None and Path(out).exists():
