@@ -60,9 +60,10 @@ def _blurred_classes(rng: np.random.Generator, classes: np.ndarray, spec: Appear
 
 def edema_fade(rng: np.random.Generator, grid: Grid, classes: np.ndarray, spec: AppearanceSpec
                ) -> tuple[np.ndarray | None, dict]:
-    """The share of the edema's contrast each voxel keeps, float32 ``(X, Y, Z)`` (1 elsewhere):
-    from ``edema_fade_floor`` at the tumour's outer edge rising to 1 at ``edema_fade_mm`` inside
-    it, as real edema fades into the brain around it. ``None`` when the spec draws no fade.
+    """The share of the edema's contrast each voxel keeps, float32 ``(X, Y, Z)``: from
+    ``edema_fade_floor`` at the tumour's outer edge (and outside it, where the edema's blurred
+    border reaches) rising to 1 at ``edema_fade_mm`` inside it, as real edema fades into the brain
+    around it. Only the edema's weight is scaled by it. ``None`` when the spec draws no fade.
 
     Draws from a child of ``rng`` (its stream is not advanced), so every other draw of the case
     is the same with or without the fade.

@@ -137,7 +137,8 @@ VARIATIONS: dict[str, GliomaSpec] = {
     "mild-scanner": GliomaSpec(appearance=AppearanceSpec(thick_slice_share=0.0, mask_change_share=0.0)),
     # tumours of BraTS's size: whole tumours around 100 ml (the standard draw's median is 50 ml)
     "brats-volumes": GliomaSpec(tumour=TumourSpec(whole_volume_ml=(30.0, 300.0))),
-    # ... and enhancing rims as thick as BraTS's (enhancing about half the core, not a fifth)
+    # ... and thicker enhancing rims (the real cases' median ET is 0.44 of their median TC, the
+    # standard draw's 0.15: docs/results/size-gap-two-stages.json)
     "brats-volumes-thick-rims": GliomaSpec(tumour=TumourSpec(whole_volume_ml=(30.0, 300.0), rim_mm=(2.0, 5.0, 10.0))),
     # ... and edema that fades towards its outer edge, as the real cases' faint edema does
     "brats-volumes-faded-edema": GliomaSpec(tumour=TumourSpec(whole_volume_ml=(30.0, 300.0)),
