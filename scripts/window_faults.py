@@ -23,8 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CIMLSegmentation"))
 
-from ciml.research.record import script_envelope, write_record  # noqa: E402
-from ciml.startup import HUGE_PAGES  # noqa: E402
+from ciml.startup import HUGE_PAGES  # noqa: E402  (imports no torch)
 
 
 def child(model: str, window: list[int], calls: int) -> None:
@@ -72,6 +71,8 @@ def main() -> int:
     if args.out:
         results = {"model": args.model, "window": args.window, "rounds": args.rounds,
                    "calls": {f"{HUGE_PAGES}={v}": rows for v, rows in calls.items()}}
+        from ciml.research.record import script_envelope, write_record  # torch: only where a file is written
+
         record = script_envelope("benchmark.window-faults", results, "window_faults.py")
         write_record(record, args.out)
     return 0
